@@ -1,0 +1,96 @@
+//! The broker task: runs the pure [`Broker`] on its event queue.
+//!
+//! It is the single serialization point of the server: every connection's
+//! events are processed here one at a time, in the order they were queued,
+//! and each output goes straight to the writer of the connection it names.
+//! It never waits on anything but its own queue.
+
+use std::collections::BTreeMap;
+
+use futures::StreamExt;
+use futures::channel::mpsc;
+use tracing::{debug, info};
+
+use crate::broker::{Broker, CloseReason, ConnId, Input, Output};
+
+/// What the broker task sends one connection's writer.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A line to write, terminator included.
+    Line(std::sync::Arc<str>),
+    /// Nothing more will follow; close the connection for this reason.
+    Close(CloseReason),
+}
+
+/// A connection's writer queue. Unbounded as a channel, but bounded in
+/// bytes: the broker never queues more than `max_queue` unflushed bytes.
+pub(super) type Outbox = mpsc::UnboundedSender<Outbound>;
+
+/// What connections send the broker task.
+pub(super) enum ToBroker {
+    /// A new connection and the queue to its writer; becomes `Input::Opened`.
+    Open {
+        conn: ConnId,
+        outbox: Outbox,
+    },
+    Input(Input),
+}
+
+/// Sees every input the broker processes, with the outputs it produced, in
+/// processing order. The simulator records this as its witness log;
+/// production passes `()`.
+pub trait Observer: Send + 'static {
+    fn processed(&mut self, input: &Input, outputs: &[Output]);
+}
+
+impl Observer for () {
+    fn processed(&mut self, _: &Input, _: &[Output]) {}
+}
+
+/// Processes the queue until every sender is gone.
+pub(super) async fn run_broker(
+    mut broker: Broker,
+    mut queue: mpsc::Receiver<ToBroker>,
+    mut observer: impl Observer,
+) {
+    let mut outboxes: BTreeMap<ConnId, Outbox> = BTreeMap::new();
+    let mut outputs = Vec::new();
+    while let Some(event) = queue.next().await {
+        let input = match event {
+            ToBroker::Open { conn, outbox } => {
+                outboxes.insert(conn, outbox);
+                Input::Opened { conn }
+            }
+            ToBroker::Input(input) => input,
+        };
+        broker.handle(&input, &mut outputs);
+        observer.processed(&input, &outputs);
+        for output in outputs.drain(..) {
+            route(output, &mut outboxes);
+        }
+    }
+}
+
+fn route(output: Output, outboxes: &mut BTreeMap<ConnId, Outbox>) {
+    match output {
+        Output::Send { conn, line } => {
+            if let Some(outbox) = outboxes.get(&conn) {
+                // A writer that has already exited has closed its socket;
+                // its Closed report is on the way, so the line has nowhere to go.
+                let _ = outbox.unbounded_send(Outbound::Line(line));
+            }
+        }
+        Output::Close { conn, reason } => {
+            match reason {
+                CloseReason::SlowConsumer => info!(%conn, "closing slow consumer"),
+                CloseReason::DeadPeer => info!(%conn, "closing dead peer: writes stalled"),
+                CloseReason::PeerClosed | CloseReason::ShuttingDown => {
+                    debug!(%conn, ?reason, "connection closed")
+                }
+            }
+            if let Some(outbox) = outboxes.remove(&conn) {
+                let _ = outbox.unbounded_send(Outbound::Close(reason));
+            }
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! The connection shell: moves bytes between sockets and the broker.
+//!
+//! Written once, against `futures::io` traits and `futures::channel`, so the
+//! production server and the simulator run the very same code. It reports
+//! facts to the broker (opened, line read, bytes flushed, write stalled,
+//! closed) and carries out the broker's outputs; it makes no protocol
+//! decision of its own. What differs per runtime is the small [`Runtime`]
+//! seam plus the stream of accepted connections handed to [`serve`].
+//!
+//! Tasks, and the channels between them:
+//!
+//! ```text
+//!  reader ──Line/Closed──┐                       ┌──Send/Close──> writer ──bytes──> socket
+//!  reader ──Line/Closed──┼─> [bounded queue] ──> broker task ──Send/Close──> writer ──bytes──> socket
+//!  writer ─Flushed/Stall─┘                       └── ...
+//! ```
+//!
+//! The broker's queue is bounded, so a flood of input slows the readers
+//! (and through TCP, their peers) instead of growing memory. Writers' queues
+//! are bounded in bytes by the broker's own accounting (`max_queue`), so the
+//! broker task never waits on a writer and one slow reader slows nobody.
+
+mod broker_task;
+mod connection;
+mod runtime;
+mod serve;
+
+pub use broker_task::{Observer, Outbound};
+pub use runtime::Runtime;
+pub use serve::{Accepted, serve, serve_observed};

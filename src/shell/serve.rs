@@ -1,0 +1,113 @@
+//! The server's life cycle: accept connections until shutdown, then drain.
+//!
+//! Runtime-agnostic: the caller brings the runtime, the stream of accepted
+//! sockets and a future that completes when shutdown is requested. On
+//! shutdown the accept loop stops, the broker tells every connection and
+//! closes it after what it had already processed, and `serve` returns once
+//! every connection is closed or `shutdown_timeout` has passed, whichever
+//! comes first.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+
+use futures::channel::mpsc;
+use futures::io::{AsyncRead, AsyncWrite};
+use futures::{FutureExt, SinkExt, Stream, StreamExt, pin_mut, select_biased};
+use tracing::{debug, info, warn};
+
+use super::broker_task::{Observer, ToBroker, run_broker};
+use super::connection::run_connection;
+use super::runtime::Runtime;
+use crate::broker::{Broker, ConnId, Input};
+use crate::config::Config;
+
+/// How many events may wait in the broker's queue. When it is full, readers
+/// wait, and TCP flow control pushes back on their peers.
+const BROKER_QUEUE: usize = 1024;
+
+/// A socket the runtime accepted, ready to serve.
+pub struct Accepted<S> {
+    pub socket: S,
+    pub peer: SocketAddr,
+}
+
+/// Serves connections from `incoming` until `shutdown` completes or
+/// `incoming` ends, then shuts down gracefully.
+pub async fn serve<R, S, I, F>(runtime: R, config: Config, incoming: I, shutdown: F)
+where
+    R: Runtime,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    I: Stream<Item = Accepted<S>> + Unpin,
+    F: Future<Output = ()>,
+{
+    serve_observed(runtime, config, incoming, shutdown, ()).await
+}
+
+/// [`serve`], with an observer that sees every event the broker processes.
+pub async fn serve_observed<R, S, I, F, O>(
+    runtime: R,
+    config: Config,
+    mut incoming: I,
+    shutdown: F,
+    observer: O,
+) where
+    R: Runtime,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    I: Stream<Item = Accepted<S>> + Unpin,
+    F: Future<Output = ()>,
+    O: Observer,
+{
+    let (mut broker, queue) = mpsc::channel(BROKER_QUEUE);
+    runtime.spawn(run_broker(Broker::new(config.max_queue), queue, observer));
+    // Each connection task holds a clone; the receiver ends when all are gone.
+    let (connections_open, mut all_connections_closed) = mpsc::channel::<Infallible>(0);
+
+    let shutdown = shutdown.fuse();
+    pin_mut!(shutdown);
+    let mut next_conn = 1;
+    loop {
+        let accepted = select_biased! {
+            () = shutdown => break,
+            accepted = incoming.next().fuse() => accepted,
+        };
+        let Some(Accepted { socket, peer }) = accepted else {
+            warn!("listener closed");
+            break;
+        };
+        let conn = ConnId(next_conn);
+        next_conn += 1;
+        debug!(%conn, %peer, "connection accepted");
+        let connection = run_connection(
+            runtime.clone(),
+            conn,
+            socket,
+            config.max_line,
+            config.write_timeout,
+            broker.clone(),
+        );
+        let open = connections_open.clone();
+        runtime.spawn(async move {
+            connection.await;
+            drop(open);
+        });
+    }
+
+    info!("shutting down");
+    drop(incoming);
+    let drained = async move {
+        let _ = broker.send(ToBroker::Input(Input::Shutdown)).await;
+        drop(connections_open);
+        let _ = all_connections_closed.next().await;
+    }
+    .fuse();
+    let deadline = runtime.sleep(config.shutdown_timeout).fuse();
+    pin_mut!(drained, deadline);
+    select_biased! {
+        () = drained => info!("shutdown complete: every connection drained"),
+        () = deadline => warn!(
+            timeout = ?config.shutdown_timeout,
+            "shutdown timed out: closing connections that did not drain"
+        ),
+    }
+}
