@@ -307,3 +307,6 @@ impl Broker {
 fn render(error: &ErrorReply) -> Arc<str> {
     Arc::from(protocol::render_error(error))
 }
+
+#[cfg(test)]
+mod tests;

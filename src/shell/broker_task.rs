@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use futures::StreamExt;
 use futures::channel::mpsc;
+use futures::stream::{self, PollNext};
 use tracing::{debug, info};
 
 use crate::broker::{Broker, CloseReason, ConnId, Input, Output};
@@ -25,6 +26,12 @@ pub enum Outbound {
 /// A connection's writer queue. Unbounded as a channel, but bounded in
 /// bytes: the broker never queues more than `max_queue` unflushed bytes.
 pub(super) type Outbox = mpsc::UnboundedSender<Outbound>;
+
+/// Writers' reports of their progress (flushed, stalled, failed). Kept apart
+/// from the bounded queue and read before it, so the broker's account of
+/// queued bytes is not held up behind a flood of input. Bounded in practice
+/// by the queue bound: each report covers bytes the broker queued.
+pub(super) type Reports = mpsc::UnboundedSender<Input>;
 
 /// What connections send the broker task.
 pub(super) enum ToBroker {
@@ -47,15 +54,18 @@ impl Observer for () {
     fn processed(&mut self, _: &Input, _: &[Output]) {}
 }
 
-/// Processes the queue until every sender is gone.
+/// Processes events until every sender is gone, writers' reports first.
 pub(super) async fn run_broker(
     mut broker: Broker,
-    mut queue: mpsc::Receiver<ToBroker>,
+    queue: mpsc::Receiver<ToBroker>,
+    reports: mpsc::UnboundedReceiver<Input>,
     mut observer: impl Observer,
 ) {
+    let reports = reports.map(ToBroker::Input);
+    let mut events = stream::select_with_strategy(reports, queue, |_: &mut ()| PollNext::Left);
     let mut outboxes: BTreeMap<ConnId, Outbox> = BTreeMap::new();
     let mut outputs = Vec::new();
-    while let Some(event) = queue.next().await {
+    while let Some(event) = events.next().await {
         let input = match event {
             ToBroker::Open { conn, outbox } => {
                 outboxes.insert(conn, outbox);

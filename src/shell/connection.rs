@@ -15,7 +15,7 @@ use futures::future::OptionFuture;
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use futures::{FutureExt, SinkExt, StreamExt, pin_mut, select_biased};
 
-use super::broker_task::{Outbound, ToBroker};
+use super::broker_task::{Outbound, Reports, ToBroker};
 use super::runtime::Runtime;
 use crate::broker::{ConnId, Input};
 use crate::codec::LineDecoder;
@@ -28,28 +28,31 @@ const READ_CHUNK: usize = 4096;
 const IDLE_BUFFER_KEEP: usize = 16 * 1024;
 
 /// Runs one connection until the broker closes it or the socket fails.
+/// Lines go to the broker through its bounded `queue`; the writer's
+/// progress goes through `reports`, which the broker reads first.
 pub(super) async fn run_connection<R, S>(
     runtime: R,
     conn: ConnId,
     socket: S,
     max_line: usize,
     write_timeout: Duration,
-    mut broker: mpsc::Sender<ToBroker>,
+    mut queue: mpsc::Sender<ToBroker>,
+    reports: Reports,
 ) where
     R: Runtime,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (outbox, inbox) = mpsc::unbounded();
-    if broker.send(ToBroker::Open { conn, outbox }).await.is_err() {
+    if queue.send(ToBroker::Open { conn, outbox }).await.is_err() {
         return;
     }
     let (socket_reader, socket_writer) = socket.split();
-    let reading = read_frames(conn, socket_reader, max_line, broker.clone()).fuse();
+    let reading = read_frames(conn, socket_reader, max_line, queue).fuse();
     let writer = Writer {
         runtime,
         conn,
         write_timeout,
-        broker,
+        reports,
     };
     let writing = writer.run(socket_writer, inbox).fuse();
     pin_mut!(reading, writing);
@@ -69,7 +72,7 @@ async fn read_frames<S: AsyncRead + Unpin>(
     conn: ConnId,
     mut socket: S,
     max_line: usize,
-    mut broker: mpsc::Sender<ToBroker>,
+    mut queue: mpsc::Sender<ToBroker>,
 ) {
     let mut decoder = LineDecoder::new(max_line);
     let mut chunk = vec![0u8; READ_CHUNK];
@@ -90,12 +93,12 @@ async fn read_frames<S: AsyncRead + Unpin>(
         };
         for frame in frames.drain(..) {
             let line = Input::Line { conn, frame };
-            if broker.send(ToBroker::Input(line)).await.is_err() {
+            if queue.send(ToBroker::Input(line)).await.is_err() {
                 return;
             }
         }
         if end_of_stream {
-            let _ = broker.send(ToBroker::Input(Input::Closed { conn })).await;
+            let _ = queue.send(ToBroker::Input(Input::Closed { conn })).await;
             return;
         }
     }
@@ -106,7 +109,7 @@ struct Writer<R> {
     runtime: R,
     conn: ConnId,
     write_timeout: Duration,
-    broker: mpsc::Sender<ToBroker>,
+    reports: Reports,
 }
 
 /// Bytes on their way to the socket.
@@ -155,7 +158,7 @@ impl Batches {
 
 impl<R: Runtime> Writer<R> {
     async fn run<S: AsyncWrite + Unpin>(
-        mut self,
+        self,
         mut socket: S,
         mut inbox: mpsc::UnboundedReceiver<Outbound>,
     ) {
@@ -193,9 +196,23 @@ impl<R: Runtime> Writer<R> {
                 continue;
             }
             // Busy: race the write against new messages and the stall timer.
-            // Once draining, the broker has said its last word: stop listening.
+            // Progress comes first, or a steady trickle of new lines would
+            // keep the batch from ever being written. Once draining, the
+            // broker has said its last word: stop listening to it.
             let mut message = OptionFuture::from((!batches.draining).then(|| inbox.next()));
             select_biased! {
+                written = socket.write(batches.unwritten()).fuse() => match written {
+                    Ok(0) | Err(_) => {
+                        self.report(Input::Closed { conn: self.conn });
+                        return;
+                    }
+                    Ok(bytes) => {
+                        batches.written += bytes;
+                        stall_timer = self.runtime.sleep(self.write_timeout).fuse();
+                        stall_reported = false;
+                        self.report(Input::Flushed { conn: self.conn, bytes });
+                    }
+                },
                 message = message => match message.flatten() {
                     Some(message) => {
                         if batches.accept(message).is_break() {
@@ -208,18 +225,6 @@ impl<R: Runtime> Writer<R> {
                     }
                     None => return,
                 },
-                written = socket.write(batches.unwritten()).fuse() => match written {
-                    Ok(0) | Err(_) => {
-                        self.report(Input::Closed { conn: self.conn }).await;
-                        return;
-                    }
-                    Ok(bytes) => {
-                        batches.written += bytes;
-                        stall_timer = self.runtime.sleep(self.write_timeout).fuse();
-                        stall_reported = false;
-                        self.report(Input::Flushed { conn: self.conn, bytes }).await;
-                    }
-                },
                 () = stall_timer => {
                     if batches.draining {
                         // Closing anyway, and the peer still reads nothing.
@@ -227,7 +232,7 @@ impl<R: Runtime> Writer<R> {
                     }
                     if !stall_reported {
                         stall_reported = true;
-                        self.report(Input::WriteStalled { conn: self.conn }).await;
+                        self.report(Input::WriteStalled { conn: self.conn });
                     }
                 }
             }
@@ -246,8 +251,8 @@ impl<R: Runtime> Writer<R> {
         }
     }
 
-    async fn report(&mut self, input: Input) {
+    fn report(&self, input: Input) {
         // If the broker task is gone the server is exiting; nothing to tell.
-        let _ = self.broker.send(ToBroker::Input(input)).await;
+        let _ = self.reports.unbounded_send(input);
     }
 }

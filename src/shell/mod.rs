@@ -10,9 +10,9 @@
 //! Tasks, and the channels between them:
 //!
 //! ```text
-//!  reader ──Line/Closed──┐                       ┌──Send/Close──> writer ──bytes──> socket
-//!  reader ──Line/Closed──┼─> [bounded queue] ──> broker task ──Send/Close──> writer ──bytes──> socket
-//!  writer ─Flushed/Stall─┘                       └── ...
+//!  reader ──Line/Closed──┐                        ┌─Send/Close─> writer ──bytes──> socket
+//!  reader ──Line/Closed──┴─> [bounded queue] ──> broker task ─Send/Close─> writer ──> ...
+//!  writer ──Flushed/WriteStalled/Closed──> [reports, read first] ──┘
 //! ```
 //!
 //! The broker's queue is bounded, so a flood of input slows the readers

@@ -59,7 +59,9 @@ pub async fn serve_observed<R, S, I, F, O>(
     O: Observer,
 {
     let (mut broker, queue) = mpsc::channel(BROKER_QUEUE);
-    runtime.spawn(run_broker(Broker::new(config.max_queue), queue, observer));
+    let (reports, reports_received) = mpsc::unbounded();
+    let core = Broker::new(config.max_queue);
+    runtime.spawn(run_broker(core, queue, reports_received, observer));
     // Each connection task holds a clone; the receiver ends when all are gone.
     let (connections_open, mut all_connections_closed) = mpsc::channel::<Infallible>(0);
 
@@ -85,6 +87,7 @@ pub async fn serve_observed<R, S, I, F, O>(
             config.max_line,
             config.write_timeout,
             broker.clone(),
+            reports.clone(),
         );
         let open = connections_open.clone();
         runtime.spawn(async move {
@@ -95,6 +98,7 @@ pub async fn serve_observed<R, S, I, F, O>(
 
     info!("shutting down");
     drop(incoming);
+    drop(reports);
     let drained = async move {
         let _ = broker.send(ToBroker::Input(Input::Shutdown)).await;
         drop(connections_open);

@@ -1,0 +1,40 @@
+//! PROTOCOL.md "Dead peers": a socket that accepts no bytes for
+//! `--write-timeout` is closed and its name freed, even under the queue bound.
+
+use crate::flow_control::small_window_client;
+use crate::support::{Server, eventually};
+
+#[test]
+fn a_peer_whose_socket_accepts_nothing_is_closed_after_the_write_timeout() {
+    // A queue bound so large that only the write timeout can cut bob.
+    let server = Server::start(&[
+        "--write-timeout",
+        "0.5",
+        "--max-queue",
+        "268435456",
+        "--max-line",
+        "65536",
+    ]);
+    let mut bob = small_window_client(server.addr);
+    bob.send("bob");
+    bob.expect("welcome bob");
+    let mut alice = server.login("alice");
+    // Enough to fill every kernel buffer between the server and bob.
+    let text = "z".repeat(60_000);
+    for _ in 0..400 {
+        alice.send(&format!("bob: {text}"));
+    }
+    let bob_closed = eventually(400, || {
+        alice.send("bob, alice: probe");
+        let first = alice.next_line().unwrap();
+        if first == "error: no such peer: bob" {
+            alice.expect("from alice: probe");
+            return true;
+        }
+        assert_eq!(first, "from alice: probe");
+        false
+    });
+    assert!(bob_closed, "bob was never closed as a dead peer");
+    let received = bob.drain_bytes();
+    assert!(received < 400 * 60_000, "bob cannot have read everything");
+}

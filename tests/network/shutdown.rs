@@ -1,0 +1,71 @@
+//! PROTOCOL.md "Shutdown": on SIGTERM/SIGINT, deliver what was processed,
+//! tell every connection, close them, and exit 0 within the timeout.
+
+use std::time::Duration;
+
+use crate::flow_control::small_window_client;
+use crate::support::Server;
+
+const EXIT_LIMIT: Duration = Duration::from_secs(15);
+
+#[test]
+fn sigterm_drains_processed_messages_then_tells_everyone() {
+    let mut server = Server::start(&[]);
+    let mut bob = server.login("bob");
+    let mut anonymous = server.connect();
+    let mut alice = server.login("alice");
+    for i in 0..500 {
+        alice.send(&format!("bob, alice: m{i}"));
+    }
+    // alice's own copies prove every message was processed before the signal.
+    for i in 0..500 {
+        alice.expect(&format!("from alice: m{i}"));
+    }
+    server.signal("TERM");
+    for i in 0..500 {
+        bob.expect(&format!("from alice: m{i}"));
+    }
+    for client in [&mut bob, &mut alice, &mut anonymous] {
+        client.expect("error: server shutting down");
+        client.expect_closed();
+    }
+    let status = server.wait_exit(EXIT_LIMIT).expect("server exited");
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn sigint_shuts_down_the_same_way() {
+    let mut server = Server::start(&[]);
+    let mut alice = server.login("alice");
+    server.signal("INT");
+    alice.expect("error: server shutting down");
+    alice.expect_closed();
+    let status = server.wait_exit(EXIT_LIMIT).expect("server exited");
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn a_client_that_never_reads_cannot_hold_up_shutdown() {
+    let mut server = Server::start(&[
+        "--shutdown-timeout",
+        "1",
+        "--max-queue",
+        "268435456",
+        "--max-line",
+        "65536",
+    ]);
+    let mut bob = small_window_client(server.addr);
+    bob.send("bob");
+    bob.expect("welcome bob");
+    let mut alice = server.login("alice");
+    let text = "w".repeat(60_000);
+    for _ in 0..200 {
+        alice.send(&format!("bob: {text}"));
+    }
+    alice.send("alice: all sent");
+    alice.expect("from alice: all sent");
+    server.signal("TERM");
+    let status = server.wait_exit(EXIT_LIMIT).expect("server exited");
+    assert!(status.success(), "exit status {status}");
+    drop(bob);
+}

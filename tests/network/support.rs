@@ -1,0 +1,203 @@
+//! Support for the real-network tests: the built `chinwag` binary as a
+//! child process on a loopback port, and line-oriented blocking clients.
+//!
+//! Every wait is bounded: sockets have read timeouts and polls have a fixed
+//! number of attempts, so a broken server fails a test instead of hanging it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long any single read may wait before the test fails.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A `chinwag serve` process, killed when dropped.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    /// Starts the server on a free loopback port with extra flags.
+    pub fn start(flags: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chinwag"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(flags)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chinwag serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut banner = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut banner)
+            .expect("read the listening line");
+        let addr = banner
+            .trim()
+            .rsplit("listening on ")
+            .next()
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {banner:?}"));
+        Server { child, addr }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// Connects and logs in, asserting the welcome.
+    pub fn login(&self, name: &str) -> Client {
+        let mut client = self.connect();
+        client.send(name);
+        client.expect(&format!("welcome {name}"));
+        client
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits at most `limit` for the server to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// The server's peak resident memory, in KiB, from /proc.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc status")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking line client.
+pub struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        Client::from_stream(stream)
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Client {
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let writer = stream.try_clone().unwrap();
+        Client {
+            reader: BufReader::new(stream),
+            writer,
+        }
+    }
+
+    /// Sends `line` with an LF.
+    pub fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\n").as_bytes());
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("write to server");
+    }
+
+    /// The next line from the server, without its LF; `None` at end of stream.
+    pub fn next_line(&mut self) -> Option<String> {
+        let mut line = Vec::new();
+        match self.reader.read_until(b'\n', &mut line) {
+            Ok(0) => None,
+            Ok(_) => {
+                assert_eq!(line.pop(), Some(b'\n'), "unterminated line {line:?}");
+                Some(String::from_utf8(line).expect("server sent invalid UTF-8"))
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => None,
+            Err(error) => panic!("reading from server: {error}"),
+        }
+    }
+
+    /// Asserts the next line is `expected`.
+    pub fn expect(&mut self, expected: &str) {
+        assert_eq!(self.next_line().as_deref(), Some(expected));
+    }
+
+    /// Asserts the next line starts with `prefix`, and returns it.
+    pub fn expect_prefix(&mut self, prefix: &str) -> String {
+        let line = self.next_line().expect("a line, not end of stream");
+        assert!(
+            line.starts_with(prefix),
+            "{line:?} should start with {prefix:?}"
+        );
+        line
+    }
+
+    /// Asserts the server closes the connection next, after no more lines.
+    pub fn expect_closed(&mut self) {
+        assert_eq!(self.next_line(), None, "expected the server to close");
+    }
+
+    /// Closes our sending side; the server sees end of stream.
+    pub fn finish_sending(&mut self) {
+        self.writer.shutdown(Shutdown::Write).unwrap();
+    }
+
+    pub fn raw_stream(&self) -> &TcpStream {
+        &self.writer
+    }
+
+    /// Drains bytes until end of stream or reset, returning how many.
+    pub fn drain_bytes(&mut self) -> usize {
+        let mut total = 0;
+        let mut chunk = [0u8; 64 * 1024];
+        loop {
+            match self.reader.read(&mut chunk) {
+                Ok(0) => return total,
+                Ok(read) => total += read,
+                Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return total;
+                }
+                Err(error) => panic!("draining: {error}"),
+            }
+        }
+    }
+}
+
+/// Retries `attempt` until it returns true, at most `tries` times with a
+/// short pause between, for effects that land once the server processes a
+/// close it has not seen yet.
+pub fn eventually(tries: u32, mut attempt: impl FnMut() -> bool) -> bool {
+    for _ in 0..tries {
+        if attempt() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(25));
+    }
+    false
+}
