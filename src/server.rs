@@ -61,7 +61,7 @@ pub async fn run(config: Config, listener: TcpListener) -> std::io::Result<()> {
     // stdout carries this one line for scripts (port 0 picks the port);
     // logs go to stderr.
     println!("chinwag listening on {address}");
-    info!(%address, ?config, "listening on {address}");
+    info!(?config, "listening on {address}");
     shell::serve(AsyncStd, config, accepted(listener), shutdown).await;
     handle.close();
     Ok(())
