@@ -1,0 +1,102 @@
+//! chinwag-sim: the chinwag server's connection shell under a deterministic
+//! simulated network, with many clients, injected faults and a checker.
+//!
+//! One `u64` seed determines a whole run:
+//!
+//! ```text
+//! seed ──> scenario ──> simulation (turmoil: server + clients + faults) ──> records ──> checker
+//!          scenario.rs  simulation.rs, server.rs, client.rs, faults.rs      record.rs   checker.rs, model.rs
+//! ```
+//!
+//! - [`scenario`] draws the run from the seed: limits, network, client
+//!   behaviours and faults, each switched on or off per seed (swarm testing).
+//! - [`simulation`] builds turmoil's world and steps it, applying
+//!   [`faults`]. The server host ([`server`]) runs `chinwag::shell`, the
+//!   same code as production, through the turmoil [`runtime`] adapter; the
+//!   client hosts run [`client`].
+//! - [`record`] collects the broker's witness log (through the shell's
+//!   `Observer`) and every byte each client sent and received, and writes
+//!   the [`trace`] whose hash fingerprints the run.
+//! - [`checker`] replays the witness log through a reference [`model`] and
+//!   holds what every client saw against it.
+//!
+//! [`run`] does all of it for one seed; `main.rs` sweeps seeds.
+
+pub mod checker;
+pub mod client;
+pub mod faults;
+pub mod model;
+pub mod record;
+pub mod runtime;
+pub mod scenario;
+pub mod server;
+pub mod simulation;
+pub mod trace;
+
+use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
+use std::time::Duration;
+
+use checker::{Coverage, Guarantee, Violation};
+use record::Recorder;
+use scenario::Scenario;
+
+/// The result of one seed.
+pub struct Run {
+    pub scenario: Rc<Scenario>,
+    /// Every line of the trace.
+    pub trace: Vec<String>,
+    /// The FNV-1a hash of the trace: equal for equal seeds.
+    pub hash: u64,
+    /// Simulated time the run covered.
+    pub simulated: Duration,
+    /// What was checked, or the first guarantee found broken.
+    pub verdict: Result<Coverage, Violation>,
+}
+
+/// Simulates and checks one seed.
+pub fn run(seed: u64) -> Run {
+    let scenario = Rc::new(Scenario::generate(seed));
+    let recorder = Recorder::new();
+    for line in scenario.describe() {
+        recorder.note_at(Duration::ZERO, "scenario", &line);
+    }
+    // A panic outside the server's tasks (in turmoil itself, say) fails
+    // the seed like any other failure instead of ending a sweep.
+    let simulate = AssertUnwindSafe(|| simulation::simulate(&scenario, &recorder));
+    let simulated = panic::catch_unwind(simulate).unwrap_or_else(|panic| {
+        Err(format!(
+            "the simulation panicked: {}",
+            runtime::panic_message(&*panic)
+        ))
+    });
+    let records = recorder.take();
+    let last_line = records.trace.lines().len().checked_sub(1);
+    let (simulated, verdict) = match simulated {
+        Ok(simulated) => (simulated, checker::check(&scenario, &records)),
+        Err(failure) => {
+            let detail = match records.panics.first() {
+                Some(panic) => format!("{failure}: {panic}"),
+                None => failure,
+            };
+            let violation = Violation {
+                guarantee: Guarantee::Crash,
+                detail,
+                trace_index: last_line,
+            };
+            (Duration::ZERO, Err(violation))
+        }
+    };
+    Run {
+        scenario,
+        hash: records.trace.hash(),
+        trace: records.trace.lines().to_vec(),
+        simulated,
+        verdict,
+    }
+}
+
+/// The command that replays `seed` and prints its trace.
+pub fn replay_command(seed: u64) -> String {
+    format!("cargo run -p chinwag-sim --release -- --seed {seed}")
+}

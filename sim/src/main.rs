@@ -1,0 +1,168 @@
+//! The simulator's command line: sweep many seeds, or replay one.
+//!
+//! ```text
+//! cargo run -p chinwag-sim --release -- --seeds 500 --from 1000   # sweep
+//! cargo run -p chinwag-sim --release -- --seed 1234               # replay
+//! ```
+//!
+//! A sweep shows a progress bar and ends with a summary. It stops at the
+//! first seed that breaks a guarantee, prints the guarantee, the trace lines
+//! leading up to it and the command that replays the seed. A replay prints
+//! the seed's whole trace and ends with `trace-hash: <hex>`, identical on
+//! every replay of the same seed.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use chinwag_sim::checker::Violation;
+use chinwag_sim::{Run, replay_command, run};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Trace lines shown before a failure in a sweep.
+const CONTEXT_LINES: usize = 25;
+
+/// Deterministic network simulation of the chinwag server.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// Replay this one seed and print its full trace.
+    #[arg(long, conflicts_with_all = ["seeds", "from"])]
+    seed: Option<u64>,
+    /// How many seeds to sweep.
+    #[arg(long, default_value_t = 100)]
+    seeds: u64,
+    /// The first seed of the sweep.
+    #[arg(long, default_value_t = 0)]
+    from: u64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match args.seed {
+        Some(seed) => replay(seed),
+        None => sweep(args.from, args.seeds),
+    }
+}
+
+/// Runs one seed and prints everything about it.
+fn replay(seed: u64) -> ExitCode {
+    let run = run(seed);
+    for line in &run.trace {
+        println!("{line}");
+    }
+    let code = match &run.verdict {
+        Ok(coverage) => {
+            println!("PASS seed {seed}: {coverage:?}");
+            ExitCode::SUCCESS
+        }
+        Err(violation) => {
+            println!("FAIL seed {seed}: {}", violation.guarantee);
+            println!("{}", violation.detail);
+            if let Some(line) = violation.trace_index {
+                println!("(at trace line {}: {})", line + 1, run.trace[line]);
+            }
+            ExitCode::FAILURE
+        }
+    };
+    println!("trace-hash: {:016x}", run.hash);
+    code
+}
+
+/// Totals over a sweep.
+#[derive(Default)]
+struct Totals {
+    seeds: u64,
+    simulated: Duration,
+    events: usize,
+    messages: usize,
+    deliveries: usize,
+    faults: BTreeMap<&'static str, usize>,
+}
+
+impl Totals {
+    fn add(&mut self, run: &Run) {
+        self.seeds += 1;
+        self.simulated += run.simulated;
+        for fault in &run.scenario.faults {
+            *self.faults.entry(fault.kind.name()).or_default() += 1;
+        }
+        if let Ok(coverage) = &run.verdict {
+            self.events += coverage.events;
+            self.messages += coverage.messages;
+            self.deliveries += coverage.deliveries;
+        }
+    }
+}
+
+/// Runs `count` seeds from `from`, stopping at the first failure.
+fn sweep(from: u64, count: u64) -> ExitCode {
+    let bar = ProgressBar::new(count);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} seeds  {per_sec}  eta {eta}  {msg}")
+            .expect("a valid template"),
+    );
+    let started = Instant::now();
+    let mut totals = Totals::default();
+    let mut failure = None;
+    for seed in from..from.saturating_add(count) {
+        bar.set_message(format!("seed {seed}"));
+        let run = run(seed);
+        totals.add(&run);
+        bar.inc(1);
+        if run.verdict.is_err() {
+            failure = Some(run);
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    let wall = started.elapsed();
+    summarize(&totals, wall);
+    match failure {
+        None => ExitCode::SUCCESS,
+        Some(run) => {
+            if let Err(violation) = &run.verdict {
+                report(&run, violation);
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn summarize(totals: &Totals, wall: Duration) {
+    let seconds = wall.as_secs_f64().max(1e-9);
+    println!("seeds run:          {}", totals.seeds);
+    println!(
+        "simulated time:     {:.0} s",
+        totals.simulated.as_secs_f64()
+    );
+    println!("events checked:     {}", totals.events);
+    println!("messages processed: {}", totals.messages);
+    println!("deliveries checked: {}", totals.deliveries);
+    let faults: usize = totals.faults.values().sum();
+    println!("faults injected:    {faults} {:?}", totals.faults);
+    println!("wall time:          {seconds:.1} s");
+    println!("seeds per second:   {:.2}", totals.seeds as f64 / seconds);
+    println!(
+        "messages per wall second: {:.0} processed, {:.0} deliveries checked",
+        totals.messages as f64 / seconds,
+        totals.deliveries as f64 / seconds
+    );
+}
+
+fn report(run: &Run, violation: &Violation) {
+    let seed = run.scenario.seed;
+    println!();
+    println!("FAIL seed {seed}: {}", violation.guarantee);
+    println!("{}", violation.detail);
+    if let Some(at) = violation.trace_index {
+        println!();
+        println!("last events before it:");
+        for line in &run.trace[at.saturating_sub(CONTEXT_LINES)..=at] {
+            println!("  {line}");
+        }
+    }
+    println!();
+    println!("replay: {}", replay_command(seed));
+}

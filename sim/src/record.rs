@@ -1,0 +1,282 @@
+//! What a run records: the broker's witness log and what every client did.
+//!
+//! Everything the checker later judges is written here while the run goes
+//! on, by the server's observer (every event the broker processed, with its
+//! outputs, per server incarnation), by the accept loop (which peer got
+//! which connection id) and by the clients (every byte they sent and
+//! received on every connection). Each record also goes into the [`Trace`]
+//! as a line, so a failure can point at the lines before it.
+//!
+//! One [`Recorder`] is shared by all hosts. The simulation runs on one
+//! thread, but the shell demands `Send` observers, so it is an `Arc<Mutex>`.
+
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chinwag::broker::{ConnId, Input, Output};
+use chinwag::shell::Observer;
+
+use crate::trace::Trace;
+
+/// Shared handle to the records of one run.
+#[derive(Clone, Default)]
+pub struct Recorder(Arc<Mutex<Records>>);
+
+/// Everything recorded in one run.
+#[derive(Default)]
+pub struct Records {
+    pub trace: Trace,
+    /// One per server start, in order; all state is lost between them.
+    pub incarnations: Vec<Incarnation>,
+    /// Every connection any client opened, in the order they were opened.
+    pub connections: Vec<ClientConnection>,
+    /// Messages of tasks that panicked inside the server.
+    pub panics: Vec<String>,
+}
+
+/// One life of the server, from start to crash or shutdown.
+#[derive(Default)]
+pub struct Incarnation {
+    /// Peers in accept order: the shell numbers them, so `accepted[i]` is
+    /// `ConnId(i + 1)`.
+    pub accepted: Vec<SocketAddr>,
+    /// What the broker processed, in order: the witness log.
+    pub events: Vec<Processed>,
+}
+
+/// One event the broker processed and what it decided.
+pub struct Processed {
+    pub trace_index: usize,
+    pub input: Input,
+    pub outputs: Vec<Output>,
+}
+
+/// One connection as its client saw it.
+pub struct ClientConnection {
+    pub client: usize,
+    /// The client's address: the peer address the server accepted.
+    pub local: SocketAddr,
+    /// Opened in the final, fault-free phase.
+    pub final_session: bool,
+    /// Every byte the socket accepted, in order.
+    pub sent: Vec<u8>,
+    /// Every byte read, in order.
+    pub received: Vec<u8>,
+    /// For each read, the length of `received` after it and its trace line.
+    pub reads: Vec<(usize, usize)>,
+    /// How the client saw the stream end, if it did.
+    pub end: Option<End>,
+}
+
+/// How a client saw its connection end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// The server closed its side: end of stream after the last byte.
+    EndOfStream,
+    /// The read failed: the connection was reset.
+    Reset,
+}
+
+impl Recorder {
+    pub fn new() -> Self {
+        Recorder::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Records> {
+        // A panic while holding the lock already fails the run.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds a trace line stamped with the current host's simulated time.
+    pub fn note(&self, source: &str, text: &str) -> usize {
+        let time = turmoil::sim_elapsed().unwrap_or_default();
+        self.note_at(time, source, text)
+    }
+
+    /// Adds a trace line stamped with `time`, for code outside the hosts.
+    pub fn note_at(&self, time: Duration, source: &str, text: &str) -> usize {
+        self.lock().trace.push(time, source, text)
+    }
+
+    /// Starts a new server incarnation; returns its number.
+    pub fn begin_incarnation(&self) -> usize {
+        let number = {
+            let mut records = self.lock();
+            records.incarnations.push(Incarnation::default());
+            records.incarnations.len() - 1
+        };
+        self.note(&server_source(number), "start: listening");
+        number
+    }
+
+    /// The shell accepted `peer` in `incarnation`.
+    pub fn accepted(&self, incarnation: usize, peer: SocketAddr) {
+        let conn = {
+            let mut records = self.lock();
+            let accepted = &mut records.incarnations[incarnation].accepted;
+            accepted.push(peer);
+            ConnId(accepted.len() as u64)
+        };
+        self.note(
+            &server_source(incarnation),
+            &format!("accept {conn} from {peer}"),
+        );
+    }
+
+    /// An observer for the broker of `incarnation`.
+    pub fn observer(&self, incarnation: usize) -> WitnessObserver {
+        WitnessObserver {
+            recorder: self.clone(),
+            incarnation,
+        }
+    }
+
+    /// A client opened a connection from `local`; returns its index.
+    pub fn connected(&self, client: usize, local: SocketAddr, final_session: bool) -> usize {
+        let index = {
+            let mut records = self.lock();
+            records.connections.push(ClientConnection {
+                client,
+                local,
+                final_session,
+                sent: Vec::new(),
+                received: Vec::new(),
+                reads: Vec::new(),
+                end: None,
+            });
+            records.connections.len() - 1
+        };
+        let phase = if final_session {
+            " (final session)"
+        } else {
+            ""
+        };
+        self.note(
+            &client_source(client),
+            &format!("connected k{index} from {local}{phase}"),
+        );
+        index
+    }
+
+    /// The client's socket accepted `bytes` on connection `index`.
+    pub fn sent(&self, index: usize, bytes: &[u8]) {
+        let client = {
+            let mut records = self.lock();
+            let connection = &mut records.connections[index];
+            connection.sent.extend_from_slice(bytes);
+            connection.client
+        };
+        let text = format!("k{index} send {}", show(bytes));
+        self.note(&client_source(client), &text);
+    }
+
+    /// The client read `bytes` on connection `index`.
+    pub fn received(&self, index: usize, bytes: &[u8]) {
+        let time = turmoil::sim_elapsed().unwrap_or_default();
+        let mut records = self.lock();
+        let client = records.connections[index].client;
+        let text = format!("k{index} recv {}", show(bytes));
+        let line = records.trace.push(time, &client_source(client), &text);
+        let connection = &mut records.connections[index];
+        connection.received.extend_from_slice(bytes);
+        connection.reads.push((connection.received.len(), line));
+    }
+
+    /// The client saw connection `index` end.
+    pub fn ended(&self, index: usize, end: End) {
+        let client = {
+            let mut records = self.lock();
+            let connection = &mut records.connections[index];
+            connection.end = Some(end);
+            connection.client
+        };
+        self.note(&client_source(client), &format!("k{index} {end:?}"));
+    }
+
+    /// A server task panicked.
+    pub fn panicked(&self, message: &str) {
+        self.note("server", &format!("PANIC: {message}"));
+        self.lock().panics.push(message.to_string());
+    }
+
+    /// Whether a server task has panicked.
+    pub fn has_panicked(&self) -> bool {
+        !self.lock().panics.is_empty()
+    }
+
+    /// Takes the records out, leaving empty ones.
+    pub fn take(&self) -> Records {
+        std::mem::take(&mut *self.lock())
+    }
+}
+
+/// Records every event one incarnation's broker processes.
+pub struct WitnessObserver {
+    recorder: Recorder,
+    incarnation: usize,
+}
+
+impl Observer for WitnessObserver {
+    fn processed(&mut self, input: &Input, outputs: &[Output]) {
+        let time = turmoil::sim_elapsed().unwrap_or_default();
+        let mut records = self.recorder.lock();
+        let number = records.incarnations[self.incarnation].events.len();
+        let text = format!("#{number} {}", describe(input, outputs));
+        let trace_index = records
+            .trace
+            .push(time, &server_source(self.incarnation), &text);
+        records.incarnations[self.incarnation]
+            .events
+            .push(Processed {
+                trace_index,
+                input: input.clone(),
+                outputs: outputs.to_vec(),
+            });
+    }
+}
+
+/// The trace's name for server incarnation `number`.
+pub fn server_source(number: usize) -> String {
+    format!("server#{number}")
+}
+
+/// The trace's name for client `index`.
+pub fn client_source(index: usize) -> String {
+    format!("client{index}")
+}
+
+/// Bytes as a quoted string when they are UTF-8, else escaped byte by byte.
+fn show(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => format!("{text:?}"),
+        Err(_) => format!("b\"{}\"", bytes.escape_ascii()),
+    }
+}
+
+/// A compact rendering of one broker step, e.g.
+/// `c3 line "bob: hi" -> c4 "from ann: hi\n"`.
+pub fn describe(input: &Input, outputs: &[Output]) -> String {
+    let mut text = match input {
+        Input::Opened { conn } => format!("{conn} opened"),
+        Input::Line { conn, frame } => match frame {
+            Ok(line) => format!("{conn} line {line:?}"),
+            Err(error) => format!("{conn} line refused: {error}"),
+        },
+        Input::Flushed { conn, bytes } => format!("{conn} flushed {bytes}"),
+        Input::WriteStalled { conn } => format!("{conn} write stalled"),
+        Input::Closed { conn } => format!("{conn} closed"),
+        Input::Shutdown => "shutdown".to_string(),
+    };
+    for (i, output) in outputs.iter().enumerate() {
+        text.push_str(if i == 0 { " -> " } else { ", " });
+        let _ = match output {
+            Output::Send { conn, line } => write!(text, "{conn} {line:?}"),
+            Output::Close { conn, reason } => write!(text, "{conn} close {reason:?}"),
+        };
+    }
+    text
+}

@@ -1,0 +1,89 @@
+//! The turmoil adapter for the shell's runtime seam.
+//!
+//! The shell (`chinwag::shell`) needs three things from a runtime: spawn,
+//! sleep and a stream of accepted sockets. Inside a turmoil host they come
+//! from the host's own tokio runtime, whose clock is paused and advanced by
+//! turmoil: `tokio::task::spawn` runs a task on the host (so a host crash
+//! drops it), `tokio::time::sleep` waits simulated time, and turmoil's
+//! simulated `TcpStream`s become `futures::io` sockets through tokio-util's
+//! `compat` adapters. Nothing here touches async-std or the real clock.
+//!
+//! A task that panics (a failed `debug_assert!` in the broker, say) would
+//! otherwise die quietly inside tokio and leave the server hanging; the
+//! adapter catches the panic and records it, and the run fails with it.
+
+use std::any::Any;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use chinwag::shell::{Accepted, Runtime};
+use futures::future::BoxFuture;
+use futures::{FutureExt, Stream};
+use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
+use turmoil::net::{TcpListener, TcpStream};
+
+use crate::record::Recorder;
+
+/// The shell's runtime inside a turmoil host.
+#[derive(Clone)]
+pub struct Turmoil {
+    recorder: Recorder,
+}
+
+impl Turmoil {
+    /// A runtime that reports panicking tasks to `recorder`.
+    pub fn new(recorder: Recorder) -> Self {
+        Turmoil { recorder }
+    }
+}
+
+impl Runtime for Turmoil {
+    fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let recorder = self.recorder.clone();
+        tokio::task::spawn(async move {
+            if let Err(panic) = AssertUnwindSafe(task).catch_unwind().await {
+                recorder.panicked(panic_message(&*panic));
+            }
+        });
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep(duration))
+    }
+}
+
+/// The message a panic was raised with.
+pub fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message")
+}
+
+/// A socket as the shell sees it.
+pub type Socket = Compat<TcpStream>;
+
+/// The listener as the stream of accepted sockets the shell serves. Each
+/// peer address is reported to `on_accept` as it is accepted, which is the
+/// order the shell numbers connections in.
+pub fn accepted(
+    listener: TcpListener,
+    on_accept: impl FnMut(SocketAddr) + 'static,
+) -> impl Stream<Item = Accepted<Socket>> + Unpin {
+    Box::pin(futures::stream::unfold(
+        (listener, on_accept),
+        |(listener, mut on_accept)| async move {
+            // turmoil's accept fails only when the host is going away.
+            let (socket, peer) = listener.accept().await.ok()?;
+            on_accept(peer);
+            let socket = socket.compat();
+            Some((Accepted { socket, peer }, (listener, on_accept)))
+        },
+    ))
+}

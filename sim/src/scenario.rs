@@ -1,0 +1,297 @@
+//! The scenario: everything about one run, drawn from one `u64` seed.
+//!
+//! This is swarm testing: besides drawing the usual random choices, each
+//! seed switches whole behaviours and faults on or off and picks their
+//! rates, so one seed hammers oversized lines and partitions while another
+//! runs clean logins with a server crash. The scenario is plain data; the
+//! clients ([`crate::client`]) and the driver ([`crate::simulation`]) act it
+//! out, drawing their moment-to-moment choices from RNGs seeded here.
+//!
+//! A run has three phases on the simulated clock:
+//!
+//! ```text
+//! 0 ──faults and client churn──> quiet_at ──grace──> final_at ──send──> send_until
+//!        ──> shutdown_at (graceful server shutdown) ──> end_at
+//! ```
+//!
+//! Until `quiet_at` clients come and go and faults strike. At `quiet_at`
+//! every fault is healed; from `final_at` each client holds one last session
+//! that must see everything sent to it (liveness), and at `shutdown_at` the
+//! server shuts down gracefully, which every final session must see end
+//! cleanly.
+
+use std::time::Duration;
+
+use chinwag::config::Config;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::faults::{self, Fault};
+
+/// The simulated server's host name.
+pub const SERVER_HOST: &str = "server";
+/// The port the server listens on.
+pub const PORT: u16 = 7000;
+
+/// The host name of client `index`.
+pub fn client_host(index: usize) -> String {
+    format!("client{index}")
+}
+
+/// The login name client `index` uses in its final session. No other
+/// session uses it, so the final sessions never collide.
+pub fn final_name(index: usize) -> String {
+    format!("z{index}")
+}
+
+/// Names the clients log in with before the final phase. When there are
+/// fewer names in the pool than clients, logins collide.
+const NAME_POOL: [&str; 16] = [
+    "ann", "bob", "cyd", "dee", "eve", "fay", "gus", "hal", "ivy", "jo", "kai", "lu", "mo", "ned",
+    "zoë", "名前",
+];
+/// Valid names that nobody ever logs in with.
+pub const OFFLINE_NAMES: [&str; 2] = ["nobody", "ghost.1"];
+
+/// The most clients a scenario has.
+pub const MAX_CLIENTS: usize = 8;
+
+/// The smallest TCP capacity drawn: small, so slow readers fill it, but
+/// above the listener backlog the clients can build up. A client has one
+/// connection attempt pending at a time (its connect timeout outlasts any
+/// hold), plus the odd attempt abandoned by a crash during a hold.
+pub const MIN_TCP_CAPACITY: usize = MAX_CLIENTS + 4;
+
+/// How long a session that is still running when the faults stop has to
+/// finish before it is cut off.
+pub const SESSION_GRACE: Duration = Duration::from_secs(5);
+
+/// One run, fully determined by its seed.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub seed: u64,
+    /// The server's limits: small, so that they are reached.
+    pub config: Config,
+    pub network: Network,
+    pub clients: usize,
+    /// Seeds for each client's own RNG, one per client.
+    pub client_seeds: Vec<u64>,
+    pub behaviour: Behaviour,
+    /// The login names of the churn phase.
+    pub names: Vec<String>,
+    pub faults: Vec<Fault>,
+    pub phases: Phases,
+}
+
+/// The simulated network's baseline, before faults.
+#[derive(Clone, Debug)]
+pub struct Network {
+    /// Simulated time per turmoil step.
+    pub tick: Duration,
+    pub min_latency: Duration,
+    pub max_latency: Duration,
+    /// Segments a TCP stream may have unread before writes wait. turmoil
+    /// uses the same number as the listener's backlog, and panics when
+    /// connection attempts overflow it; see [`MIN_TCP_CAPACITY`].
+    pub tcp_capacity: usize,
+    /// Whether turmoil runs the hosts in a random order each step.
+    pub random_order: bool,
+    /// Seed for turmoil's own RNG (latencies, random order, link failures).
+    pub turmoil_seed: u64,
+}
+
+/// The simulated clock's milestones; see the module documentation.
+#[derive(Clone, Debug)]
+pub struct Phases {
+    pub quiet_at: Duration,
+    pub final_at: Duration,
+    pub send_until: Duration,
+    pub shutdown_at: Duration,
+    pub end_at: Duration,
+}
+
+/// What clients do, as probabilities. Zero means the behaviour is switched
+/// off for this seed.
+#[derive(Clone, Debug)]
+pub struct Behaviour {
+    /// Per session: try an invalid login name first.
+    pub invalid_login: f64,
+    /// Per message: the sender lists itself.
+    pub self_message: f64,
+    /// Per message: a destination nobody holds.
+    pub offline_dest: f64,
+    /// Per message: one destination listed twice.
+    pub duplicate_dest: f64,
+    /// Per action: a line the grammar refuses.
+    pub malformed: f64,
+    /// Per action: a line longer than `max_line`.
+    pub oversized: f64,
+    /// Per action: a line that is not UTF-8.
+    pub invalid_utf8: f64,
+    /// Per action: a blank line.
+    pub blank: f64,
+    /// Per action: several messages in one write.
+    pub burst: f64,
+    /// Per action: many messages to one name in one write.
+    pub flood: f64,
+    /// Per write: split it in two with a pause between.
+    pub split_write: f64,
+    /// Per line: end it with CR LF.
+    pub crlf: f64,
+    /// Per session: read in small pieces with pauses.
+    pub slow_reader: f64,
+    /// Per session: stop reading after login.
+    pub stalled_reader: f64,
+    /// Per session: drop the connection instead of closing it.
+    pub abrupt_close: f64,
+    /// Most filler characters after a message's id.
+    pub max_padding: usize,
+    /// Most actions in one session.
+    pub max_actions: u32,
+    /// Longest pause between two actions.
+    pub max_pause: Duration,
+    /// Longest a session stays connected after its last action.
+    pub max_linger: Duration,
+}
+
+impl Scenario {
+    /// Draws the scenario for `seed`.
+    pub fn generate(seed: u64) -> Scenario {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let config = Config {
+            max_line: rng.random_range(96..=256),
+            max_queue: rng.random_range(512..=8192),
+            write_timeout: Duration::from_millis(rng.random_range(1000..=5000)),
+            shutdown_timeout: Duration::from_millis(rng.random_range(1000..=3000)),
+        };
+        let min_latency = Duration::from_millis(rng.random_range(0..=5));
+        let network = Network {
+            // Fine ticks interleave more finely but cost more steps per second.
+            tick: Duration::from_millis([1, 2, 5, 5, 10, 10][rng.random_range(0..6)]),
+            min_latency,
+            max_latency: min_latency + Duration::from_millis(rng.random_range(1..=150)),
+            tcp_capacity: [MIN_TCP_CAPACITY, 16, 32, 64][rng.random_range(0..4)],
+            random_order: rng.random_bool(0.5),
+            turmoil_seed: rng.random(),
+        };
+        let clients = rng.random_range(2..=MAX_CLIENTS);
+        let client_seeds = (0..clients).map(|_| rng.random()).collect();
+        let behaviour = Behaviour::generate(&mut rng, config.max_line);
+        let pool = rng.random_range((clients / 2).max(1)..=(2 * clients).min(NAME_POOL.len()));
+        let mut names: Vec<String> = NAME_POOL.iter().map(|name| name.to_string()).collect();
+        for i in (1..names.len()).rev() {
+            names.swap(i, rng.random_range(0..=i));
+        }
+        names.truncate(pool);
+
+        let quiet_at = Duration::from_secs(rng.random_range(15..=35));
+        let final_at = quiet_at + SESSION_GRACE + Duration::from_secs(1);
+        let send_until = final_at + Duration::from_secs(6);
+        let shutdown_at = send_until + Duration::from_secs(3);
+        let end_at = shutdown_at + config.shutdown_timeout + Duration::from_secs(2);
+        let phases = Phases {
+            quiet_at,
+            final_at,
+            send_until,
+            shutdown_at,
+            end_at,
+        };
+        let faults = faults::generate(&mut rng, clients, quiet_at);
+        Scenario {
+            seed,
+            config,
+            network,
+            clients,
+            client_seeds,
+            behaviour,
+            names,
+            faults,
+            phases,
+        }
+    }
+
+    /// A multi-line summary for the head of the trace.
+    pub fn describe(&self) -> Vec<String> {
+        let network = &self.network;
+        let mut lines = vec![
+            format!("seed {} with {} clients", self.seed, self.clients),
+            format!("config {:?}", self.config),
+            format!(
+                "network tick {:?} latency {:?}..{:?} tcp capacity {} random order {}",
+                network.tick,
+                network.min_latency,
+                network.max_latency,
+                network.tcp_capacity,
+                network.random_order
+            ),
+            format!("names {:?}", self.names),
+            format!("behaviour {:?}", self.behaviour),
+            format!("phases {:?}", self.phases),
+        ];
+        lines.extend(self.faults.iter().map(|fault| format!("planned {fault}")));
+        lines
+    }
+}
+
+impl Behaviour {
+    fn generate(rng: &mut ChaCha8Rng, max_line: usize) -> Behaviour {
+        Behaviour {
+            invalid_login: swarm(rng, 0.1, 0.5),
+            self_message: swarm(rng, 0.1, 0.4),
+            offline_dest: swarm(rng, 0.05, 0.3),
+            duplicate_dest: swarm(rng, 0.05, 0.3),
+            malformed: swarm(rng, 0.02, 0.15),
+            oversized: swarm(rng, 0.02, 0.1),
+            invalid_utf8: swarm(rng, 0.02, 0.1),
+            blank: swarm(rng, 0.02, 0.1),
+            burst: swarm(rng, 0.05, 0.3),
+            flood: swarm(rng, 0.02, 0.1),
+            split_write: swarm(rng, 0.05, 0.3),
+            crlf: swarm(rng, 0.1, 0.5),
+            slow_reader: swarm(rng, 0.1, 0.5),
+            stalled_reader: swarm(rng, 0.05, 0.3),
+            abrupt_close: swarm(rng, 0.1, 0.5),
+            max_padding: rng.random_range(0..=max_line / 2),
+            max_actions: rng.random_range(3..=30),
+            max_pause: Duration::from_millis(rng.random_range(10..=800)),
+            max_linger: Duration::from_millis(rng.random_range(0..=8000)),
+        }
+    }
+}
+
+/// Half the seeds switch a behaviour off; the others pick its rate.
+fn swarm(rng: &mut ChaCha8Rng, low: f64, high: f64) -> f64 {
+    if rng.random_bool(0.5) {
+        rng.random_range(low..=high)
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_draws_the_same_scenario() {
+        let one = Scenario::generate(7).describe();
+        assert_eq!(one, Scenario::generate(7).describe());
+        assert_ne!(one, Scenario::generate(8).describe());
+    }
+
+    #[test]
+    fn phases_are_in_order_and_faults_end_before_quiet() {
+        for seed in 0..200 {
+            let scenario = Scenario::generate(seed);
+            let phases = &scenario.phases;
+            assert!(phases.quiet_at < phases.final_at);
+            assert!(phases.final_at < phases.send_until);
+            assert!(phases.send_until < phases.shutdown_at);
+            assert!(phases.shutdown_at < phases.end_at);
+            for fault in &scenario.faults {
+                assert!(fault.ends_at() <= phases.quiet_at, "seed {seed}: {fault}");
+            }
+            assert!(!scenario.names.is_empty());
+        }
+    }
+}

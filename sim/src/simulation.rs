@@ -1,0 +1,71 @@
+//! The driver: builds the simulated world for a scenario and runs it.
+//!
+//! One turmoil `Sim`, seeded from the scenario, with a server host and one
+//! host per client. The driver steps it tick by tick on the simulated clock
+//! until the scenario's end, carrying out the fault timeline between steps.
+//! Everything runs on this one thread; nothing reads the real clock.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::client::{Client, ClientState};
+use crate::faults;
+use crate::record::Recorder;
+use crate::scenario::{SERVER_HOST, Scenario, client_host};
+use crate::server::{self, ShutdownSwitch};
+
+/// A fixed start for the simulated wall clock, so nothing depends on today.
+const EPOCH: Duration = Duration::from_secs(1_700_000_000);
+
+/// Runs `scenario` to its end, recording into `recorder`; returns the
+/// simulated time run. Fails if a host's software fails or a server task
+/// panics.
+pub fn simulate(scenario: &Rc<Scenario>, recorder: &Recorder) -> Result<Duration, String> {
+    let network = &scenario.network;
+    let mut builder = turmoil::Builder::new();
+    builder
+        .rng_seed(network.turmoil_seed)
+        .epoch(UNIX_EPOCH + EPOCH)
+        .tick_duration(network.tick)
+        .min_message_latency(network.min_latency)
+        .max_message_latency(network.max_latency)
+        .tcp_capacity(network.tcp_capacity);
+    if network.random_order {
+        builder.enable_random_order();
+    }
+    let mut sim = builder.build();
+
+    let switch = ShutdownSwitch::default();
+    {
+        let (config, recorder, switch) = (scenario.config, recorder.clone(), switch.clone());
+        sim.host(SERVER_HOST, move || {
+            server::run(config, recorder.clone(), switch.clone())
+        });
+    }
+    for index in 0..scenario.clients {
+        let state = Rc::new(RefCell::new(ClientState::new(scenario.client_seeds[index])));
+        let (scenario, recorder) = (scenario.clone(), recorder.clone());
+        sim.host(client_host(index), move || {
+            Client::new(index, scenario.clone(), state.clone(), recorder.clone()).run()
+        });
+    }
+
+    let actions = faults::timeline(scenario);
+    let mut next = 0;
+    while sim.elapsed() < scenario.phases.end_at {
+        while let Some((at, action)) = actions.get(next)
+            && *at <= sim.elapsed()
+        {
+            let done = faults::apply(&mut sim, action, network, scenario.clients, &switch);
+            recorder.note_at(sim.elapsed(), "driver", &done);
+            next += 1;
+        }
+        sim.step()
+            .map_err(|error| format!("host software failed: {error}"))?;
+        if recorder.has_panicked() {
+            return Err("a server task panicked".to_string());
+        }
+    }
+    Ok(sim.elapsed())
+}
