@@ -9,12 +9,18 @@
 //! It owns who is logged in (by connection id; names are only a lookup
 //! table) and how many bytes are queued for each connection, so slow
 //! consumers and dead peers are decided here, from facts the shell reports.
-//! It does no I/O, reads no clock, draws no random numbers and iterates only
-//! ordered maps, so the same inputs always give the same outputs: that is
-//! what lets property tests and the simulator check it.
+//! It does no I/O, reads no clock and draws no random numbers, so the same
+//! inputs always give the same outputs: that is what lets property tests
+//! and the simulator check it. Its maps are hash maps for speed (every
+//! message looks up each destination's name and connection), hashed with a
+//! fixed seed rather than a random one, and the one place that walks a map
+//! to produce outputs (shutdown) sorts first, so no hash order ever reaches
+//! an output.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use foldhash::fast::FixedState;
 
 use crate::codec::Frame;
 use crate::protocol::{self, ErrorReply};
@@ -90,13 +96,17 @@ struct Connection {
     queued: usize,
 }
 
+/// foldhash with a fixed seed: fast on short names and deterministic (no OS
+/// randomness, unlike std's `RandomState`).
+type FixedHash = FixedState;
+
 /// The chat broker. See the module documentation.
 #[derive(Debug)]
 pub struct Broker {
     max_queue: usize,
-    connections: BTreeMap<ConnId, Connection>,
+    connections: HashMap<ConnId, Connection, FixedHash>,
     /// Who holds each name. Always the inverse of `Connection::name`.
-    holders: BTreeMap<Arc<str>, ConnId>,
+    holders: HashMap<Arc<str>, ConnId, FixedHash>,
     shutting_down: bool,
 }
 
@@ -107,8 +117,8 @@ impl Broker {
         assert!(max_queue >= 1, "max_queue must be at least 1");
         Broker {
             max_queue,
-            connections: BTreeMap::new(),
-            holders: BTreeMap::new(),
+            connections: HashMap::default(),
+            holders: HashMap::default(),
             shutting_down: false,
         }
     }
@@ -150,18 +160,18 @@ impl Broker {
             !self.connections.contains_key(&conn),
             "the shell reused connection id {conn}"
         );
+        self.connections.insert(
+            conn,
+            Connection {
+                name: None,
+                queued: 0,
+            },
+        );
         if self.shutting_down {
-            // Accepted just before the listener stopped: tell it, then close.
-            let line = render(&ErrorReply::ShuttingDown);
-            out.push(Output::Send { conn, line });
-            let reason = CloseReason::ShuttingDown;
-            out.push(Output::Close { conn, reason });
-            return;
+            // Accepted just before the listener stopped: told and closed
+            // like every other connection, under the same queue bound.
+            self.say_goodbye(conn, out);
         }
-        self.connections.entry(conn).or_insert(Connection {
-            name: None,
-            queued: 0,
-        });
     }
 
     fn line(&mut self, conn: ConnId, frame: &Frame, out: &mut Vec<Output>) {
@@ -230,13 +240,20 @@ impl Broker {
 
     fn shutdown(&mut self, out: &mut Vec<Output>) {
         self.shutting_down = true;
-        let notice = render(&ErrorReply::ShuttingDown);
-        let open: Vec<ConnId> = self.connections.keys().copied().collect();
+        // In connection id order: hash order must not reach the outputs.
+        let mut open: Vec<ConnId> = self.connections.keys().copied().collect();
+        open.sort_unstable();
         for conn in open {
-            self.enqueue(conn, notice.clone(), out);
-            // enqueue may already have cut it as a slow consumer.
-            self.close(conn, CloseReason::ShuttingDown, out);
+            self.say_goodbye(conn, out);
         }
+    }
+
+    /// Tells `conn` the server is shutting down and closes it after what is
+    /// queued, or cuts it if even the notice does not fit in its queue.
+    fn say_goodbye(&mut self, conn: ConnId, out: &mut Vec<Output>) {
+        self.enqueue(conn, render(&ErrorReply::ShuttingDown), out);
+        // enqueue may already have cut it as a slow consumer.
+        self.close(conn, CloseReason::ShuttingDown, out);
     }
 
     fn reply_error(&mut self, conn: ConnId, error: &ErrorReply, out: &mut Vec<Output>) {

@@ -161,8 +161,10 @@ impl LineDecoder {
     }
 }
 
+/// The position of the first LF. memchr scans a word or a vector register
+/// at a time, several times faster than a byte loop on chat-sized lines.
 fn memchr_lf(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == b'\n')
+    memchr::memchr(b'\n', bytes)
 }
 
 #[cfg(test)]

@@ -1,4 +1,7 @@
-//! The `chinwag` command line: `serve` runs the server, `connect` the client.
+//! The `chinwag` command line: `serve` runs the server, `connect` the client,
+//! `bench` the load generator.
+
+mod bench;
 
 use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -38,6 +41,9 @@ enum Command {
         #[arg(value_name = "ADDR", default_value = "127.0.0.1:8080", value_parser = parse_address)]
         address: SocketAddr,
     },
+    /// Load a server over loopback with a scenario, verify every delivery,
+    /// and print throughput, latency, server CPU and memory.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -73,6 +79,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Connect { address } => connect(address),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

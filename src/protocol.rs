@@ -5,7 +5,10 @@
 //! Nothing here knows about connections or who is online; the broker makes
 //! those decisions with what these functions return.
 
+use std::collections::HashSet;
 use std::fmt;
+
+use foldhash::fast::FixedState;
 
 use crate::codec::FrameError;
 
@@ -70,16 +73,38 @@ pub fn parse_message(line: &str) -> Result<Message<'_>, MessageError> {
         if !is_valid_name(dest) {
             return Err(MessageError::InvalidDestination);
         }
-        // Lists are short (a line holds at most max_line bytes), and a
-        // linear scan keeps first-listed order without hashing.
-        if !destinations.contains(&dest) {
-            destinations.push(dest);
-        }
+        destinations.push(dest);
     }
+    dedupe_in_order(&mut destinations);
     Ok(Message {
         destinations,
         text: text.trim(),
     })
+}
+
+/// Lists up to this long are deduplicated by scanning: cheaper than hashing
+/// for the few names a chat line usually lists.
+const SCAN_DEDUPE_MAX: usize = 8;
+
+/// Keeps the first occurrence of each name, in listed order. A line may
+/// list thousands of names, so long lists use a set: a scan per name would
+/// let one line cost millions of comparisons.
+fn dedupe_in_order(names: &mut Vec<&str>) {
+    if names.len() <= SCAN_DEDUPE_MAX {
+        let mut kept = 0;
+        for i in 0..names.len() {
+            if !names[..kept].contains(&names[i]) {
+                names[kept] = names[i];
+                kept += 1;
+            }
+        }
+        names.truncate(kept);
+    } else {
+        // Only membership is asked of the set, so its hash order never
+        // reaches an output; the fixed seed keeps even timing repeatable.
+        let mut seen = HashSet::with_capacity_and_hasher(names.len(), FixedState::default());
+        names.retain(|name| seen.insert(*name));
+    }
 }
 
 /// Every reason the server refuses something or closes a connection; each
@@ -184,6 +209,15 @@ mod tests {
     fn duplicate_destinations_count_once_in_first_listed_order() {
         let message = parse_message("carol, bob, carol ,bob: x").unwrap();
         assert_eq!(message.destinations, ["carol", "bob"]);
+    }
+
+    #[test]
+    fn long_destination_lists_are_deduplicated_in_first_listed_order() {
+        let names: Vec<String> = (0..40).map(|i| format!("n{}", i % 13)).collect();
+        let line = format!("{}: x", names.join(", "));
+        let message = parse_message(&line).unwrap();
+        let expected: Vec<String> = (0..13).map(|i| format!("n{i}")).collect();
+        assert_eq!(message.destinations, expected);
     }
 
     #[test]

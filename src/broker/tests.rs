@@ -326,6 +326,16 @@ fn a_connection_opened_during_shutdown_is_told_and_closed() {
 }
 
 #[test]
+fn a_connection_opened_during_shutdown_is_held_to_the_queue_bound_too() {
+    let mut h = Harness::new("error: server shutting down\n".len() - 1);
+    h.input(Input::Shutdown);
+    assert_eq!(
+        h.input(Input::Opened { conn: ALICE }),
+        ["c1 closed: SlowConsumer"]
+    );
+}
+
+#[test]
 fn a_full_queue_at_shutdown_is_cut_instead_of_told() {
     let line_len = "from alice: hi\n".len();
     let notice_len = "error: server shutting down\n".len();

@@ -4,8 +4,15 @@
 //! events are processed here one at a time, in the order they were queued,
 //! and each output goes straight to the writer of the connection it names.
 //! It never waits on anything but its own queue.
+//!
+//! Being the one serial step, its cost per event bounds the whole server's
+//! throughput, so the hot path avoids what it can: a reader queues the
+//! lines of one read together as one event (a few dozen at most), and
+//! outboxes are found by hash.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+
+use foldhash::fast::FixedState;
 
 use futures::StreamExt;
 use futures::channel::mpsc;
@@ -13,6 +20,7 @@ use futures::stream::{self, PollNext};
 use tracing::{debug, info};
 
 use crate::broker::{Broker, CloseReason, ConnId, Input, Output};
+use crate::codec::Frame;
 
 /// What the broker task sends one connection's writer.
 #[derive(Debug)]
@@ -40,8 +48,20 @@ pub(super) enum ToBroker {
         conn: ConnId,
         outbox: Outbox,
     },
+    /// Frames of one read, in order; each becomes `Input::Line`. One queue
+    /// message for several lines instead of one per line: under load a read
+    /// holds many lines, and each queue message costs a wake-up. The reader
+    /// caps how many go into one event (see `connection.rs`).
+    Lines {
+        conn: ConnId,
+        frames: Vec<Frame>,
+    },
     Input(Input),
 }
+
+/// Writers by connection. Only ever looked up, never iterated, so hash order
+/// cannot reach an output; the fixed seed keeps runs identical anyway.
+type Outboxes = HashMap<ConnId, Outbox, FixedState>;
 
 /// Sees every input the broker processes, with the outputs it produced, in
 /// processing order. The simulator records this as its witness log;
@@ -63,25 +83,32 @@ pub(super) async fn run_broker(
 ) {
     let reports = reports.map(ToBroker::Input);
     let mut events = stream::select_with_strategy(reports, queue, |_: &mut ()| PollNext::Left);
-    let mut outboxes: BTreeMap<ConnId, Outbox> = BTreeMap::new();
+    let mut outboxes = Outboxes::default();
     let mut outputs = Vec::new();
-    while let Some(event) = events.next().await {
-        let input = match event {
-            ToBroker::Open { conn, outbox } => {
-                outboxes.insert(conn, outbox);
-                Input::Opened { conn }
-            }
-            ToBroker::Input(input) => input,
-        };
+    let mut process = |input: Input, outboxes: &mut Outboxes| {
         broker.handle(&input, &mut outputs);
         observer.processed(&input, &outputs);
         for output in outputs.drain(..) {
-            route(output, &mut outboxes);
+            route(output, outboxes);
+        }
+    };
+    while let Some(event) = events.next().await {
+        match event {
+            ToBroker::Open { conn, outbox } => {
+                outboxes.insert(conn, outbox);
+                process(Input::Opened { conn }, &mut outboxes);
+            }
+            ToBroker::Lines { conn, frames } => {
+                for frame in frames {
+                    process(Input::Line { conn, frame }, &mut outboxes);
+                }
+            }
+            ToBroker::Input(input) => process(input, &mut outboxes),
         }
     }
 }
 
-fn route(output: Output, outboxes: &mut BTreeMap<ConnId, Outbox>) {
+fn route(output: Output, outboxes: &mut Outboxes) {
     match output {
         Output::Send { conn, line } => {
             if let Some(outbox) = outboxes.get(&conn) {

@@ -22,8 +22,9 @@ use super::runtime::Runtime;
 use crate::broker::{Broker, ConnId, Input};
 use crate::config::Config;
 
-/// How many events may wait in the broker's queue. When it is full, readers
-/// wait, and TCP flow control pushes back on their peers.
+/// How many events may wait in the broker's queue (each event is one read's
+/// worth of lines, at most about 1 KiB plus one long line). When it is full,
+/// readers wait, and TCP flow control pushes back on their peers.
 const BROKER_QUEUE: usize = 1024;
 
 /// A socket the runtime accepted, ready to serve.

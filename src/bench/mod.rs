@@ -1,0 +1,168 @@
+//! `chinwag bench`: a load generator that verifies while it measures.
+//!
+//! It speaks the protocol over loopback to a running server (`--addr`), or
+//! to one it spawns itself (`--spawn`), and runs one scenario:
+//!
+//! | scenario | what it does | what it checks |
+//! | --- | --- | --- |
+//! | `dm` | C clients each send M messages to K seeded-random names | every delivery arrives once, in per-sender order, correctly attributed |
+//! | `fanout` | S senders each send M messages to all C clients | the same |
+//! | `slow` | one client never reads while others flood it; a healthy pair pings | the slow client is cut; the pair's messages all arrive in order |
+//! | `idle` | C logged-in connections held open | every login is welcomed and the server still delivers |
+//!
+//! Each run prints a summary table and then one JSON line with the same
+//! figures, and exits non-zero if verification failed. Server CPU time and
+//! memory come from `/proc/<pid>` when the server's pid is known
+//! (`--server-pid`, or implied by `--spawn`).
+//!
+//! The load generator uses plain threads. `dm` and `fanout` run two, however
+//! many clients there are (one epoll reader, one writer), so the bench costs
+//! less CPU than the server and adds few scheduling delays of its own;
+//! `slow` has a thread per role, and idle connections need no thread at all.
+//!
+//! Files, one concept each: [`target`] (the server under test), [`probe`]
+//! (its CPU and memory), [`client`] (connecting and logging in), [`text`]
+//! (what a message carries), [`verify`] (the delivery checker), [`stats`]
+//! (latency percentiles), [`report`] (table and JSON), [`traffic`] (the
+//! engine behind `dm` and `fanout`), and one file per scenario.
+
+mod client;
+mod dm;
+mod fanout;
+mod idle;
+mod probe;
+mod report;
+mod slow;
+mod stats;
+mod target;
+mod text;
+mod traffic;
+mod verify;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+/// Exit status when verification failed: something was lost, duplicated,
+/// reordered or misattributed.
+const VERIFICATION_FAILED: u8 = 1;
+/// Exit status when the run could not happen (no server, bad options).
+const RUN_FAILED: u8 = 2;
+
+/// Options of `chinwag bench`.
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+/// Which server to load, and how to read its CPU time and memory.
+#[derive(Args)]
+struct ServerArgs {
+    /// Address of a running chinwag server (loopback only).
+    #[arg(
+        long,
+        global = true,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
+    addr: SocketAddr,
+
+    /// Pid of that server, to report its CPU time and memory from /proc.
+    #[arg(long, global = true, value_name = "PID")]
+    server_pid: Option<u32>,
+
+    /// Spawn `chinwag serve --listen 127.0.0.1:0` for this run instead of
+    /// using --addr, and stop it afterwards. Implies --server-pid.
+    #[arg(long, global = true)]
+    spawn: bool,
+
+    /// With --spawn: the server binary to run (default: this one), e.g. an
+    /// older build to compare against.
+    #[arg(long, global = true, value_name = "PATH", requires = "spawn")]
+    server_bin: Option<PathBuf>,
+
+    /// The server's --max-queue in bytes: passed on with --spawn, and used
+    /// by `slow` to tell when the slow client's queue passed it.
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = 1024 * 1024)]
+    max_queue: usize,
+
+    /// Give up (and fail) if the run has not finished after this many seconds.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 120)]
+    timeout: u64,
+
+    /// Seed for every random choice (which names each message goes to).
+    #[arg(long, global = true, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// C clients each send M messages to K random names, pipelined.
+    Dm(dm::DmArgs),
+    /// S senders each send M messages to all C clients.
+    Fanout(fanout::FanoutArgs),
+    /// One client never reads while others flood it; a healthy pair pings.
+    Slow(slow::SlowArgs),
+    /// C logged-in idle connections held open; reports RSS per connection.
+    Idle(idle::IdleArgs),
+}
+
+/// Runs `chinwag bench` and returns the process exit status.
+pub fn run(args: BenchArgs) -> ExitCode {
+    raise_fd_limit();
+    let target = match target::Target::start(&args.server) {
+        Ok(target) => target,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(RUN_FAILED);
+        }
+    };
+    let deadline = Duration::from_secs(args.server.timeout);
+    let seed = args.server.seed;
+    let result = match args.scenario {
+        Scenario::Dm(dm) => dm.run(&target, seed, deadline),
+        Scenario::Fanout(fanout) => fanout.run(&target, deadline),
+        Scenario::Slow(slow) => slow.run(&target, args.server.max_queue, deadline),
+        Scenario::Idle(idle) => idle.run(&target, deadline),
+    };
+    match result {
+        Ok(report) => {
+            report.print();
+            if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(VERIFICATION_FAILED)
+            }
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(RUN_FAILED)
+        }
+    }
+}
+
+/// Raises this process's open-file limit to its hard limit: thousands of
+/// connections need thousands of descriptors, and a server spawned with
+/// --spawn inherits the raised limit. Failing leaves the limit as it was;
+/// connecting then fails with a clear error.
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}

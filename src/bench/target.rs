@@ -1,0 +1,111 @@
+//! The server under test: an address, and a pid when its CPU time and
+//! memory can be read.
+//!
+//! Either the user started it (`--addr`, optionally `--server-pid`) or the
+//! bench spawns `chinwag serve --listen 127.0.0.1:0` itself (`--spawn`),
+//! reads the bound address from its `listening on` line, and stops it with
+//! SIGTERM when the run ends.
+
+use std::io::{self, BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::ServerArgs;
+use super::probe::Probe;
+
+/// How long a spawned server gets to print its address, and to exit after
+/// SIGTERM before it is killed.
+const SPAWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The server a scenario talks to.
+pub struct Target {
+    pub addr: SocketAddr,
+    /// Reads the server's CPU time and memory, if its pid is known.
+    pub probe: Option<Probe>,
+    /// The server process, if this run spawned it.
+    child: Option<Child>,
+}
+
+impl Target {
+    /// Spawns the server or checks the given address, as `args` say.
+    pub fn start(args: &ServerArgs) -> io::Result<Target> {
+        if args.spawn {
+            return spawn(args);
+        }
+        if !args.addr.ip().is_loopback() {
+            return Err(io::Error::other(format!(
+                "{} is not a loopback address: the bench only targets 127.0.0.0/8 or ::1",
+                args.addr
+            )));
+        }
+        Ok(Target {
+            addr: args.addr,
+            probe: args.server_pid.map(Probe::new),
+            child: None,
+        })
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let Some(child) = &mut self.child else {
+            return;
+        };
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: kill only sends a signal to the process we spawned.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + SPAWN_GRACE;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+fn spawn(args: &ServerArgs) -> io::Result<Target> {
+    let binary = match &args.server_bin {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?,
+    };
+    let mut child = Command::new(&binary)
+        .args(["serve", "--listen", "127.0.0.1:0", "--max-queue"])
+        .arg(args.max_queue.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|error| io::Error::other(format!("cannot run {}: {error}", binary.display())))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    // The server prints its address once it accepts connections. Reading
+    // blocks, so it happens on a thread the deadline below can abandon; the
+    // thread keeps draining stdout so the server never writes to a closed pipe.
+    let (found, address) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some((_, addr)) = line.split_once("listening on ") {
+                let _ = found.send(addr.trim().parse::<SocketAddr>());
+            }
+        }
+    });
+    match address.recv_timeout(SPAWN_GRACE) {
+        Ok(Ok(addr)) => Ok(Target {
+            addr,
+            probe: Some(Probe::new(child.id())),
+            child: Some(child),
+        }),
+        _ => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(io::Error::other(format!(
+                "{} did not print `listening on ADDR`",
+                binary.display()
+            )))
+        }
+    }
+}
