@@ -1,0 +1,9 @@
+//! Arbitrary shell-valid input sequences through the broker and the model.
+//! The check itself is `check_broker` in `tests/model/fuzz_checks.rs`, which
+//! `tests/fuzz_corpus.rs` also runs over the committed corpus.
+#![no_main]
+
+#[path = "../../tests/model/mod.rs"]
+mod model;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| model::fuzz_checks::check_broker(data));

@@ -1,0 +1,9 @@
+//! Arbitrary bytes, cut into arbitrary chunks, through the line codec.
+//! The check itself is `check_frame` in `tests/model/fuzz_checks.rs`, which
+//! `tests/fuzz_corpus.rs` also runs over the committed corpus.
+#![no_main]
+
+#[path = "../../tests/model/mod.rs"]
+mod model;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| model::fuzz_checks::check_frame(data));

@@ -1,0 +1,388 @@
+//! Model-based property tests of the broker: random event sequences, the
+//! broker's outputs held against the reference model after every step, and
+//! DESIGN.md's guarantees 1-8 checked over each whole run.
+//!
+//! The model, the guarantee checks and the story-telling step type live in
+//! `tests/model/` (shared with the fuzz targets); this file only says how
+//! to draw scenarios. The generator is weighted towards trouble: five
+//! connections, three names, many logins and disconnects, messages racing
+//! logins, and small queues so slow readers get cut.
+//!
+//! `cargo test` runs proptest's default number of cases; set
+//! `PROPTEST_CASES=100000` for a deep run. A shrunk failure prints the
+//! scenario as a story, and proptest records its seed in
+//! `tests/proptest-regressions/broker_properties.txt`, which is committed
+//! and replayed first on every run.
+
+mod model;
+
+use chinwag::broker::{CloseReason, Input, Output};
+use chinwag::codec::{Frame, FrameError};
+use model::scenario::{ABSENT, Amount, BAD_NAMES, BLANK, MALFORMED, NAMES, Scenario, Step, TEXTS};
+use model::trace::Trace;
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{FileFailurePersistence, TestRunner};
+
+const REGRESSIONS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/proptest-regressions/broker_properties.txt"
+);
+
+/// One of a few connections, so they meet often.
+fn conn() -> impl Strategy<Value = u64> {
+    1..=4u64
+}
+
+/// Any of the names, or the one nobody logs in as.
+fn anyone() -> impl Strategy<Value = &'static str> {
+    prop_oneof![4 => prop::sample::select(NAMES.to_vec()), 1 => Just(ABSENT)]
+}
+
+/// A login line for a name, maybe padded with Unicode whitespace.
+fn login() -> impl Strategy<Value = String> {
+    let pad = || prop::sample::select(vec!["", "", " ", "\t", "\u{3000}"]);
+    (pad(), prop::sample::select(NAMES.to_vec()), pad()).prop_map(|(a, n, b)| format!("{a}{n}{b}"))
+}
+
+/// `dest[, dest...]: text`, with repeats, the sender itself and the
+/// absent name all likely; texts from empty to long enough to fill queues.
+fn message() -> impl Strategy<Value = String> {
+    let destinations = prop::collection::vec(anyone(), 1..=3);
+    let separator = prop::sample::select(vec![",", ", ", " , "]);
+    let text = prop_oneof![
+        4 => prop::sample::select(TEXTS.to_vec()).prop_map(str::to_string),
+        1 => (0..90usize).prop_map(|n| "x".repeat(n)),
+    ];
+    (destinations, separator, text).prop_map(|(d, s, t)| format!("{}: {t}", d.join(s)))
+}
+
+/// A line as the codec hands it to the broker.
+fn frame() -> impl Strategy<Value = Frame> {
+    let any_of =
+        |lines: &[&'static str]| prop::sample::select(lines.to_vec()).prop_map(str::to_string);
+    prop_oneof![
+        6 => login().prop_map(Ok),
+        8 => message().prop_map(Ok),
+        1 => any_of(&BAD_NAMES).prop_map(Ok),
+        1 => any_of(&MALFORMED).prop_map(Ok),
+        1 => any_of(&BLANK).prop_map(Ok),
+        1 => Just(Err(FrameError::LineTooLong)),
+        1 => Just(Err(FrameError::InvalidUtf8)),
+    ]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        20 => conn().prop_map(Step::Open),
+        100 => (conn(), frame()).prop_map(|(c, f)| Step::Send(c, f)),
+        16 => conn().prop_map(|c| Step::Read(c, Amount::Everything)),
+        12 => (conn(), 1..40usize).prop_map(|(c, n)| Step::Read(c, Amount::UpTo(n))),
+        3 => conn().prop_map(Step::Stall),
+        12 => conn().prop_map(Step::Disconnect),
+        1 => Just(Step::Shutdown),
+    ]
+}
+
+/// A queue limit (mostly small enough for slow-consumer cuts) and steps.
+fn scenario() -> impl Strategy<Value = Scenario> {
+    let max_queue = prop_oneof![
+        1 => 1..=60usize,
+        2 => 61..=300usize,
+        1 => 301..=2000usize,
+        1 => Just(1 << 20),
+    ];
+    let steps = prop::collection::vec(step(), 1..=100);
+    (max_queue, steps).prop_map(|(max_queue, steps)| Scenario { max_queue, steps })
+}
+
+/// Cases per `cargo test` run, unless `PROPTEST_CASES` asks for another
+/// number; sized to take a few seconds in a debug build.
+const DEFAULT_CASES: u32 = 4000;
+
+/// proptest's configuration (which reads `PROPTEST_CASES` and the other
+/// `PROPTEST_*` variables), with this suite's default case count and its
+/// regression file kept under `tests/`.
+fn config() -> ProptestConfig {
+    let from_env = ProptestConfig::default();
+    let cases = match std::env::var_os("PROPTEST_CASES") {
+        Some(_) => from_env.cases,
+        None => DEFAULT_CASES,
+    };
+    let persistence = FileFailurePersistence::Direct(REGRESSIONS);
+    ProptestConfig {
+        cases,
+        failure_persistence: Some(Box::new(persistence)),
+        ..from_env
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn broker_matches_the_model_and_keeps_every_guarantee(scenario in scenario()) {
+        scenario.play().map_err(TestCaseError::fail)?;
+    }
+}
+
+/// The situations the suite exists for, counted over a fixed sample of
+/// scenarios, so a change to the weights cannot quietly stop producing them.
+#[test]
+fn the_generator_reaches_the_interesting_cases() {
+    let mut runner = TestRunner::deterministic();
+    let mut seen = Coverage::default();
+    for _ in 0..300 {
+        let scenario = scenario().new_tree(&mut runner).unwrap().current();
+        // A failing scenario is the property test's to report.
+        if let Ok(trace) = scenario.play() {
+            seen.count(&trace);
+        }
+    }
+    let Coverage {
+        welcomes,
+        names_taken,
+        deliveries,
+        missing_peers,
+        slow_consumer_cuts,
+        dead_peers,
+        shutdowns_with_connections,
+        ..
+    } = seen;
+    for (what, count) in [
+        ("welcome", welcomes),
+        ("name taken", names_taken),
+        ("delivery", deliveries),
+        ("no such peer", missing_peers),
+        ("slow-consumer cut", slow_consumer_cuts),
+        ("dead-peer close", dead_peers),
+        ("shutdown with connections open", shutdowns_with_connections),
+    ] {
+        assert!(
+            count >= 10,
+            "only {count} {what}s in 300 scenarios: {seen:?}"
+        );
+    }
+    assert!(
+        seen.names_retaken >= 10,
+        "names are rarely taken again: {seen:?}"
+    );
+}
+
+/// How often each interesting thing happened.
+#[derive(Debug, Default)]
+struct Coverage {
+    welcomes: usize,
+    names_taken: usize,
+    names_retaken: usize,
+    deliveries: usize,
+    missing_peers: usize,
+    slow_consumer_cuts: usize,
+    dead_peers: usize,
+    shutdowns_with_connections: usize,
+}
+
+impl Coverage {
+    fn count(&mut self, trace: &Trace) {
+        let mut welcomed = Vec::new();
+        for step in &trace.steps {
+            if step.input == Input::Shutdown && !step.outputs.is_empty() {
+                self.shutdowns_with_connections += 1;
+            }
+            for output in &step.outputs {
+                match output {
+                    Output::Send { line, .. } => {
+                        if let Some(name) = line.strip_prefix("welcome ") {
+                            self.welcomes += 1;
+                            self.names_retaken += usize::from(welcomed.contains(&name));
+                            welcomed.push(name);
+                        }
+                        self.names_taken += usize::from(line.starts_with("error: name taken"));
+                        self.deliveries += usize::from(line.starts_with("from "));
+                        self.missing_peers += usize::from(line.starts_with("error: no such peer"));
+                    }
+                    Output::Close { reason, .. } => {
+                        self.slow_consumer_cuts +=
+                            usize::from(*reason == CloseReason::SlowConsumer);
+                        self.dead_peers += usize::from(*reason == CloseReason::DeadPeer);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Hand-made traces that each break one guarantee, to show that every
+/// guarantee check can fail, and fails for the right reason.
+mod every_guarantee_check_bites {
+    use chinwag::broker::{CloseReason, ConnId, Input, Output};
+
+    use super::model::guarantees::{self, Violation};
+    use super::model::trace::{Trace, TraceStep};
+
+    const ALICE: ConnId = ConnId(1);
+    const BOB: ConnId = ConnId(2);
+    const CAROL: ConnId = ConnId(3);
+
+    fn send(conn: ConnId, line: &str) -> Output {
+        let line = line.into();
+        Output::Send { conn, line }
+    }
+
+    fn close(conn: ConnId, reason: CloseReason) -> Output {
+        Output::Close { conn, reason }
+    }
+
+    fn says(conn: ConnId, line: &str) -> Input {
+        let frame = Ok(line.to_string());
+        Input::Line { conn, frame }
+    }
+
+    /// alice, bob and carol open and log in on c1, c2 and c3, then `rest`
+    /// happens.
+    fn trace(max_queue: usize, rest: Vec<(Input, Vec<Output>)>) -> Trace {
+        let mut steps = Vec::new();
+        for (conn, name) in [(ALICE, "alice"), (BOB, "bob"), (CAROL, "carol")] {
+            steps.push((Input::Opened { conn }, vec![]));
+            let welcome = format!("welcome {name}\n");
+            steps.push((says(conn, name), vec![send(conn, &welcome)]));
+        }
+        steps.extend(rest);
+        let steps = steps
+            .into_iter()
+            .map(|(input, outputs)| TraceStep { input, outputs });
+        Trace {
+            max_queue,
+            steps: steps.collect(),
+        }
+    }
+
+    fn broken(check: fn(&Trace) -> Result<(), Violation>, trace: &Trace, words: &str) {
+        let violation = check(trace).expect_err("the check passed a broken trace");
+        let message = violation.to_string();
+        assert!(message.contains(words), "{message}");
+    }
+
+    #[test]
+    fn a_correct_trace_passes_every_check() {
+        let to_both = says(ALICE, "bob, carol: hi");
+        let hi = "from alice: hi\n";
+        let trace = trace(1000, vec![(to_both, vec![send(BOB, hi), send(CAROL, hi)])]);
+        guarantees::check_all(&trace).unwrap();
+    }
+
+    #[test]
+    fn guarantee_1_catches_a_lost_delivery() {
+        let to_both = says(ALICE, "bob, carol: hi");
+        let trace = trace(1000, vec![(to_both, vec![send(BOB, "from alice: hi\n")])]);
+        broken(
+            guarantees::guarantee_1_exact_delivery,
+            &trace,
+            "c3 is a destination",
+        );
+    }
+
+    #[test]
+    fn guarantee_2_catches_a_message_held_back() {
+        let trace = trace(
+            1000,
+            vec![
+                (says(ALICE, "bob: one"), vec![]),
+                (
+                    says(ALICE, "bob: two"),
+                    vec![
+                        send(BOB, "from alice: two\n"),
+                        send(BOB, "from alice: one\n"),
+                    ],
+                ),
+            ],
+        );
+        broken(
+            guarantees::guarantee_2_per_sender_fifo,
+            &trace,
+            "after the one of step",
+        );
+    }
+
+    #[test]
+    fn guarantee_3_catches_recipients_that_disagree() {
+        let (one, two) = ("from alice: one\n", "from alice: two\n");
+        let trace = trace(
+            1000,
+            vec![
+                (says(ALICE, "bob, carol: one"), vec![send(BOB, one)]),
+                (
+                    says(ALICE, "bob, carol: two"),
+                    vec![send(BOB, two), send(CAROL, two), send(CAROL, one)],
+                ),
+            ],
+        );
+        broken(
+            guarantees::guarantee_3_same_relative_order,
+            &trace,
+            "in that order",
+        );
+    }
+
+    #[test]
+    fn guarantee_4_catches_a_line_after_disconnect() {
+        let trace = trace(
+            1000,
+            vec![
+                (
+                    Input::Closed { conn: BOB },
+                    vec![close(BOB, CloseReason::PeerClosed)],
+                ),
+                (says(ALICE, "bob: hi"), vec![send(BOB, "from alice: hi\n")]),
+            ],
+        );
+        broken(
+            guarantees::guarantee_4_nothing_after_disconnect,
+            &trace,
+            "after c2 was closed",
+        );
+    }
+
+    #[test]
+    fn guarantee_5_catches_a_delivery_before_the_welcome() {
+        let dave = ConnId(4);
+        let trace = trace(
+            1000,
+            vec![
+                (Input::Opened { conn: dave }, vec![]),
+                (says(ALICE, "bob: hi"), vec![send(dave, "from alice: hi\n")]),
+            ],
+        );
+        broken(
+            guarantees::guarantee_5_per_connection_order,
+            &trace,
+            "before its welcome",
+        );
+    }
+
+    #[test]
+    fn guarantee_6_catches_a_needless_slow_consumer_cut() {
+        let cut = close(BOB, CloseReason::SlowConsumer);
+        let trace = trace(1000, vec![(says(ALICE, "bob: hi"), vec![cut])]);
+        broken(
+            guarantees::guarantee_6_no_silent_loss,
+            &trace,
+            "with no such cause",
+        );
+    }
+
+    #[test]
+    fn guarantee_7_catches_an_overfull_queue() {
+        let long = "from alice: a message too long for bob's queue\n";
+        let line = says(ALICE, "bob: a message too long for bob's queue");
+        let trace = trace(40, vec![(line, vec![send(BOB, long)])]);
+        broken(guarantees::guarantee_7_memory_bound, &trace, "over 40");
+    }
+
+    #[test]
+    fn guarantee_8_catches_a_shutdown_without_notice() {
+        let closes = [ALICE, BOB, CAROL].map(|conn| close(conn, CloseReason::ShuttingDown));
+        let trace = trace(1000, vec![(Input::Shutdown, closes.to_vec())]);
+        broken(guarantees::guarantee_8_clean_shutdown, &trace, "should get");
+    }
+}

@@ -1,0 +1,556 @@
+//! DESIGN.md's guarantees 1-8, each an invariant over a whole [`Trace`].
+//!
+//! Every check reads only the trace (what the shell reported and what the
+//! broker answered), through [`Observed`], and PROTOCOL.md's grammar from
+//! [`grammar`]. None of them consults the reference model, so they hold on
+//! their own in the fuzz target too, and a failure names the guarantee that
+//! broke and the step where it did.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use chinwag::broker::{CloseReason, ConnId, Input, Output};
+
+use super::grammar::{self, Message};
+use super::trace::{Observed, Trace, TraceStep, walk};
+
+/// A broken guarantee: which one, at which step, and what was seen.
+#[derive(Debug)]
+pub struct Violation {
+    pub guarantee: &'static str,
+    pub step: usize,
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Violation {
+            guarantee,
+            step,
+            detail,
+        } = self;
+        write!(f, "{guarantee} broken at step {step}: {detail}")
+    }
+}
+
+type Checked = Result<(), Violation>;
+
+/// Runs every guarantee check, in order, and reports the first that fails.
+pub fn check_all(trace: &Trace) -> Checked {
+    guarantee_1_exact_delivery(trace)?;
+    guarantee_2_per_sender_fifo(trace)?;
+    guarantee_3_same_relative_order(trace)?;
+    guarantee_4_nothing_after_disconnect(trace)?;
+    guarantee_5_per_connection_order(trace)?;
+    guarantee_6_no_silent_loss(trace)?;
+    guarantee_7_memory_bound(trace)?;
+    guarantee_8_clean_shutdown(trace)
+}
+
+/// Guarantee 1: A message is delivered to exactly the destinations logged in
+/// when it is processed, once each (a recipient cut as a slow consumer instead
+/// is not a delivery, and guarantee 6 checks that cut was due).
+pub fn guarantee_1_exact_delivery(trace: &Trace) -> Checked {
+    const G: &str = "guarantee 1 (exact delivery)";
+    walk(trace, |index, seen, step| {
+        let fail = |detail| Err(violation(G, index, detail));
+        let deliveries: Vec<(ConnId, &str)> = deliveries(step).collect();
+        let Some(accepted) = accepted_message(seen, &step.input) else {
+            return match deliveries.first() {
+                Some((conn, line)) => fail(format!("{conn} got {line:?} but no message was sent")),
+                None => Ok(()),
+            };
+        };
+        let line = grammar::delivery(&accepted.sender_name, &accepted.message.text);
+        let recipients = accepted.recipients(seen);
+        for &recipient in &recipients {
+            let copies = deliveries
+                .iter()
+                .filter(|d| **d == (recipient, &*line))
+                .count();
+            if copies > 1 {
+                return fail(format!("{recipient} got {line:?} {copies} times"));
+            }
+            if copies == 0 && !cut_as_slow_consumer(step, recipient) {
+                return fail(format!(
+                    "{recipient} is a destination but never got {line:?}"
+                ));
+            }
+        }
+        for (conn, sent) in deliveries {
+            if !recipients.contains(&conn) {
+                return fail(format!(
+                    "{conn} got {sent:?} but is not a destination online"
+                ));
+            }
+            if sent != line {
+                return fail(format!("{conn} got {sent:?} instead of {line:?}"));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Guarantee 2: Messages from one sender reach each recipient in the order they
+/// were sent, each once.
+///
+/// A delivery is traced back by its content to the line that sent it (see
+/// [`received_messages`]), so a delivery held back and sent in a later step
+/// counts as out of order, not as a new message.
+pub fn guarantee_2_per_sender_fifo(trace: &Trace) -> Checked {
+    const G: &str = "guarantee 2 (per-sender FIFO)";
+    let received = received_messages(trace).map_err(|(step, detail)| violation(G, step, detail))?;
+    let mut last_from: BTreeMap<(ConnId, ConnId), usize> = BTreeMap::new();
+    for message in received {
+        let pair = (message.sender, message.recipient);
+        if let Some(earlier) = last_from.insert(pair, message.origin) {
+            if earlier >= message.origin {
+                let Received {
+                    sender, recipient, ..
+                } = message;
+                let detail = format!(
+                    "{recipient} got the message {sender} sent at step {} after the one of step                      {earlier}",
+                    message.origin
+                );
+                return Err(violation(G, message.emitted, detail));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Guarantee 3: Any two recipients that both get messages m1 and m2 get them in
+/// the same relative order. A message is known by the step that sent it.
+pub fn guarantee_3_same_relative_order(trace: &Trace) -> Checked {
+    const G: &str = "guarantee 3 (same relative order)";
+    let received = received_messages(trace).map_err(|(step, detail)| violation(G, step, detail))?;
+    let mut got: BTreeMap<ConnId, Vec<usize>> = BTreeMap::new();
+    for message in &received {
+        got.entry(message.recipient)
+            .or_default()
+            .push(message.origin);
+    }
+    for (first, first_got) in &got {
+        for (second, second_got) in &got {
+            let in_common = |mine: &Vec<usize>, theirs: &Vec<usize>| -> Vec<usize> {
+                mine.iter()
+                    .copied()
+                    .filter(|m| theirs.contains(m))
+                    .collect()
+            };
+            let by_first = in_common(first_got, second_got);
+            let by_second = in_common(second_got, first_got);
+            if by_first != by_second {
+                let detail = format!(
+                    "{first} got the messages of steps {by_first:?} in that order, \
+                     {second} got them as {by_second:?}"
+                );
+                return Err(violation(G, trace.steps.len() - 1, detail));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Guarantee 4: A connection gets nothing after its disconnect is processed
+/// (nor before it opened); `from X` comes only from the connection holding X; a
+/// name is held by one connection at a time; a peer's disconnect is processed
+/// as soon as it is reported.
+pub fn guarantee_4_nothing_after_disconnect(trace: &Trace) -> Checked {
+    const G: &str = "guarantee 4 (nothing after disconnect, true attribution)";
+    walk(trace, |index, seen, step| {
+        let fail = |detail| Err(violation(G, index, detail));
+        let mut closed_now: BTreeSet<ConnId> = BTreeSet::new();
+        let mut welcomed_now: BTreeSet<&str> = BTreeSet::new();
+        for output in &step.outputs {
+            let conn = output_conn(output);
+            let opening_now = step.input == Input::Opened { conn };
+            if !seen.was_opened(conn) && !opening_now {
+                return fail(format!("{output:?} for a connection never opened"));
+            }
+            if seen.was_closed(conn) || closed_now.contains(&conn) {
+                return fail(format!("{output:?} after {conn} was closed"));
+            }
+            let Output::Send { line, .. } = output else {
+                closed_now.insert(conn);
+                continue;
+            };
+            if let Some(sender_name) = sender_name(line) {
+                let sent_by = match &step.input {
+                    Input::Line { conn: sender, .. } => seen.name(*sender),
+                    _ => None,
+                };
+                if sent_by != Some(sender_name) {
+                    return fail(format!(
+                        "{conn} got {line:?} but the sender holds {sent_by:?}"
+                    ));
+                }
+            }
+            if let Some(name) = line.strip_prefix("welcome ") {
+                let name = name.trim_end_matches('\n');
+                if let Some(holder) = seen.holder(name) {
+                    return fail(format!("{conn} welcomed as {name:?}, which {holder} holds"));
+                }
+                if !welcomed_now.insert(name) {
+                    return fail(format!("{name:?} welcomed twice in one step"));
+                }
+            }
+        }
+        if let Input::Closed { conn } = step.input {
+            if seen.is_open(conn) && !closed_now.contains(&conn) {
+                return fail(format!("{conn}'s peer closed but the broker kept it open"));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Guarantee 5: What one connection is sent leaves in the order the broker
+/// processed its causes: each line is caused by the step that emits it, starts
+/// with a defined prefix, the welcome comes before any delivery, a message's
+/// errors follow its destination list, and the shutdown notice is the last
+/// line.
+pub fn guarantee_5_per_connection_order(trace: &Trace) -> Checked {
+    const G: &str = "guarantee 5 (per-connection order)";
+    let mut welcomed: BTreeSet<ConnId> = BTreeSet::new();
+    let mut told_shutdown: BTreeSet<ConnId> = BTreeSet::new();
+    walk(trace, |index, seen, step| {
+        let fail = |detail| Err(violation(G, index, detail));
+        let mut missing_peers: Vec<&str> = Vec::new();
+        for output in &step.outputs {
+            let Output::Send { conn, line } = output else {
+                continue;
+            };
+            let conn = *conn;
+            if told_shutdown.contains(&conn) {
+                return fail(format!("{conn} got {line:?} after the shutdown notice"));
+            }
+            if !line.ends_with('\n') || line.matches('\n').count() != 1 {
+                return fail(format!("{conn} got {line:?}, which is not one line"));
+            }
+            let own_line = matches!(step.input, Input::Line { conn: from, .. } if from == conn);
+            let some_line = matches!(step.input, Input::Line { .. });
+            let shutdown_cause = match step.input {
+                Input::Shutdown => true,
+                Input::Opened { conn: opened } => opened == conn && seen.shutdown_seen(),
+                _ => false,
+            };
+            if &**line == grammar::SHUTTING_DOWN {
+                if !shutdown_cause {
+                    return fail(format!("{conn} got {line:?} with no shutdown"));
+                }
+                told_shutdown.insert(conn);
+            } else if line.starts_with("welcome ") {
+                if !own_line || !welcomed.insert(conn) {
+                    return fail(format!("{conn} got {line:?} without logging in"));
+                }
+            } else if line.starts_with("from ") {
+                if !some_line || !welcomed.contains(&conn) {
+                    return fail(format!("{conn} got {line:?} before its welcome"));
+                }
+            } else if line.starts_with("error: ") {
+                if !own_line {
+                    return fail(format!("{conn} got {line:?} for a line it did not send"));
+                }
+                if let Some(peer) = line.strip_prefix("error: no such peer: ") {
+                    missing_peers.push(peer.trim_end_matches('\n'));
+                }
+            } else {
+                return fail(format!("{conn} got {line:?}, which has no defined prefix"));
+            }
+        }
+        if let Some(accepted) = accepted_message(seen, &step.input) {
+            let listed = &accepted.message.destinations;
+            let position = |peer: &&str| listed.iter().position(|d| d == peer);
+            let positions: Vec<Option<usize>> = missing_peers.iter().map(position).collect();
+            if positions.contains(&None) || !positions.is_sorted() {
+                return fail(format!(
+                    "errors for {missing_peers:?} out of order of {listed:?}"
+                ));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Guarantee 6: Nothing accepted is lost silently: every non-blank line from an
+/// open connection draws a visible effect, every close has its cause in the
+/// same step, and a slow-consumer cut happens only when the line due would
+/// really overflow the queue. Closes for a peer that left or for shutdown still
+/// write what was queued.
+pub fn guarantee_6_no_silent_loss(trace: &Trace) -> Checked {
+    const G: &str = "guarantee 6 (no silent loss)";
+    if !CloseReason::PeerClosed.flushes_queue() || !CloseReason::ShuttingDown.flushes_queue() {
+        let detail = "closing for a departed peer or shutdown discards the queue".to_string();
+        return Err(violation(G, 0, detail));
+    }
+    walk(trace, |index, seen, step| {
+        let fail = |detail| Err(violation(G, index, detail));
+        if let Input::Line { conn, frame } = &step.input {
+            let counts = frame.as_ref().map_or(true, |line| !grammar::is_blank(line));
+            if seen.is_open(*conn) && counts && step.outputs.is_empty() {
+                return fail(format!("{conn}'s line {frame:?} had no effect at all"));
+            }
+        }
+        let accepted = accepted_message(seen, &step.input);
+        let mut unflushed: BTreeMap<ConnId, usize> = BTreeMap::new();
+        for output in &step.outputs {
+            match output {
+                Output::Send { conn, line } => {
+                    *unflushed.entry(*conn).or_insert(seen.unflushed(*conn)) += line.len();
+                }
+                Output::Close { conn, reason } => {
+                    let queued = unflushed.get(conn).copied();
+                    let queued = queued.unwrap_or(seen.unflushed(*conn));
+                    let caused = match reason {
+                        CloseReason::PeerClosed => step.input == Input::Closed { conn: *conn },
+                        CloseReason::DeadPeer => step.input == Input::WriteStalled { conn: *conn },
+                        CloseReason::ShuttingDown => match step.input {
+                            Input::Shutdown => true,
+                            Input::Opened { conn: opened } => opened == *conn,
+                            _ => false,
+                        },
+                        CloseReason::SlowConsumer => {
+                            slow_cut_is_due(trace.max_queue, *conn, queued, step, &accepted)
+                        }
+                    };
+                    if !caused {
+                        return fail(format!("{conn} closed as {reason:?} with no such cause"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Guarantee 7: The bytes queued for a connection and not yet flushed never
+/// exceed `max_queue`, after any step.
+pub fn guarantee_7_memory_bound(trace: &Trace) -> Checked {
+    let mut seen = Observed::default();
+    for (index, step) in trace.steps.iter().enumerate() {
+        seen.advance(step);
+        for conn in seen.every_connection() {
+            let queued = seen.unflushed(conn);
+            if queued > trace.max_queue {
+                let detail = format!("{conn} has {queued} bytes queued, over {}", trace.max_queue);
+                return Err(violation("guarantee 7 (memory bound)", index, detail));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Guarantee 8: On shutdown every open connection is told, then closed in a way
+/// that writes all it had queued; one whose queue has no room left for the
+/// notice is cut as a slow consumer instead. Nothing else happens afterwards,
+/// except that a connection accepted late is told and closed the same way.
+pub fn guarantee_8_clean_shutdown(trace: &Trace) -> Checked {
+    const G: &str = "guarantee 8 (clean shutdown)";
+    walk(trace, |index, seen, step| {
+        let fail = |detail| Err(violation(G, index, detail));
+        let told_and_closed = |conn: ConnId| {
+            let fits = seen.unflushed(conn) + grammar::SHUTTING_DOWN.len() <= trace.max_queue;
+            let notice = Output::Send {
+                conn,
+                line: grammar::SHUTTING_DOWN.into(),
+            };
+            let (told, reason) = match fits {
+                true => (Some(notice), CloseReason::ShuttingDown),
+                false => (None, CloseReason::SlowConsumer),
+            };
+            told.into_iter().chain([Output::Close { conn, reason }])
+        };
+        let expected: Vec<Output> = match step.input {
+            Input::Shutdown => seen
+                .open_connections()
+                .into_iter()
+                .flat_map(told_and_closed)
+                .collect(),
+            Input::Opened { conn } if seen.shutdown_seen() => told_and_closed(conn).collect(),
+            _ if seen.shutdown_seen() => Vec::new(),
+            _ => return Ok(()),
+        };
+        for conn in expected.iter().chain(&step.outputs).map(output_conn) {
+            let wanted: Vec<&Output> = expected.iter().filter(|o| output_conn(o) == conn).collect();
+            let got: Vec<&Output> = step
+                .outputs
+                .iter()
+                .filter(|o| output_conn(o) == conn)
+                .collect();
+            if wanted != got {
+                return fail(format!("{conn} should get {wanted:?} but got {got:?}"));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// A message line the broker must process as a message: from an open,
+/// logged-in connection, non-blank and well formed.
+struct Accepted {
+    sender: ConnId,
+    sender_name: String,
+    message: Message,
+}
+
+impl Accepted {
+    /// The connections holding the destinations, in listed order.
+    fn recipients(&self, seen: &Observed) -> Vec<ConnId> {
+        let holders = self.message.destinations.iter();
+        holders.filter_map(|name| seen.holder(name)).collect()
+    }
+}
+
+fn accepted_message(seen: &Observed, input: &Input) -> Option<Accepted> {
+    let Input::Line {
+        conn,
+        frame: Ok(line),
+    } = input
+    else {
+        return None;
+    };
+    let sender_name = seen.name(*conn)?.to_string();
+    if !seen.is_open(*conn) || grammar::is_blank(line) {
+        return None;
+    }
+    let message = grammar::parse_message(line).ok()?;
+    Some(Accepted {
+        sender: *conn,
+        sender_name,
+        message,
+    })
+}
+
+/// One `from` line a connection was sent, traced back to the line that
+/// sent the message.
+struct Received {
+    recipient: ConnId,
+    /// The step whose outputs hold the delivery.
+    emitted: usize,
+    /// The sender's connection, and the step that processed its line.
+    sender: ConnId,
+    origin: usize,
+}
+
+/// Every delivery in the trace, in the order sent, each traced back to the
+/// latest line at or before it that could have sent it: a message line
+/// with the same text from the connection welcomed under the sender's
+/// name. Fails, with the step and what was seen, if some delivery has no
+/// such line.
+fn received_messages(trace: &Trace) -> Result<Vec<Received>, (usize, String)> {
+    let mut welcomed_as: BTreeMap<ConnId, &str> = BTreeMap::new();
+    for step in &trace.steps {
+        for output in &step.outputs {
+            if let Output::Send { conn, line } = output {
+                if let Some(name) = line.strip_prefix("welcome ") {
+                    welcomed_as
+                        .entry(*conn)
+                        .or_insert(name.trim_end_matches('\n'));
+                }
+            }
+        }
+    }
+    // For each step, the delivery line its input would send, and from whom.
+    let sent: Vec<Option<(ConnId, String)>> = trace
+        .steps
+        .iter()
+        .map(|step| {
+            let Input::Line {
+                conn,
+                frame: Ok(line),
+            } = &step.input
+            else {
+                return None;
+            };
+            let text = grammar::parse_message(line).ok()?.text;
+            Some((*conn, grammar::delivery(welcomed_as.get(conn)?, &text)))
+        })
+        .collect();
+    let mut received = Vec::new();
+    for (emitted, step) in trace.steps.iter().enumerate() {
+        for (recipient, line) in deliveries(step) {
+            let origin = (0..=emitted).rev().find_map(|index| match &sent[index] {
+                Some((sender, delivery)) if delivery == line => Some((*sender, index)),
+                _ => None,
+            });
+            let Some((sender, origin)) = origin else {
+                return Err((
+                    emitted,
+                    format!("{recipient} got {line:?}, which nobody sent"),
+                ));
+            };
+            received.push(Received {
+                recipient,
+                emitted,
+                sender,
+                origin,
+            });
+        }
+    }
+    Ok(received)
+}
+
+/// Whether `conn` was due a line in `step` that would not have fitted on
+/// top of the `queued` bytes it already had, as far as the trace can tell.
+fn slow_cut_is_due(
+    max_queue: usize,
+    conn: ConnId,
+    queued: usize,
+    step: &TraceStep,
+    accepted: &Option<Accepted>,
+) -> bool {
+    match (&step.input, accepted) {
+        // A recipient other than the sender is due exactly the delivery.
+        (_, Some(accepted)) if accepted.sender != conn => {
+            let line = grammar::delivery(&accepted.sender_name, &accepted.message.text);
+            queued + line.len() > max_queue
+        }
+        // Every connection is due the notice at shutdown, and a late one too.
+        (Input::Shutdown, _) => queued + grammar::SHUTTING_DOWN.len() > max_queue,
+        (Input::Opened { conn: opened }, _) if *opened == conn => {
+            queued + grammar::SHUTTING_DOWN.len() > max_queue
+        }
+        // The sender of a line is due a reply (or its own message), and
+        // a reply's wording is free, so only the reference model knows its
+        // exact length.
+        (Input::Line { conn: sender, .. }, _) => *sender == conn,
+        _ => false,
+    }
+}
+
+fn cut_as_slow_consumer(step: &TraceStep, conn: ConnId) -> bool {
+    let cut = Output::Close {
+        conn,
+        reason: CloseReason::SlowConsumer,
+    };
+    step.outputs.contains(&cut)
+}
+
+/// The `from ` lines of a step, with their recipients.
+fn deliveries(step: &TraceStep) -> impl Iterator<Item = (ConnId, &str)> {
+    step.outputs.iter().filter_map(|output| match output {
+        Output::Send { conn, line } if line.starts_with("from ") => Some((*conn, &**line)),
+        _ => None,
+    })
+}
+
+/// The `X` of a `from X: text` line. Names hold no `:`.
+fn sender_name(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("from ")?;
+    rest.split_once(": ").map(|(name, _)| name)
+}
+
+fn output_conn(output: &Output) -> ConnId {
+    match output {
+        Output::Send { conn, .. } | Output::Close { conn, .. } => *conn,
+    }
+}
+
+fn violation(guarantee: &'static str, step: usize, detail: String) -> Violation {
+    Violation {
+        guarantee,
+        step,
+        detail,
+    }
+}

@@ -1,0 +1,205 @@
+//! Scenarios: sequences of things that happen to a server, told as a story,
+//! and the harness that plays one against the broker and the model.
+//!
+//! A [`Step`] names connections `c1`, `c2`, ... and says what happens
+//! ("c1 opens", "c1 sends \"alice\"", "c2 reads up to 10 bytes"). Playing a
+//! [`Scenario`] turns each step into the [`Input`] the shell would report,
+//! skipping steps the shell never could report (a line from a connection
+//! that was never opened, a second shutdown), so any sequence of steps is a
+//! valid one and shrinking can drop steps freely. After every step the
+//! broker's outputs must equal the model's; at the end, every guarantee
+//! must hold over the whole trace.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chinwag::broker::{Broker, ConnId, Input, Output};
+use chinwag::codec::{Frame, FrameError};
+
+use super::guarantees;
+use super::reference::Model;
+use super::trace::{Observed, Trace, TraceStep};
+
+/// Names that log in and message each other. Few, so they collide often.
+pub const NAMES: [&str; 3] = ["alice", "bob", "carol"];
+/// A valid name nobody is ever generated to log in as.
+pub const ABSENT: &str = "dave";
+/// Login lines that are not valid names.
+pub const BAD_NAMES: [&str; 6] = [
+    "al ice",
+    "a!",
+    "\u{1f600}",
+    "bob:",
+    "Ünïcødé-name-that-is-much-too-long",
+    "tab\there",
+];
+/// Message texts, including the empty one and ones with `:` in them.
+pub const TEXTS: [&str; 6] = [
+    "hi",
+    "",
+    "a: b",
+    "  padded  ",
+    "ünï",
+    "a longer text to fill queues",
+];
+/// Lines after login that are no message at all.
+pub const MALFORMED: [&str; 6] = [
+    "hello",
+    ": hi",
+    "bob,,carol: x",
+    "bob, : x",
+    "b b: hi",
+    "alice,\u{1f600}: x",
+];
+/// Lines that are ignored.
+pub const BLANK: [&str; 3] = ["", "   ", "\t\u{3000}"];
+
+/// One thing that happens to the server.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Step {
+    Open(u64),
+    Send(u64, Frame),
+    Read(u64, Amount),
+    Stall(u64),
+    Disconnect(u64),
+    Shutdown,
+}
+
+/// How much of its queued output a connection reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Amount {
+    Everything,
+    UpTo(usize),
+}
+
+impl fmt::Debug for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Open(c) => write!(f, "c{c} opens"),
+            Step::Send(c, Ok(line)) => write!(f, "c{c} sends {line:?}"),
+            Step::Send(c, Err(FrameError::LineTooLong)) => write!(f, "c{c} sends a too-long line"),
+            Step::Send(c, Err(FrameError::InvalidUtf8)) => write!(f, "c{c} sends invalid UTF-8"),
+            Step::Read(c, Amount::Everything) => write!(f, "c{c} reads all it was sent"),
+            Step::Read(c, Amount::UpTo(n)) => write!(f, "c{c} reads up to {n} bytes"),
+            Step::Stall(c) => write!(f, "c{c}'s socket stalls"),
+            Step::Disconnect(c) => write!(f, "c{c} disconnects"),
+            Step::Shutdown => write!(f, "the server shuts down"),
+        }
+    }
+}
+
+impl Step {
+    /// The input the shell would report for this step now, if it could.
+    fn input(&self, seen: &Observed) -> Option<Input> {
+        let input = match self {
+            Step::Open(c) => Input::Opened { conn: ConnId(*c) },
+            Step::Send(c, frame) => Input::Line {
+                conn: ConnId(*c),
+                frame: frame.clone(),
+            },
+            Step::Read(c, amount) => {
+                let queued = seen.unflushed(ConnId(*c));
+                let bytes = match amount {
+                    Amount::Everything => queued,
+                    Amount::UpTo(n) => queued.min(*n),
+                };
+                if bytes == 0 {
+                    return None;
+                }
+                Input::Flushed {
+                    conn: ConnId(*c),
+                    bytes,
+                }
+            }
+            Step::Stall(c) => Input::WriteStalled { conn: ConnId(*c) },
+            Step::Disconnect(c) => Input::Closed { conn: ConnId(*c) },
+            Step::Shutdown => Input::Shutdown,
+        };
+        seen.permits(&input).then_some(input)
+    }
+}
+
+/// A server with a queue limit, and what happens to it.
+#[derive(Clone)]
+pub struct Scenario {
+    pub max_queue: usize,
+    pub steps: Vec<Step>,
+}
+
+impl fmt::Debug for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "with max_queue = {} bytes:", self.max_queue)?;
+        for (number, step) in self.steps.iter().enumerate() {
+            writeln!(f, "  {:>3}. {step:?}", number + 1)?;
+        }
+        Ok(())
+    }
+}
+
+impl Scenario {
+    /// Plays the scenario; on failure says what went wrong, after the
+    /// story of what the broker did up to that point.
+    pub fn play(&self) -> Result<Trace, String> {
+        let mut run = Run::new(self.max_queue);
+        for step in &self.steps {
+            if let Some(input) = step.input(&run.seen) {
+                run.feed(input)
+                    .map_err(|why| format!("{}{why}", run.trace))?;
+            }
+        }
+        guarantees::check_all(&run.trace).map_err(|why| format!("{}{why}", run.trace))?;
+        Ok(run.trace)
+    }
+}
+
+/// A broker and the model, fed the same inputs, and the trace so far.
+struct Run {
+    broker: Broker,
+    model: Model,
+    seen: Observed,
+    trace: Trace,
+}
+
+impl Run {
+    fn new(max_queue: usize) -> Self {
+        Run {
+            broker: Broker::new(max_queue),
+            model: Model::new(max_queue),
+            seen: Observed::default(),
+            trace: Trace {
+                max_queue,
+                steps: Vec::new(),
+            },
+        }
+    }
+
+    /// Gives both the input and checks they agree on what each connection
+    /// is sent and whether it is closed, in order. (The order between
+    /// different connections is the shell's business, not the protocol's.)
+    fn feed(&mut self, input: Input) -> Result<(), String> {
+        let mut outputs = Vec::new();
+        self.broker.handle(&input, &mut outputs);
+        let expected = self.model.step(&input);
+        let step = TraceStep { input, outputs };
+        self.seen.advance(&step);
+        self.trace.steps.push(step);
+        let got = &self.trace.steps.last().unwrap().outputs;
+        if per_connection(got) != per_connection(&expected) {
+            let index = self.trace.steps.len() - 1;
+            return Err(format!(
+                "the broker disagrees with the model at step {index}:\n  \
+                 broker: {got:?}\n  model:  {expected:?}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn per_connection(outputs: &[Output]) -> BTreeMap<ConnId, Vec<&Output>> {
+    let mut by_conn: BTreeMap<ConnId, Vec<&Output>> = BTreeMap::new();
+    for output in outputs {
+        let (Output::Send { conn, .. } | Output::Close { conn, .. }) = output;
+        by_conn.entry(*conn).or_default().push(output);
+    }
+    by_conn
+}
