@@ -1,7 +1,6 @@
 //! PROTOCOL.md "Dead peers": a socket that accepts no bytes for
 //! `--write-timeout` is closed and its name freed, even under the queue bound.
 
-use crate::flow_control::small_window_client;
 use crate::support::{Server, eventually};
 
 #[test]
@@ -15,15 +14,11 @@ fn a_peer_whose_socket_accepts_nothing_is_closed_after_the_write_timeout() {
         "--max-line",
         "65536",
     ]);
-    let mut bob = small_window_client(server.addr);
-    bob.send("bob");
-    bob.expect("welcome bob");
+    let mut bob = server.login_small_window("bob");
     let mut alice = server.login("alice");
     // Enough to fill every kernel buffer between the server and bob.
     let text = "z".repeat(60_000);
-    for _ in 0..400 {
-        alice.send(&format!("bob: {text}"));
-    }
+    alice.send_many(&format!("bob: {text}"), 400);
     let bob_closed = eventually(400, || {
         alice.send("bob, alice: probe");
         let first = alice.next_line().unwrap();

@@ -1,32 +1,18 @@
 //! PROTOCOL.md "Flow control": a reader that stops reading is cut as a slow
 //! consumer; nobody else slows down and the server's memory stays bounded.
 
-use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
-use socket2::{Domain, Socket, Type};
-
 use crate::support::{Client, Server};
-
-/// A client whose receive buffer is tiny, so it stalls quickly when it
-/// stops reading.
-pub fn small_window_client(addr: SocketAddr) -> Client {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&addr.into()).unwrap();
-    Client::from_stream(TcpStream::from(socket))
-}
 
 #[test]
 fn a_client_that_stops_reading_is_cut_and_others_carry_on() {
     // The default 1 MiB bound: room for alice's own replies to the messages
     // still in flight when bob is cut (1 in 40 of their bytes).
     let server = Server::start(&[]);
-    let mut bob = small_window_client(server.addr);
-    bob.send("bob");
-    bob.expect("welcome bob");
+    let mut bob = server.login_small_window("bob");
     let mut carol = server.login("carol");
     let mut alice = server.login("alice");
     let baseline_kib = server.peak_rss_kib();
@@ -79,9 +65,8 @@ fn a_client_that_stops_reading_is_cut_and_others_carry_on() {
 #[test]
 fn a_name_freed_by_a_slow_consumer_cut_can_log_in_again() {
     let server = Server::start(&["--max-queue", "65536"]);
-    let mut bob = small_window_client(server.addr);
-    bob.send("bob");
-    bob.expect("welcome bob");
+    // bob stays connected and never reads.
+    let _bob = server.login_small_window("bob");
     let mut alice = server.login("alice");
     // alice reads her own copies, so only bob's queue grows.
     let text = "y".repeat(8000);

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use crate::flow_control::small_window_client;
 use crate::support::Server;
 
 const EXIT_LIMIT: Duration = Duration::from_secs(15);
@@ -54,14 +53,10 @@ fn a_client_that_never_reads_cannot_hold_up_shutdown() {
         "--max-line",
         "65536",
     ]);
-    let mut bob = small_window_client(server.addr);
-    bob.send("bob");
-    bob.expect("welcome bob");
+    let bob = server.login_small_window("bob");
     let mut alice = server.login("alice");
     let text = "w".repeat(60_000);
-    for _ in 0..200 {
-        alice.send(&format!("bob: {text}"));
-    }
+    alice.send_many(&format!("bob: {text}"), 200);
     alice.send("alice: all sent");
     alice.expect("from alice: all sent");
     server.signal("TERM");

@@ -10,6 +10,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use socket2::{Domain, Socket, Type};
+
 /// How long any single read may wait before the test fails.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -54,8 +56,18 @@ impl Server {
     /// Connects and logs in, asserting the welcome.
     pub fn login(&self, name: &str) -> Client {
         let mut client = self.connect();
-        client.send(name);
-        client.expect(&format!("welcome {name}"));
+        client.log_in(name);
+        client
+    }
+
+    /// Connects with a tiny receive buffer and logs in: a client that
+    /// stalls the server's writes soon after it stops reading.
+    pub fn login_small_window(&self, name: &str) -> Client {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(&self.addr.into()).unwrap();
+        let mut client = Client::from_stream(TcpStream::from(socket));
+        client.log_in(name);
         client
     }
 
@@ -123,6 +135,18 @@ impl Client {
     /// Sends `line` with an LF.
     pub fn send(&mut self, line: &str) {
         self.send_raw(format!("{line}\n").as_bytes());
+    }
+
+    /// Sends `line` `count` times.
+    pub fn send_many(&mut self, line: &str, count: usize) {
+        for _ in 0..count {
+            self.send(line);
+        }
+    }
+
+    fn log_in(&mut self, name: &str) {
+        self.send(name);
+        self.expect(&format!("welcome {name}"));
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
