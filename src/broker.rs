@@ -249,10 +249,18 @@ impl Broker {
     }
 
     /// Tells `conn` the server is shutting down and closes it after what is
-    /// queued, or cuts it if even the notice does not fit in its queue.
+    /// queued. If even the notice does not fit in its queue, the notice is
+    /// skipped rather than the bound broken, and the connection still gets
+    /// every delivery the broker had processed for it: the close tells it.
     fn say_goodbye(&mut self, conn: ConnId, out: &mut Vec<Output>) {
-        self.enqueue(conn, render(&ErrorReply::ShuttingDown), out);
-        // enqueue may already have cut it as a slow consumer.
+        let notice = render(&ErrorReply::ShuttingDown);
+        let fits = self
+            .connections
+            .get(&conn)
+            .is_some_and(|connection| connection.queued + notice.len() <= self.max_queue);
+        if fits {
+            self.enqueue(conn, notice, out);
+        }
         self.close(conn, CloseReason::ShuttingDown, out);
     }
 

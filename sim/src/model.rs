@@ -63,6 +63,9 @@ enum Intent {
     /// Queue this line for `conn` if it is open (a slow-consumer cut if it
     /// does not fit).
     Enqueue { conn: ConnId, line: Line },
+    /// Queue this line for `conn` if it is open and it fits; otherwise
+    /// nothing (the shutdown notice never breaks the queue bound).
+    Notify { conn: ConnId, line: String },
     /// Close `conn` if it is open.
     Close { conn: ConnId, reason: CloseReason },
     /// This exact output, unconditionally (a connection opened during
@@ -204,8 +207,8 @@ impl Model {
                 self.shutting_down = true;
                 let mut intents = Vec::new();
                 for &conn in self.open.keys() {
-                    let line = Line::Exact(SHUTDOWN_NOTICE.to_string());
-                    intents.push(Intent::Enqueue { conn, line });
+                    let line = SHUTDOWN_NOTICE.to_string();
+                    intents.push(Intent::Notify { conn, line });
                     let reason = CloseReason::ShuttingDown;
                     intents.push(Intent::Close { conn, reason });
                 }
@@ -310,6 +313,18 @@ impl Model {
                     Output::Close {
                         conn: *conn,
                         reason: *reason,
+                    }
+                }
+                Intent::Notify { conn, line } => {
+                    let Some(queued) = self.open.get(conn).map(|open| open.queued) else {
+                        continue;
+                    };
+                    if queued + line.len() > self.max_queue {
+                        continue;
+                    }
+                    Output::Send {
+                        conn: *conn,
+                        line: line.as_str().into(),
                     }
                 }
                 Intent::Enqueue { conn, line } => {

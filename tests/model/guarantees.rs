@@ -355,10 +355,8 @@ pub fn guarantee_8_clean_shutdown(trace: &Trace) -> Checked {
                 conn,
                 line: grammar::SHUTTING_DOWN.into(),
             };
-            let (told, reason) = match fits {
-                true => (Some(notice), CloseReason::ShuttingDown),
-                false => (None, CloseReason::SlowConsumer),
-            };
+            let reason = CloseReason::ShuttingDown;
+            let told = fits.then_some(notice);
             told.into_iter().chain([Output::Close { conn, reason }])
         };
         let expected: Vec<Output> = match step.input {

@@ -122,11 +122,17 @@ impl Model {
 
     /// Tells `conn` the server is shutting down and closes it in a way that
     /// still writes what was queued. A connection with no room left for
-    /// the notice is cut as a slow consumer instead, like any other line
-    /// that does not fit: the rule in `src/broker/tests.rs`
-    /// (`a_full_queue_at_shutdown_is_cut_instead_of_told`).
+    /// the notice is closed the same way, without the notice: the queue
+    /// bound holds, and what was already processed still goes out.
     fn tell_shutdown_and_close(&mut self, conn: ConnId, out: &mut Vec<Output>) {
-        self.send(conn, grammar::SHUTTING_DOWN.to_string(), out);
+        let notice = grammar::SHUTTING_DOWN;
+        let fits = self
+            .open
+            .get(&conn)
+            .is_some_and(|c| c.queued + notice.len() <= self.max_queue);
+        if fits {
+            self.send(conn, notice.to_string(), out);
+        }
         self.close(conn, CloseReason::ShuttingDown, out);
     }
 
