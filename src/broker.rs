@@ -170,7 +170,7 @@ impl Broker {
         if self.shutting_down {
             // Accepted just before the listener stopped: told and closed
             // like every other connection, under the same queue bound.
-            self.say_goodbye(conn, out);
+            self.say_goodbye(conn, &render(&ErrorReply::ShuttingDown), out);
         }
     }
 
@@ -243,8 +243,9 @@ impl Broker {
         // In connection id order: hash order must not reach the outputs.
         let mut open: Vec<ConnId> = self.connections.keys().copied().collect();
         open.sort_unstable();
+        let notice = render(&ErrorReply::ShuttingDown);
         for conn in open {
-            self.say_goodbye(conn, out);
+            self.say_goodbye(conn, &notice, out);
         }
     }
 
@@ -252,14 +253,13 @@ impl Broker {
     /// queued. If even the notice does not fit in its queue, the notice is
     /// skipped rather than the bound broken, and the connection still gets
     /// every delivery the broker had processed for it: the close tells it.
-    fn say_goodbye(&mut self, conn: ConnId, out: &mut Vec<Output>) {
-        let notice = render(&ErrorReply::ShuttingDown);
+    fn say_goodbye(&mut self, conn: ConnId, notice: &Arc<str>, out: &mut Vec<Output>) {
         let fits = self
             .connections
             .get(&conn)
             .is_some_and(|connection| connection.queued + notice.len() <= self.max_queue);
         if fits {
-            self.enqueue(conn, notice, out);
+            self.enqueue(conn, notice.clone(), out);
         }
         self.close(conn, CloseReason::ShuttingDown, out);
     }

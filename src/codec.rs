@@ -56,11 +56,6 @@ impl LineDecoder {
         }
     }
 
-    /// The longest line this decoder accepts, in bytes.
-    pub fn max_line(&self) -> usize {
-        self.max_line
-    }
-
     /// Bytes of an unfinished line currently held in memory.
     pub fn buffered(&self) -> usize {
         self.line.len()

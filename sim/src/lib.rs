@@ -25,6 +25,11 @@
 pub mod checker;
 pub mod client;
 pub mod faults;
+// PROTOCOL.md's grammar as the property tests' reference model reads it,
+// independently of `chinwag::protocol`; the sim uses only part of it.
+#[allow(dead_code)]
+#[path = "../../tests/model/grammar.rs"]
+mod grammar;
 pub mod model;
 pub mod record;
 pub mod runtime;

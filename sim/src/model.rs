@@ -11,7 +11,8 @@
 //! difference allows.
 //!
 //! The model does not call into chinwag's protocol code: names, the message
-//! grammar and the reply lines are written out again here, so a bug there
+//! grammar and the shutdown notice come from the property tests' own
+//! reading of PROTOCOL.md (`tests/model/grammar.rs`), so a bug in chinwag's
 //! (say, destinations no longer deduplicated) is a difference, not an
 //! agreement.
 //!
@@ -25,10 +26,7 @@ use chinwag::broker::{CloseReason, ConnId, Input, Output};
 use chinwag::codec::{Frame, FrameError};
 
 use crate::checker::Guarantee;
-
-/// Longest login name, in characters.
-const MAX_NAME_CHARS: usize = 32;
-const SHUTDOWN_NOTICE: &str = "error: server shutting down\n";
+use crate::grammar::{self, Message, Refusal};
 
 /// A difference between the broker's outputs and the model's.
 #[derive(Debug)]
@@ -77,17 +75,9 @@ enum Intent {
 enum Line {
     Exact(String),
     /// Any `error: ` line: the wording of a grammar error is free.
-    AnyError(Malformed),
-}
-
-/// Why a message line is refused as a whole. The wording of each reply is
-/// free, but its length decides a slow-consumer cut, so the model learns
-/// it per kind from the broker's replies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Malformed {
-    MissingColon,
-    EmptyDestination,
-    InvalidDestination,
+    /// The wording is free, but its length decides a slow-consumer cut, so
+    /// the model learns it per kind of refusal from the broker's replies.
+    AnyError(Refusal),
 }
 
 #[derive(Debug)]
@@ -104,7 +94,7 @@ pub struct Model {
     seen: BTreeSet<ConnId>,
     shutting_down: bool,
     /// The length of the broker's reply to each kind of malformed line.
-    malformed_replies: BTreeMap<Malformed, usize>,
+    malformed_replies: BTreeMap<Refusal, usize>,
     replay: Replay,
 }
 
@@ -143,7 +133,7 @@ impl Model {
                     vec![
                         Intent::Exactly(Output::Send {
                             conn: *conn,
-                            line: SHUTDOWN_NOTICE.into(),
+                            line: grammar::SHUTTING_DOWN.into(),
                         }),
                         Intent::Exactly(Output::Close {
                             conn: *conn,
@@ -207,7 +197,7 @@ impl Model {
                 self.shutting_down = true;
                 let mut intents = Vec::new();
                 for &conn in self.open.keys() {
-                    let line = SHUTDOWN_NOTICE.to_string();
+                    let line = grammar::SHUTTING_DOWN.to_string();
                     intents.push(Intent::Notify { conn, line });
                     let reason = CloseReason::ShuttingDown;
                     intents.push(Intent::Close { conn, reason });
@@ -249,7 +239,7 @@ impl Model {
         }
         let Some(sender) = self.open[&conn].name.clone() else {
             let name = line.trim();
-            if !is_valid_name(name) {
+            if !grammar::is_name(name) {
                 return vec![reply("invalid name".into())];
             }
             if self.holders.contains_key(name) {
@@ -265,8 +255,8 @@ impl Model {
                 line: welcome,
             }];
         };
-        let (destinations, text) = match parse_message(line) {
-            Ok(parsed) => parsed,
+        let Message { destinations, text } = match grammar::parse_message(line) {
+            Ok(message) => message,
             Err(why) => {
                 return vec![Intent::Enqueue {
                     conn,
@@ -282,7 +272,7 @@ impl Model {
         let delivery = format!("from {sender}: {text}\n");
         destinations
             .into_iter()
-            .map(|destination| match self.holders.get(destination) {
+            .map(|destination| match self.holders.get(&destination) {
                 Some(&recipient) => Intent::Enqueue {
                     conn: recipient,
                     line: Line::Exact(delivery.clone()),
@@ -441,35 +431,6 @@ fn protocol(detail: String) -> Mismatch {
     }
 }
 
-/// PROTOCOL.md's login names: 1 to 32 characters, each alphanumeric or
-/// one of `-`, `_`, `.`.
-fn is_valid_name(name: &str) -> bool {
-    let count = name.chars().count();
-    (1..=MAX_NAME_CHARS).contains(&count)
-        && name
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
-/// `<dest>[, <dest>...]: <text>`: the distinct destinations in the order
-/// first listed and the trimmed text, or why the line is refused.
-fn parse_message(line: &str) -> Result<(Vec<&str>, &str), Malformed> {
-    let (head, text) = line.split_once(':').ok_or(Malformed::MissingColon)?;
-    let mut destinations = Vec::new();
-    for destination in head.split(',').map(str::trim) {
-        if destination.is_empty() {
-            return Err(Malformed::EmptyDestination);
-        }
-        if !is_valid_name(destination) {
-            return Err(Malformed::InvalidDestination);
-        }
-        if !destinations.contains(&destination) {
-            destinations.push(destination);
-        }
-    }
-    Ok((destinations, text.trim()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -491,6 +452,17 @@ mod tests {
     fn opened(model: &mut Model, conn: u64) {
         let input = Input::Opened { conn: ConnId(conn) };
         model.step(&input, &[]).unwrap();
+    }
+
+    /// A model with connections 1, 2, ... open and logged in as `names`.
+    fn logged_in(max_queue: usize, names: &[&str]) -> Model {
+        let mut model = Model::new(max_queue);
+        for (conn, name) in (1..).zip(names) {
+            opened(&mut model, conn);
+            let welcome = send(conn, &format!("welcome {name}\n"));
+            model.step(&line(conn, name), &[welcome]).unwrap();
+        }
+        model
     }
 
     #[test]
@@ -521,11 +493,7 @@ mod tests {
 
     #[test]
     fn names_a_duplicate_delivery() {
-        let mut model = Model::new(1024);
-        opened(&mut model, 1);
-        model
-            .step(&line(1, "ann"), &[send(1, "welcome ann\n")])
-            .unwrap();
+        let mut model = logged_in(1024, &["ann"]);
         let twice = [send(1, "from ann: x\n"), send(1, "from ann: x\n")];
         let mismatch = model.step(&line(1, "ann, ann: x"), &twice).unwrap_err();
         assert_eq!(mismatch.guarantee, Guarantee::ExactDelivery);
@@ -533,15 +501,7 @@ mod tests {
 
     #[test]
     fn names_a_delivery_after_disconnect() {
-        let mut model = Model::new(1024);
-        opened(&mut model, 1);
-        opened(&mut model, 2);
-        model
-            .step(&line(1, "ann"), &[send(1, "welcome ann\n")])
-            .unwrap();
-        model
-            .step(&line(2, "bob"), &[send(2, "welcome bob\n")])
-            .unwrap();
+        let mut model = logged_in(1024, &["ann", "bob"]);
         let close = Output::Close {
             conn: ConnId(2),
             reason: CloseReason::PeerClosed,
@@ -556,11 +516,7 @@ mod tests {
 
     #[test]
     fn judges_a_cut_for_a_malformed_line_by_the_replys_learned_length() {
-        let mut model = Model::new(40);
-        opened(&mut model, 1);
-        model
-            .step(&line(1, "ann"), &[send(1, "welcome ann\n")])
-            .unwrap();
+        let mut model = logged_in(40, &["ann"]);
         let reply = [send(1, "error: missing colon\n")];
         model.step(&line(1, "no colon"), &reply).unwrap();
         // 12 + 21 bytes queued: another 21-byte reply would not fit.

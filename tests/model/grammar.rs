@@ -37,7 +37,7 @@ pub struct Message {
 }
 
 /// Why a message line is refused as a whole.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Refusal {
     NoColon,
     EmptyDestination,
