@@ -10,6 +10,8 @@ use std::hint::black_box;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 use chinwag::broker::{Broker, ConnId, Input, Output};
+use chinwag::config::Config;
+use chinwag::time::Time;
 
 /// Connections logged in as `u0`, `u1`, ...; `u0` sends.
 const CLIENTS: u64 = 101;
@@ -18,13 +20,17 @@ const CLIENTS: u64 = 101;
 /// large that nobody is cut however much queues up: the bench measures
 /// routing, not flow control.
 fn logged_in_broker() -> Broker {
-    let mut broker = Broker::new(usize::MAX / 2);
+    let config = Config {
+        max_queue: usize::MAX / 2,
+        ..Config::default()
+    };
+    let mut broker = Broker::new(&config);
     let mut out = Vec::new();
     for id in 0..CLIENTS {
         let conn = ConnId(id);
-        broker.handle(&Input::Opened { conn }, &mut out);
+        broker.handle(Time::ZERO, &Input::Opened { conn }, &mut out);
         let frame = Ok(format!("u{id}"));
-        broker.handle(&Input::Line { conn, frame }, &mut out);
+        broker.handle(Time::ZERO, &Input::Line { conn, frame }, &mut out);
     }
     out.clear();
     broker
@@ -47,7 +53,7 @@ fn deliveries(c: &mut Criterion) {
             &line,
             |b, line| {
                 b.iter(|| {
-                    broker.handle(black_box(line), &mut out);
+                    broker.handle(Time::ZERO, black_box(line), &mut out);
                     debug_assert_eq!(out.len(), destinations);
                     out.clear();
                 })

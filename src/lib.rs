@@ -1,23 +1,25 @@
 //! chinwag: a deterministic, simulation-tested chat server.
 //!
-//! The layers, from the wire inwards (see DESIGN.md):
+//! The layers, from the wire inwards (ARCHITECTURE.md has the whole map):
 //!
 //! ```text
 //! bytes --> [codec] --> Input --> [broker] --> Output --> [shell] --> bytes
-//!             pure                  pure                  runtime
+//!             pure                  pure                  runtime seam
 //! ```
 //!
-//! - [`codec`] splits bytes into bounded lines; [`protocol`] parses and
-//!   renders the line grammar. Both are pure functions of their input.
-//! - [`broker`] is the state machine that makes every decision.
+//! - [`codec`], [`protocol`], [`broker`], [`config`] and [`time`] are the
+//!   pure core. They live in the `chinwag-core` crate (`src/core/`), which is
+//!   `no_std` and depends on no runtime, so the build proves they do no
+//!   I/O, read no clock and draw no random numbers; they are re-exported
+//!   here under their usual names.
 //! - [`shell`] runs the broker behind sockets, written once for any runtime;
-//!   [`server`] plugs in async-std for production and [`client`] is the
-//!   interactive client. The simulator in `sim/` plugs in turmoil instead.
+//!   [`server`] plugs in async-std for production (with [`tcp`], its
+//!   sockets as the shell needs them) and [`client`] is the interactive
+//!   client. The simulator in `sim/` plugs in turmoil instead.
 
-pub mod broker;
+pub use chinwag_core::{broker, codec, config, protocol, time};
+
 pub mod client;
-pub mod codec;
-pub mod config;
-pub mod protocol;
 pub mod server;
 pub mod shell;
+pub mod tcp;

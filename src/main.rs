@@ -1,8 +1,7 @@
-//! The `chinwag` command line: `serve` runs the server, `connect` the client,
-//! `bench` the load generator.
+//! The `chinwag` command line: `serve` runs the server, `connect` the client.
+//! (The load generator is a crate of its own, `chinwag-bench`, in benches/load/.)
 
-mod bench;
-
+use std::fmt;
 use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
@@ -12,10 +11,22 @@ use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use chinwag::config::Config;
+use chinwag::protocol::{
+    ErrorReply, Line, MAX_NAME_CHARS, render_delivery, render_error, render_welcome,
+};
+use chinwag::server::Stopped;
 
 /// Exit status for bad command-line input or a server that cannot start,
 /// the same status clap uses for usage errors.
 const USAGE_ERROR: u8 = 2;
+
+/// Exit status when a second SIGINT or SIGTERM cut the shutdown short, so
+/// what was still queued for clients may not have been delivered.
+const FORCED_SHUTDOWN: u8 = 1;
+
+/// A name character that takes the most bytes UTF-8 can (4): a name of
+/// [`MAX_NAME_CHARS`] of them is the longest a server line can carry.
+const WIDEST_NAME_CHAR: char = '\u{1D400}';
 
 #[derive(Parser)]
 #[command(
@@ -41,9 +52,6 @@ enum Command {
         #[arg(value_name = "ADDR", default_value = "127.0.0.1:8080", value_parser = parse_address)]
         address: SocketAddr,
     },
-    /// Load a server over loopback with a scenario, verify every delivery,
-    /// and print throughput, latency, server CPU and memory.
-    Bench(bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -65,13 +73,24 @@ struct ServeArgs {
 
     /// Seconds a connection with data queued may accept no bytes before it
     /// is closed as a dead peer. Fractions are allowed.
-    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_positive_seconds)]
-    write_timeout: Duration,
+    #[arg(long, value_name = "SECS", default_value_t = Seconds(Config::default().write_timeout), value_parser = parse_positive_seconds)]
+    write_timeout: Seconds,
 
     /// Seconds after SIGINT/SIGTERM within which the server exits, even if
     /// some clients have not read everything yet. Fractions are allowed.
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
-    shutdown_timeout: Duration,
+    #[arg(long, value_name = "SECS", default_value_t = Seconds(Config::default().shutdown_timeout), value_parser = parse_seconds)]
+    shutdown_timeout: Seconds,
+}
+
+/// A duration given on the command line in seconds; shown in `--help` as
+/// its number of seconds, so the defaults can come from [`Config`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Seconds(Duration);
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.as_secs_f64())
+    }
 }
 
 fn main() -> ExitCode {
@@ -79,34 +98,84 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Connect { address } => connect(address),
-        Command::Bench(args) => bench::run(args),
     }
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    init_logging("info");
-    let config = Config {
-        max_line: args.max_line,
-        max_queue: args.max_queue,
-        write_timeout: args.write_timeout,
-        shutdown_timeout: args.shutdown_timeout,
-    };
-    async_std::task::block_on(async {
-        let listener = match async_std::net::TcpListener::bind(args.listen).await {
-            Ok(listener) => listener,
-            Err(error) => {
-                eprintln!("error: cannot listen on {}: {error}", args.listen);
-                return ExitCode::from(USAGE_ERROR);
-            }
-        };
-        match chinwag::server::run(config, listener).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("error: server failed: {error}");
-                ExitCode::FAILURE
-            }
+    let config = match server_config(&args) {
+        Ok(config) => config,
+        Err(problem) => {
+            eprintln!("error: {problem}");
+            return ExitCode::from(USAGE_ERROR);
         }
+    };
+    init_logging("info");
+    let listener = match chinwag::server::listen(args.listen) {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("error: cannot listen on {}: {error}", args.listen);
+            return ExitCode::from(USAGE_ERROR);
+        }
+    };
+    match async_std::task::block_on(chinwag::server::run(config, listener)) {
+        Ok(Stopped::Gracefully) => ExitCode::SUCCESS,
+        Ok(Stopped::Forced) => ExitCode::from(FORCED_SHUTDOWN),
+        Err(error) => {
+            eprintln!("error: server failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The configuration the flags ask for, if it can work. `--max-queue` must
+/// hold the longest line the server can send: with less, a client could be
+/// cut as a slow consumer for one long message (or, with a tiny queue, could
+/// not even be welcomed) through no fault of its own. This bound could be a
+/// method of [`Config`], next to the defaults.
+fn server_config(args: &ServeArgs) -> Result<Config, String> {
+    let max_line = args.max_line;
+    let longest_line = longest_server_line(max_line).ok_or_else(|| {
+        format!(
+            "--max-line {max_line} is too large: the longest line the server could \
+             send would be more than {} bytes",
+            usize::MAX
+        )
+    })?;
+    if args.max_queue < longest_line {
+        return Err(format!(
+            "--max-queue {} is too small for --max-line {max_line}: the server can send \
+             lines of up to {longest_line} bytes (a {max_line}-byte message, or an error \
+             naming someone, with a name of {MAX_NAME_CHARS} four-byte characters), so \
+             --max-queue must be at least {longest_line}",
+            args.max_queue
+        ));
+    }
+    Ok(Config {
+        max_line,
+        max_queue: args.max_queue,
+        write_timeout: args.write_timeout.0,
+        shutdown_timeout: args.shutdown_timeout.0,
     })
+}
+
+/// The longest line, LF included, that a server with this `--max-line` can
+/// send, or `None` if that many bytes cannot be counted in a `usize`. It is
+/// the longer of a delivery of a `max_line`-byte text (an overestimate by
+/// the few bytes of the `dest:` the text came with) and the longest reply
+/// that names someone, each with a name of the widest characters; every
+/// other reply is a fixed, shorter text.
+fn longest_server_line(max_line: usize) -> Option<usize> {
+    let name: String = std::iter::repeat_n(WIDEST_NAME_CHAR, MAX_NAME_CHARS).collect();
+    let longest_naming_reply = [
+        render_welcome(&name),
+        render_error(&ErrorReply::NameTaken(name.clone())),
+        render_error(&ErrorReply::NoSuchPeer(name.clone())),
+    ]
+    .iter()
+    .map(Line::len)
+    .fold(0, usize::max);
+    let longest_delivery = render_delivery(&name, "").len().checked_add(max_line)?;
+    Some(longest_delivery.max(longest_naming_reply))
 }
 
 fn connect(address: SocketAddr) -> ExitCode {
@@ -114,7 +183,7 @@ fn connect(address: SocketAddr) -> ExitCode {
     match async_std::task::block_on(chinwag::client::run(address)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {address}: {error}");
+            eprintln!("error: {error}");
             ExitCode::FAILURE
         }
     }
@@ -148,20 +217,21 @@ fn parse_positive(text: &str) -> Result<usize, String> {
     }
 }
 
-fn parse_seconds(text: &str) -> Result<Duration, String> {
+fn parse_seconds(text: &str) -> Result<Seconds, String> {
     let seconds: f64 = text
         .parse()
         .map_err(|_| "not a number of seconds".to_string())?;
     Duration::try_from_secs_f64(seconds)
+        .map(Seconds)
         .map_err(|_| "must be a non-negative number of seconds, not too large".to_string())
 }
 
-fn parse_positive_seconds(text: &str) -> Result<Duration, String> {
-    let duration = parse_seconds(text)?;
-    if duration.is_zero() {
+fn parse_positive_seconds(text: &str) -> Result<Seconds, String> {
+    let seconds = parse_seconds(text)?;
+    if seconds.0.is_zero() {
         return Err("must be more than 0 seconds".to_string());
     }
-    Ok(duration)
+    Ok(seconds)
 }
 
 #[cfg(test)]
@@ -183,9 +253,78 @@ mod tests {
         );
         assert_eq!(parse_positive("0").unwrap_err(), "must be at least 1");
         assert!(parse_positive("-3").is_err());
-        assert_eq!(parse_seconds("0.5").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_seconds("0.5").unwrap().0, Duration::from_millis(500));
         assert!(parse_seconds("-1").is_err());
         assert!(parse_seconds("NaN").is_err());
         assert!(parse_positive_seconds("0").is_err());
+    }
+
+    #[test]
+    fn the_default_timeouts_are_the_configs() {
+        let Command::Serve(args) = Cli::parse_from(["chinwag", "serve"]).command else {
+            panic!("not serve");
+        };
+        assert_eq!(args.write_timeout.0, Config::default().write_timeout);
+        assert_eq!(args.shutdown_timeout.0, Config::default().shutdown_timeout);
+        // Every default round-trips through its --help text.
+        let shown = Seconds(Duration::from_millis(1500)).to_string();
+        assert_eq!(
+            parse_seconds(&shown).unwrap().0,
+            Duration::from_millis(1500)
+        );
+    }
+
+    fn serve_args(flags: &[&str]) -> ServeArgs {
+        let command = Cli::try_parse_from(["chinwag", "serve"].iter().chain(flags))
+            .expect("flags parse")
+            .command;
+        let Command::Serve(args) = command else {
+            panic!("not serve");
+        };
+        args
+    }
+
+    #[test]
+    fn the_longest_server_line_is_a_delivery_or_a_reply_naming_someone() {
+        let name: String = std::iter::repeat_n(WIDEST_NAME_CHAR, MAX_NAME_CHARS).collect();
+        assert!(chinwag::protocol::is_valid_name(&name));
+        assert_eq!(name.len(), 128);
+        // "from " + name + ": " + text + "\n"
+        assert_eq!(longest_server_line(8192), Some(5 + 128 + 2 + 8192 + 1));
+        // "error: no such peer: " + name + "\n" outgrows a tiny delivery.
+        assert_eq!(longest_server_line(1), Some(21 + 128 + 1));
+        assert_eq!(longest_server_line(usize::MAX - 136), Some(usize::MAX));
+        assert_eq!(longest_server_line(usize::MAX - 135), None);
+        assert_eq!(longest_server_line(usize::MAX), None);
+        // The replies that name nobody are shorter than any bound.
+        for reply in [
+            ErrorReply::InvalidName,
+            ErrorReply::ShuttingDown,
+            ErrorReply::Frame(chinwag::codec::FrameError::LineTooLong),
+            ErrorReply::Frame(chinwag::codec::FrameError::InvalidUtf8),
+            ErrorReply::Malformed(chinwag::protocol::MessageError::MissingColon),
+            ErrorReply::Malformed(chinwag::protocol::MessageError::EmptyDestination),
+            ErrorReply::Malformed(chinwag::protocol::MessageError::InvalidDestination),
+        ] {
+            assert!(render_error(&reply).len() < longest_server_line(1).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_queue_too_small_for_the_longest_line_is_refused() {
+        for max_queue in ["8", "4096", "8327"] {
+            let problem = server_config(&serve_args(&["--max-queue", max_queue])).unwrap_err();
+            assert!(
+                problem.contains("--max-queue") && problem.contains("--max-line 8192"),
+                "{problem}"
+            );
+            assert!(problem.contains("at least 8328"), "{problem}");
+        }
+        let config = server_config(&serve_args(&["--max-queue", "8328"])).unwrap();
+        assert_eq!(config.max_queue, 8328);
+        assert_eq!(server_config(&serve_args(&[])).unwrap(), Config::default());
+        let problem =
+            server_config(&serve_args(&["--max-line", &usize::MAX.to_string()])).unwrap_err();
+        assert!(problem.starts_with("--max-line"), "{problem}");
     }
 }

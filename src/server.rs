@@ -1,24 +1,35 @@
 //! The production server: the shell on async-std's real TCP and signals.
 //!
-//! This file is the runtime adapter DESIGN.md describes: it fills in the
-//! [`Runtime`] seam with async-std, turns the listener into a stream of
-//! configured sockets (TCP_NODELAY, keepalive) and turns SIGINT/SIGTERM into
-//! the shutdown future. async-std is discontinued upstream; moving to smol
-//! or tokio means rewriting this file and nothing else.
+//! This file is the production runtime adapter (ARCHITECTURE.md): it fills
+//! in the [`Runtime`] seam with async-std's executor, timers and clock,
+//! binds the listener (with a backlog deep enough for a burst of connects),
+//! turns it into a stream of configured sockets (TCP_NODELAY, keepalive,
+//! TCP_USER_TIMEOUT) and turns SIGINT/SIGTERM into the shutdown future; a
+//! second signal abandons the drain. async-std is discontinued upstream;
+//! moving to smol or tokio means rewriting this file and nothing else.
 
+use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_std::net::{TcpListener, TcpStream};
-use futures::future::BoxFuture;
-use futures::{Stream, StreamExt};
+use futures::channel::oneshot;
+use futures::future::{self, BoxFuture};
+use futures::{FutureExt, Stream, StreamExt, pin_mut, select_biased};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_async_std::Signals;
-use socket2::{SockRef, TcpKeepalive};
+use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::shell::{self, Accepted, Runtime};
+use crate::tcp;
+use crate::time::Time;
+
+/// Connections the kernel completes and holds for the accept loop. std's
+/// 128 made a burst of 1,000 connects wait for SYN retransmits (5 s); the
+/// kernel caps this at `net.core.somaxconn` (4096 by default).
+const LISTEN_BACKLOG_CONNECTIONS: i32 = 1024;
 
 /// Keepalive probes start after this much silence, so a vanished peer is
 /// reported by the OS within a few minutes even when nothing is written.
@@ -26,13 +37,53 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_RETRIES: u32 = 6;
 
+/// TCP_USER_TIMEOUT is this many write timeouts. It is a backstop for what
+/// the broker cannot see (lines already in kernel buffers when a peer
+/// freezes), so it is looser than the broker's own rule, which decides the
+/// ordinary cases with a reason in the log. It must be: the kernel counts
+/// a window that reopens by less than one segment as no progress, and on
+/// loopback, where a segment can be 64 KiB, a small-window reader that
+/// reads steadily but slowly looks stuck to it for a while.
+#[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+const TCP_USER_TIMEOUT_PER_WRITE_TIMEOUT: u32 = 2;
+
+/// The range TCP_USER_TIMEOUT can express: it counts whole milliseconds,
+/// 0 means the system default (minutes), and Linux refuses values past
+/// `i32::MAX`.
+#[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+const TCP_USER_TIMEOUT_MIN: Duration = Duration::from_millis(1);
+#[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+const TCP_USER_TIMEOUT_MAX: Duration = Duration::from_millis(i32::MAX as u64);
+
 /// How long to pause accepting after an error such as running out of file
 /// descriptors, instead of spinning on it.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
-/// async-std's executor and timers.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct AsyncStd;
+/// While accepting keeps failing (every [`ACCEPT_ERROR_BACKOFF`]), at most
+/// one warning per this interval: the first failure, then a summary.
+const ACCEPT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// async-std's executor and timers, and the monotonic clock, read from
+/// when the value was made.
+#[derive(Clone, Copy, Debug)]
+pub struct AsyncStd {
+    origin: Instant,
+}
+
+impl AsyncStd {
+    /// The runtime, with its clock starting now.
+    pub fn new() -> Self {
+        AsyncStd {
+            origin: Instant::now(),
+        }
+    }
+}
+
+impl Default for AsyncStd {
+    fn default() -> Self {
+        AsyncStd::new()
+    }
+}
 
 impl Runtime for AsyncStd {
     fn spawn<F>(&self, task: F)
@@ -45,49 +96,167 @@ impl Runtime for AsyncStd {
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
         Box::pin(async_std::task::sleep(duration))
     }
+
+    fn now(&self) -> Time {
+        Time::from_origin(self.origin.elapsed())
+    }
 }
 
-/// Serves on `listener` until SIGINT or SIGTERM, then shuts down gracefully.
-pub async fn run(config: Config, listener: TcpListener) -> std::io::Result<()> {
+/// How [`run`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// After SIGINT or SIGTERM: drained, or cut short by `--shutdown-timeout`.
+    Gracefully,
+    /// A second signal came during the drain, which was abandoned.
+    Forced,
+}
+
+/// Binds a listener on `address`, with room in its backlog for a burst of
+/// connects.
+pub fn listen(address: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    // As std's bind does: a restarted server can take its port back while
+    // connections of the old one linger in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(LISTEN_BACKLOG_CONNECTIONS)?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from(std::net::TcpListener::from(socket)))
+}
+
+/// Serves on `listener` until SIGINT or SIGTERM, then shuts down gracefully,
+/// unless a second signal comes first.
+pub async fn run(config: Config, listener: TcpListener) -> io::Result<Stopped> {
     let address = listener.local_addr()?;
     let signals = Signals::new([SIGINT, SIGTERM])?;
-    let handle = signals.handle();
-    let shutdown = async move {
-        let mut signals = signals;
-        if let Some(signal) = signals.next().await {
-            info!(signal, "shutdown requested");
-        }
-    };
-    // stdout carries this one line for scripts (port 0 picks the port);
-    // logs go to stderr.
-    println!("chinwag listening on {address}");
+    let (shutdown_requested, shutdown) = oneshot::channel();
+    announce(address);
     info!(?config, "listening on {address}");
-    shell::serve(AsyncStd, config, accepted(listener), shutdown).await;
-    handle.close();
-    Ok(())
+    let served = shell::serve(
+        AsyncStd::new(),
+        config,
+        accepted(listener, config.write_timeout),
+        shutdown.map(|_| ()),
+    )
+    .fuse();
+    let second_signal = watch_signals(signals, shutdown_requested).fuse();
+    pin_mut!(served, second_signal);
+    Ok(select_biased! {
+        () = served => Stopped::Gracefully,
+        () = second_signal => Stopped::Forced,
+    })
+}
+
+/// Writes `chinwag listening on ADDR` on stdout, for scripts that listen on
+/// port 0 (logs go to stderr). stdout may be a closed pipe; the server works
+/// without it, so failing to write is a warning, not a reason to stop.
+fn announce(address: SocketAddr) {
+    let mut stdout = io::stdout().lock();
+    if let Err(error) =
+        writeln!(stdout, "chinwag listening on {address}").and_then(|()| stdout.flush())
+    {
+        warn!(%error, "cannot write the listening address to stdout");
+    }
+}
+
+/// Requests the shutdown on the first SIGINT or SIGTERM, and completes on
+/// the second: an operator who signals again will not wait for the drain.
+async fn watch_signals(mut signals: Signals, shutdown_requested: oneshot::Sender<()>) {
+    // The stream ends only when its handle is closed, which nothing does.
+    let Some(signal) = signals.next().await else {
+        return future::pending().await;
+    };
+    info!(
+        signal,
+        "shutdown requested; a second SIGINT or SIGTERM exits at once"
+    );
+    let _ = shutdown_requested.send(());
+    let Some(signal) = signals.next().await else {
+        return future::pending().await;
+    };
+    warn!(
+        signal,
+        "second signal: exiting without finishing the shutdown"
+    );
 }
 
 /// The listener as an endless stream of configured sockets.
-fn accepted(listener: TcpListener) -> impl Stream<Item = Accepted<TcpStream>> + Unpin {
-    Box::pin(futures::stream::unfold(listener, |listener| async move {
-        loop {
-            match listener.accept().await {
-                Ok((socket, peer)) => {
-                    configure(&socket, peer);
-                    return Some((Accepted { socket, peer }, listener));
-                }
-                Err(error) => {
-                    warn!(%error, "accept failed");
-                    async_std::task::sleep(ACCEPT_ERROR_BACKOFF).await;
+fn accepted(
+    listener: TcpListener,
+    write_timeout: Duration,
+) -> impl Stream<Item = Accepted<tcp::Socket>> + Unpin {
+    let warnings = WarningLimiter::new(ACCEPT_WARNING_INTERVAL);
+    Box::pin(futures::stream::unfold(
+        (listener, warnings),
+        move |(listener, mut warnings)| async move {
+            loop {
+                match listener.accept().await {
+                    Ok((socket, peer)) => {
+                        configure(&socket, peer, write_timeout);
+                        let socket = tcp::Socket(socket);
+                        return Some((Accepted { socket, peer }, (listener, warnings)));
+                    }
+                    Err(error) => {
+                        if let Some(not_logged) = warnings.failed(Instant::now()) {
+                            warn!(
+                                %error,
+                                failures_not_logged_since_last_warning = not_logged,
+                                "accept failed (retrying every {ACCEPT_ERROR_BACKOFF:?}, \
+                                 warning at most every {ACCEPT_WARNING_INTERVAL:?})"
+                            );
+                        }
+                        async_std::task::sleep(ACCEPT_ERROR_BACKOFF).await;
+                    }
                 }
             }
-        }
-    }))
+        },
+    ))
 }
 
-/// Low latency (no Nagle delay) and dead-peer detection by the OS. Failing
-/// to set either only degrades the connection, so it is logged, not fatal.
-fn configure(socket: &TcpStream, peer: SocketAddr) {
+/// Rate-limits the warnings about a recurring failure: the first is logged,
+/// then at most one per interval, each saying how many it held back.
+#[derive(Debug)]
+struct WarningLimiter {
+    interval: Duration,
+    last_logged: Option<Instant>,
+    suppressed: u64,
+}
+
+impl WarningLimiter {
+    fn new(interval: Duration) -> Self {
+        WarningLimiter {
+            interval,
+            last_logged: None,
+            suppressed: 0,
+        }
+    }
+
+    /// A failure at `now`: `Some(held back since the last logged one)` if
+    /// this one is to be logged, `None` if it is held back.
+    fn failed(&mut self, now: Instant) -> Option<u64> {
+        let logged_recently = self
+            .last_logged
+            .is_some_and(|last| now.saturating_duration_since(last) < self.interval);
+        if logged_recently {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last_logged = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+/// Low latency (no Nagle delay) and dead-peer detection by the OS: keepalive
+/// for a silent peer, and TCP_USER_TIMEOUT from the write timeout, so the
+/// kernel also gives up on a frozen peer (data unacknowledged, or a zero
+/// window) instead of retrying for many minutes, even after the server has
+/// closed the socket. Failing to set any of them only degrades the
+/// connection, so it is logged, not fatal.
+fn configure(socket: &TcpStream, peer: SocketAddr, write_timeout: Duration) {
     if let Err(error) = socket.set_nodelay(true) {
         warn!(%peer, %error, "cannot set TCP_NODELAY");
     }
@@ -97,5 +266,68 @@ fn configure(socket: &TcpStream, peer: SocketAddr) {
         .with_retries(KEEPALIVE_RETRIES);
     if let Err(error) = SockRef::from(socket).set_tcp_keepalive(&keepalive) {
         warn!(%peer, %error, "cannot enable TCP keepalive");
+    }
+    set_user_timeout(socket, peer, write_timeout);
+}
+
+/// TCP_USER_TIMEOUT, clamped into what the option can express.
+#[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+fn set_user_timeout(socket: &TcpStream, peer: SocketAddr, write_timeout: Duration) {
+    let user_timeout = write_timeout
+        .saturating_mul(TCP_USER_TIMEOUT_PER_WRITE_TIMEOUT)
+        .clamp(TCP_USER_TIMEOUT_MIN, TCP_USER_TIMEOUT_MAX);
+    if let Err(error) = SockRef::from(socket).set_tcp_user_timeout(Some(user_timeout)) {
+        warn!(%peer, %error, "cannot set TCP_USER_TIMEOUT");
+    }
+}
+
+/// Other systems have no TCP_USER_TIMEOUT: keepalive and the write timeout
+/// are all there is.
+#[cfg(not(any(target_os = "android", target_os = "fuchsia", target_os = "linux")))]
+fn set_user_timeout(_: &TcpStream, _: SocketAddr, _: Duration) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_accept_failure_is_logged_then_one_summary_per_interval() {
+        let interval = Duration::from_secs(10);
+        let mut warnings = WarningLimiter::new(interval);
+        let start = Instant::now();
+        let at = |millis| start + Duration::from_millis(millis);
+        assert_eq!(warnings.failed(at(0)), Some(0));
+        for millis in (100..10_000).step_by(100) {
+            assert_eq!(warnings.failed(at(millis)), None, "at {millis} ms");
+        }
+        // 99 held back; the next failure an interval after the last warning
+        // is logged with their count.
+        assert_eq!(warnings.failed(at(10_000)), Some(99));
+        assert_eq!(warnings.failed(at(10_100)), None);
+        // After a quiet spell, the first failure is logged at once.
+        assert_eq!(warnings.failed(at(60_000)), Some(1));
+        assert_eq!(warnings.failed(at(60_000)), None);
+    }
+
+    #[test]
+    #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+    fn accepted_sockets_time_out_unacknowledged_data_after_twice_the_write_timeout() {
+        for (write_timeout, expected) in [
+            (Duration::from_millis(2500), Duration::from_millis(5000)),
+            (Duration::from_micros(10), TCP_USER_TIMEOUT_MIN),
+            (Duration::from_secs(u64::MAX), TCP_USER_TIMEOUT_MAX),
+        ] {
+            async_std::task::block_on(async {
+                let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+                let address = listener.local_addr().unwrap();
+                let _client = std::net::TcpStream::connect(address).unwrap();
+                let mut sockets = accepted(listener, write_timeout);
+                let Accepted { socket, .. } = sockets.next().await.unwrap();
+                let socket = SockRef::from(&socket.0);
+                assert_eq!(socket.tcp_user_timeout().unwrap(), Some(expected));
+                assert!(socket.tcp_nodelay().unwrap());
+                assert!(socket.keepalive().unwrap());
+            });
+        }
     }
 }

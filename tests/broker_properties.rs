@@ -1,6 +1,6 @@
 //! Model-based property tests of the broker: random event sequences, the
 //! broker's outputs held against the reference model after every step, and
-//! DESIGN.md's guarantees 1-8 checked over each whole run.
+//! PROTOCOL.md's guarantees 1-8 checked over each whole run.
 //!
 //! The model, the guarantee checks and the story-telling step type live in
 //! `tests/model/` (shared with the fuzz targets); this file only says how
@@ -18,7 +18,10 @@ mod model;
 
 use chinwag::broker::{CloseReason, Input, Output};
 use chinwag::codec::{Frame, FrameError};
-use model::scenario::{ABSENT, Amount, BAD_NAMES, BLANK, MALFORMED, NAMES, Scenario, Step, TEXTS};
+use model::scenario::{
+    ABSENT, Amount, BAD_NAMES, BLANK, LOOK_ALIKES, MALFORMED, NAMES, Scenario, Step, TEXTS,
+    WRITE_TIMEOUT,
+};
 use model::trace::Trace;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -39,10 +42,15 @@ fn anyone() -> impl Strategy<Value = &'static str> {
     prop_oneof![4 => prop::sample::select(NAMES.to_vec()), 1 => Just(ABSENT)]
 }
 
-/// A login line for a name, maybe padded with Unicode whitespace.
+/// A login line for a name or a look-alike of one, maybe padded with
+/// Unicode whitespace.
 fn login() -> impl Strategy<Value = String> {
     let pad = || prop::sample::select(vec!["", "", " ", "\t", "\u{3000}"]);
-    (pad(), prop::sample::select(NAMES.to_vec()), pad()).prop_map(|(a, n, b)| format!("{a}{n}{b}"))
+    let name = prop_oneof![
+        3 => prop::sample::select(NAMES.to_vec()),
+        1 => prop::sample::select(LOOK_ALIKES.to_vec()),
+    ];
+    (pad(), name, pad()).prop_map(|(a, n, b)| format!("{a}{n}{b}"))
 }
 
 /// `dest[, dest...]: text`, with repeats, the sender itself and the
@@ -53,6 +61,7 @@ fn message() -> impl Strategy<Value = String> {
     let text = prop_oneof![
         4 => prop::sample::select(TEXTS.to_vec()).prop_map(str::to_string),
         1 => (0..90usize).prop_map(|n| "x".repeat(n)),
+        1 => Just("x\rfrom alice: forged".to_string()),
     ];
     (destinations, separator, text).prop_map(|(d, s, t)| format!("{}: {t}", d.join(s)))
 }
@@ -78,7 +87,7 @@ fn step() -> impl Strategy<Value = Step> {
         100 => (conn(), frame()).prop_map(|(c, f)| Step::Send(c, f)),
         16 => conn().prop_map(|c| Step::Read(c, Amount::Everything)),
         12 => (conn(), 1..40usize).prop_map(|(c, n)| Step::Read(c, Amount::UpTo(n))),
-        3 => conn().prop_map(Step::Stall),
+        3 => (0..=2 * WRITE_TIMEOUT.as_millis() as u64).prop_map(Step::Wait),
         12 => conn().prop_map(Step::Disconnect),
         1 => Just(Step::Shutdown),
     ]
@@ -142,6 +151,8 @@ fn the_generator_reaches_the_interesting_cases() {
     let Coverage {
         welcomes,
         names_taken,
+        look_alikes_taken,
+        control_characters_refused,
         deliveries,
         missing_peers,
         slow_consumer_cuts,
@@ -152,6 +163,8 @@ fn the_generator_reaches_the_interesting_cases() {
     for (what, count) in [
         ("welcome", welcomes),
         ("name taken", names_taken),
+        ("look-alike taken", look_alikes_taken),
+        ("control character refusal", control_characters_refused),
         ("delivery", deliveries),
         ("no such peer", missing_peers),
         ("slow-consumer cut", slow_consumer_cuts),
@@ -174,6 +187,8 @@ fn the_generator_reaches_the_interesting_cases() {
 struct Coverage {
     welcomes: usize,
     names_taken: usize,
+    look_alikes_taken: usize,
+    control_characters_refused: usize,
     names_retaken: usize,
     deliveries: usize,
     missing_peers: usize,
@@ -192,12 +207,19 @@ impl Coverage {
             for output in &step.outputs {
                 match output {
                     Output::Send { line, .. } => {
+                        let line = line.as_str();
                         if let Some(name) = line.strip_prefix("welcome ") {
                             self.welcomes += 1;
                             self.names_retaken += usize::from(welcomed.contains(&name));
                             welcomed.push(name);
                         }
                         self.names_taken += usize::from(line.starts_with("error: name taken"));
+                        let look_alike =
+                            |name: &str| line == format!("error: name taken: {name}\n");
+                        self.look_alikes_taken +=
+                            usize::from(LOOK_ALIKES.into_iter().any(look_alike));
+                        self.control_characters_refused +=
+                            usize::from(line.starts_with("error: control characters"));
                         self.deliveries += usize::from(line.starts_with("from "));
                         self.missing_peers += usize::from(line.starts_with("error: no such peer"));
                     }
@@ -215,9 +237,13 @@ impl Coverage {
 /// Hand-made traces that each break one guarantee, to show that every
 /// guarantee check can fail, and fails for the right reason.
 mod every_guarantee_check_bites {
+    use std::time::Duration;
+
     use chinwag::broker::{CloseReason, ConnId, Input, Output};
+    use chinwag::time::Time;
 
     use super::model::guarantees::{self, Violation};
+    use super::model::scenario::WRITE_TIMEOUT;
     use super::model::trace::{Trace, TraceStep};
 
     const ALICE: ConnId = ConnId(1);
@@ -248,11 +274,18 @@ mod every_guarantee_check_bites {
             steps.push((says(conn, name), vec![send(conn, &welcome)]));
         }
         steps.extend(rest);
+        // One millisecond apart, as a scenario's steps are.
         let steps = steps
             .into_iter()
-            .map(|(input, outputs)| TraceStep { input, outputs });
+            .zip(1..)
+            .map(|((input, outputs), ms)| TraceStep {
+                time: Time::from_origin(Duration::from_millis(ms)),
+                input,
+                outputs,
+            });
         Trace {
             max_queue,
+            write_timeout: WRITE_TIMEOUT,
             steps: steps.collect(),
         }
     }

@@ -8,7 +8,8 @@
 //!
 //! turmoil black-holes TCP data during a partition (nothing is resent), so a
 //! partition breaks the streams crossing it for good: clients notice through
-//! their timeouts and reconnect, the server through its write timeout.
+//! their timeouts and reconnect, and the broker cuts the server's end as a
+//! dead peer once its write timeout passes with data queued and none flushed.
 
 use std::fmt;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! seed ──> scenario ──> simulation (turmoil: server + clients + faults) ──> records ──> checker
-//!          scenario.rs  simulation.rs, server.rs, client.rs, faults.rs      record.rs   checker.rs, model.rs
+//!          scenario.rs  simulation.rs, server.rs, client.rs, faults.rs      record.rs   checker.rs
 //! ```
 //!
 //! - [`scenario`] draws the run from the seed: limits, network, client
@@ -17,20 +17,16 @@
 //! - [`record`] collects the broker's witness log (through the shell's
 //!   `Observer`) and every byte each client sent and received, and writes
 //!   the [`trace`] whose hash fingerprints the run.
-//! - [`checker`] replays the witness log through a reference [`model`] and
-//!   holds what every client saw against it.
+//! - [`checker`] checks each witness log with the reference [`model`] and
+//!   the guarantee checks the property tests use, then holds what every
+//!   client sent and received against it. Failures name PROTOCOL.md's
+//!   guarantees by number ([`model::guarantees::Guarantee`]).
 //!
 //! [`run`] does all of it for one seed; `main.rs` sweeps seeds.
 
 pub mod checker;
 pub mod client;
 pub mod faults;
-// PROTOCOL.md's grammar as the property tests' reference model reads it,
-// independently of `chinwag::protocol`; the sim uses only part of it.
-#[allow(dead_code)]
-#[path = "../../tests/model/grammar.rs"]
-mod grammar;
-pub mod model;
 pub mod record;
 pub mod runtime;
 pub mod scenario;
@@ -38,11 +34,25 @@ pub mod server;
 pub mod simulation;
 pub mod trace;
 
+/// The reference model of PROTOCOL.md and its guarantee checks, shared
+/// with the property tests and the fuzz targets: the very files of
+/// `tests/model/`, so there is one model to keep right. Only the modules
+/// the checker needs are included: the rest serve the other harnesses (the
+/// property tests' scenarios, and the fuzz checks, which need `arbitrary`).
+#[path = "../../tests/model"]
+pub mod model {
+    pub mod framing;
+    pub mod grammar;
+    pub mod guarantees;
+    pub mod reference;
+    pub mod trace;
+}
+
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::Duration;
 
-use checker::{Coverage, Guarantee, Violation};
+use checker::{Broken, Coverage, Failure};
 use record::Recorder;
 use scenario::Scenario;
 
@@ -55,8 +65,8 @@ pub struct Run {
     pub hash: u64,
     /// Simulated time the run covered.
     pub simulated: Duration,
-    /// What was checked, or the first guarantee found broken.
-    pub verdict: Result<Coverage, Violation>,
+    /// What was checked, or the first thing found broken.
+    pub verdict: Result<Coverage, Failure>,
 }
 
 /// Simulates and checks one seed.
@@ -84,12 +94,12 @@ pub fn run(seed: u64) -> Run {
                 Some(panic) => format!("{failure}: {panic}"),
                 None => failure,
             };
-            let violation = Violation {
-                guarantee: Guarantee::Crash,
+            let failure = Failure {
+                broken: Broken::Crash,
                 detail,
                 trace_index: last_line,
             };
-            (Duration::ZERO, Err(violation))
+            (Duration::ZERO, Err(failure))
         }
     };
     Run {

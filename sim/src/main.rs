@@ -6,7 +6,8 @@
 //! ```
 //!
 //! A sweep shows a progress bar and ends with a summary. It stops at the
-//! first seed that breaks a guarantee, prints the guarantee, the trace lines
+//! first seed that fails, prints what broke (a guarantee by its number in
+//! PROTOCOL.md, a protocol decision or a crash), the trace lines
 //! leading up to it and the command that replays the seed. A replay prints
 //! the seed's whole trace and ends with `trace-hash: <hex>`, identical on
 //! every replay of the same seed.
@@ -15,7 +16,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use chinwag_sim::checker::Violation;
+use chinwag_sim::checker::Failure;
 use chinwag_sim::{Run, replay_command, run};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -57,10 +58,10 @@ fn replay(seed: u64) -> ExitCode {
             println!("PASS seed {seed}: {coverage:?}");
             ExitCode::SUCCESS
         }
-        Err(violation) => {
-            println!("FAIL seed {seed}: {}", violation.guarantee);
-            println!("{}", violation.detail);
-            if let Some(line) = violation.trace_index {
+        Err(failure) => {
+            println!("FAIL seed {seed}: {}", failure.broken);
+            println!("{}", failure.detail);
+            if let Some(line) = failure.trace_index {
                 println!("(at trace line {}: {})", line + 1, run.trace[line]);
             }
             ExitCode::FAILURE
@@ -78,6 +79,9 @@ struct Totals {
     events: usize,
     messages: usize,
     deliveries: usize,
+    slow_consumer_cuts: usize,
+    dead_peer_cuts: usize,
+    notices_skipped: usize,
     faults: BTreeMap<&'static str, usize>,
 }
 
@@ -92,6 +96,9 @@ impl Totals {
             self.events += coverage.events;
             self.messages += coverage.messages;
             self.deliveries += coverage.deliveries;
+            self.slow_consumer_cuts += coverage.slow_consumer_cuts;
+            self.dead_peer_cuts += coverage.dead_peer_cuts;
+            self.notices_skipped += coverage.notices_skipped;
         }
     }
 }
@@ -122,8 +129,8 @@ fn sweep(from: u64, count: u64) -> ExitCode {
     match failure {
         None => ExitCode::SUCCESS,
         Some(run) => {
-            if let Err(violation) = &run.verdict {
-                report(&run, violation);
+            if let Err(failure) = &run.verdict {
+                report(&run, failure);
             }
             ExitCode::FAILURE
         }
@@ -140,6 +147,10 @@ fn summarize(totals: &Totals, wall: Duration) {
     println!("events checked:     {}", totals.events);
     println!("messages processed: {}", totals.messages);
     println!("deliveries checked: {}", totals.deliveries);
+    println!(
+        "cuts checked:       {} slow consumers, {} dead peers, {} shutdowns without the notice",
+        totals.slow_consumer_cuts, totals.dead_peer_cuts, totals.notices_skipped
+    );
     let faults: usize = totals.faults.values().sum();
     println!("faults injected:    {faults} {:?}", totals.faults);
     println!("wall time:          {seconds:.1} s");
@@ -151,12 +162,12 @@ fn summarize(totals: &Totals, wall: Duration) {
     );
 }
 
-fn report(run: &Run, violation: &Violation) {
+fn report(run: &Run, failure: &Failure) {
     let seed = run.scenario.seed;
     println!();
-    println!("FAIL seed {seed}: {}", violation.guarantee);
-    println!("{}", violation.detail);
-    if let Some(at) = violation.trace_index {
+    println!("FAIL seed {seed}: {}", failure.broken);
+    println!("{}", failure.detail);
+    if let Some(at) = failure.trace_index {
         println!();
         println!("last events before it:");
         for line in &run.trace[at.saturating_sub(CONTEXT_LINES)..=at] {

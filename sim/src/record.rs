@@ -1,11 +1,13 @@
 //! What a run records: the broker's witness log and what every client did.
 //!
 //! Everything the checker later judges is written here while the run goes
-//! on, by the server's observer (every event the broker processed, with its
-//! outputs, per server incarnation), by the accept loop (which peer got
-//! which connection id) and by the clients (every byte they sent and
-//! received on every connection). Each record also goes into the [`Trace`]
-//! as a line, so a failure can point at the lines before it.
+//! on, by the server's observer (every input the broker processed, with the
+//! time it was handed and the outputs it produced, per server incarnation:
+//! a `model::trace::Trace`, the same kind of record the property tests
+//! check), by the accept loop (which peer got which connection id) and by
+//! the clients (every byte they sent and received on every connection).
+//! Each record also goes into the run's [`Trace`] as a line, so a failure
+//! can point at the lines before it.
 //!
 //! One [`Recorder`] is shared by all hosts. The simulation runs on one
 //! thread, but the shell demands `Send` observers, so it is an `Arc<Mutex>`.
@@ -16,8 +18,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chinwag::broker::{ConnId, Input, Output};
+use chinwag::config::Config;
 use chinwag::shell::Observer;
+use chinwag::time::Time;
 
+use crate::model::trace::{self as witness, TraceStep};
 use crate::trace::Trace;
 
 /// Shared handle to the records of one run.
@@ -37,20 +42,15 @@ pub struct Records {
 }
 
 /// One life of the server, from start to crash or shutdown.
-#[derive(Default)]
 pub struct Incarnation {
     /// Peers in accept order: the shell numbers them, so `accepted[i]` is
     /// `ConnId(i + 1)`.
     pub accepted: Vec<SocketAddr>,
-    /// What the broker processed, in order: the witness log.
-    pub events: Vec<Processed>,
-}
-
-/// One event the broker processed and what it decided.
-pub struct Processed {
-    pub trace_index: usize,
-    pub input: Input,
-    pub outputs: Vec<Output>,
+    /// The witness log: what the broker processed, in order, with its
+    /// limits. Its times are the incarnation's own (from its start).
+    pub log: witness::Trace,
+    /// The run's trace line of each step of `log`.
+    pub lines: Vec<usize>,
 }
 
 /// One connection as its client saw it.
@@ -102,11 +102,20 @@ impl Recorder {
         self.lock().trace.push(time, source, text)
     }
 
-    /// Starts a new server incarnation; returns its number.
-    pub fn begin_incarnation(&self) -> usize {
+    /// Starts a new server incarnation running with `config`; returns its
+    /// number.
+    pub fn begin_incarnation(&self, config: &Config) -> usize {
         let number = {
             let mut records = self.lock();
-            records.incarnations.push(Incarnation::default());
+            records.incarnations.push(Incarnation {
+                accepted: Vec::new(),
+                log: witness::Trace {
+                    max_queue: config.max_queue,
+                    write_timeout: config.write_timeout,
+                    steps: Vec::new(),
+                },
+                lines: Vec::new(),
+            });
             records.incarnations.len() - 1
         };
         self.note(&server_source(number), "start: listening");
@@ -221,21 +230,21 @@ pub struct WitnessObserver {
 }
 
 impl Observer for WitnessObserver {
-    fn processed(&mut self, input: &Input, outputs: &[Output]) {
+    fn processed(&mut self, now: Time, input: &Input, outputs: &[Output]) {
         let time = turmoil::sim_elapsed().unwrap_or_default();
         let mut records = self.recorder.lock();
-        let number = records.incarnations[self.incarnation].events.len();
-        let text = format!("#{number} {}", describe(input, outputs));
-        let trace_index = records
+        let number = records.incarnations[self.incarnation].log.steps.len();
+        let text = format!("#{number} {}", describe(now, input, outputs));
+        let line = records
             .trace
             .push(time, &server_source(self.incarnation), &text);
-        records.incarnations[self.incarnation]
-            .events
-            .push(Processed {
-                trace_index,
-                input: input.clone(),
-                outputs: outputs.to_vec(),
-            });
+        let incarnation = &mut records.incarnations[self.incarnation];
+        incarnation.lines.push(line);
+        incarnation.log.steps.push(TraceStep {
+            time: now,
+            input: input.clone(),
+            outputs: outputs.to_vec(),
+        });
     }
 }
 
@@ -258,8 +267,10 @@ fn show(bytes: &[u8]) -> String {
 }
 
 /// A compact rendering of one broker step, e.g.
-/// `c3 line "bob: hi" -> c4 "from ann: hi\n"`.
-pub fn describe(input: &Input, outputs: &[Output]) -> String {
+/// `c3 line "bob: hi" -> c4 "from ann: hi\n"`. Only a timeout shows the
+/// time the broker was handed (since the incarnation started): it is the
+/// one input whose outputs the time decides.
+pub fn describe(now: Time, input: &Input, outputs: &[Output]) -> String {
     let mut text = match input {
         Input::Opened { conn } => format!("{conn} opened"),
         Input::Line { conn, frame } => match frame {
@@ -267,9 +278,9 @@ pub fn describe(input: &Input, outputs: &[Output]) -> String {
             Err(error) => format!("{conn} line refused: {error}"),
         },
         Input::Flushed { conn, bytes } => format!("{conn} flushed {bytes}"),
-        Input::WriteStalled { conn } => format!("{conn} write stalled"),
         Input::Closed { conn } => format!("{conn} closed"),
         Input::Shutdown => "shutdown".to_string(),
+        Input::Timeout => format!("timeout at {now}"),
     };
     for (i, output) in outputs.iter().enumerate() {
         text.push_str(if i == 0 { " -> " } else { ", " });

@@ -1,12 +1,13 @@
 //! The turmoil adapter for the shell's runtime seam.
 //!
-//! The shell (`chinwag::shell`) needs three things from a runtime: spawn,
-//! sleep and a stream of accepted sockets. Inside a turmoil host they come
-//! from the host's own tokio runtime, whose clock is paused and advanced by
-//! turmoil: `tokio::task::spawn` runs a task on the host (so a host crash
-//! drops it), `tokio::time::sleep` waits simulated time, and turmoil's
-//! simulated `TcpStream`s become `futures::io` sockets through tokio-util's
-//! `compat` adapters. Nothing here touches async-std or the real clock.
+//! The shell (`chinwag::shell`) needs four things from a runtime: spawn,
+//! sleep, the time and a stream of accepted sockets. Inside a turmoil host
+//! they come from the host's own tokio runtime, whose clock is paused and
+//! advanced by turmoil: `tokio::task::spawn` runs a task on the host (so a
+//! host crash drops it), `tokio::time::sleep` waits simulated time, the
+//! time is read off the same paused clock, and turmoil's simulated
+//! `TcpStream`s become `futures::io` sockets through tokio-util's `compat`
+//! adapters. Nothing here touches async-std or the real clock.
 //!
 //! A task that panics (a failed `debug_assert!` in the broker, say) would
 //! otherwise die quietly inside tokio and leave the server hanging; the
@@ -19,6 +20,7 @@ use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use chinwag::shell::{Accepted, Runtime};
+use chinwag::time::Time;
 use futures::future::BoxFuture;
 use futures::{FutureExt, Stream};
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
@@ -30,12 +32,19 @@ use crate::record::Recorder;
 #[derive(Clone)]
 pub struct Turmoil {
     recorder: Recorder,
+    /// The origin of [`Runtime::now`]: the host's simulated time when the
+    /// runtime was made, that is when this server incarnation started.
+    origin: tokio::time::Instant,
 }
 
 impl Turmoil {
-    /// A runtime that reports panicking tasks to `recorder`.
+    /// A runtime that reports panicking tasks to `recorder`. Must be made
+    /// inside a turmoil host, whose clock it reads.
     pub fn new(recorder: Recorder) -> Self {
-        Turmoil { recorder }
+        Turmoil {
+            recorder,
+            origin: tokio::time::Instant::now(),
+        }
     }
 }
 
@@ -54,6 +63,12 @@ impl Runtime for Turmoil {
 
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
         Box::pin(tokio::time::sleep(duration))
+    }
+
+    /// The host's paused tokio clock, which `sleep` waits on and turmoil
+    /// advances one tick per step.
+    fn now(&self) -> Time {
+        Time::from_origin(self.origin.elapsed())
     }
 }
 

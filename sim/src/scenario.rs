@@ -158,7 +158,7 @@ impl Scenario {
     /// Draws the scenario for `seed`.
     pub fn generate(seed: u64) -> Scenario {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let config = Config {
+        let mut config = Config {
             max_line: rng.random_range(96..=256),
             max_queue: rng.random_range(512..=8192),
             write_timeout: Duration::from_millis(rng.random_range(1000..=5000)),
@@ -197,6 +197,9 @@ impl Scenario {
             end_at,
         };
         let faults = faults::generate(&mut rng, clients, quiet_at);
+        // Drawn last, so that every seed kept the network, clients and
+        // faults it had before these were drawn (see `sim/tests/seeds.rs`).
+        tighten(&mut rng, &mut config);
         Scenario {
             seed,
             config,
@@ -259,6 +262,27 @@ impl Behaviour {
     }
 }
 
+/// Makes the queue bound or the write timeout tight for some seeds. A
+/// quarter get a tiny queue, 20 to 64 bytes: any welcome fits, a long
+/// delivery does not, and the shutdown notice (28 bytes) fits only an
+/// almost empty queue, or none at all below 28, so slow-consumer cuts and
+/// shutdowns without the notice are common. Another quarter get a small
+/// one, up to 511 bytes. A third get a write timeout under a second, so
+/// partitions, holds and stalled readers end in dead-peer cuts.
+fn tighten(rng: &mut ChaCha8Rng, config: &mut Config) {
+    match rng.random_range(0..4) {
+        0 => config.max_queue = rng.random_range(TINY_QUEUE),
+        1 => config.max_queue = rng.random_range(*TINY_QUEUE.end() + 1..512),
+        _ => {}
+    }
+    if rng.random_ratio(1, 3) {
+        config.write_timeout = Duration::from_millis(rng.random_range(200..1000));
+    }
+}
+
+/// The queue bounds of the tightest seeds.
+pub const TINY_QUEUE: std::ops::RangeInclusive<usize> = 20..=64;
+
 /// Half the seeds switch a behaviour off; the others pick its rate.
 fn swarm(rng: &mut ChaCha8Rng, low: f64, high: f64) -> f64 {
     if rng.random_bool(0.5) {
@@ -293,5 +317,22 @@ mod tests {
             }
             assert!(!scenario.names.is_empty());
         }
+    }
+
+    #[test]
+    fn some_seeds_have_tight_limits() {
+        let configs: Vec<Config> = (0..200)
+            .map(|seed| Scenario::generate(seed).config)
+            .collect();
+        let notice = "error: server shutting down\n".len();
+        assert!(configs.iter().any(|c| c.max_queue < notice));
+        assert!(configs.iter().any(|c| TINY_QUEUE.contains(&c.max_queue)));
+        assert!(configs.iter().any(|c| c.max_queue >= 512));
+        assert!(
+            configs
+                .iter()
+                .any(|c| c.write_timeout < Duration::from_secs(1))
+        );
+        assert!(configs.iter().all(|c| c.max_queue >= *TINY_QUEUE.start()));
     }
 }

@@ -43,7 +43,7 @@ impl ShutdownSwitch {
 /// The server host's software: one incarnation, from start to shutdown.
 pub async fn run(config: Config, recorder: Recorder, switch: ShutdownSwitch) -> turmoil::Result {
     let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, PORT)).await?;
-    let incarnation = recorder.begin_incarnation();
+    let incarnation = recorder.begin_incarnation(&config);
     let on_accept = {
         let recorder = recorder.clone();
         move |peer| recorder.accepted(incarnation, peer)

@@ -3,7 +3,10 @@
 //! It is the single serialization point of the server: every connection's
 //! events are processed here one at a time, in the order they were queued,
 //! and each output goes straight to the writer of the connection it names.
-//! It never waits on anything but its own queue.
+//! Each input is handed over with the runtime's current time, and when the
+//! broker asks to be woken (`poll_timeout`) the task sets one timer and
+//! hands it an `Input::Timeout` when it fires. It never waits on anything
+//! but its queues and that timer.
 //!
 //! Being the one serial step, its cost per event bounds the whole server's
 //! throughput, so the hot path avoids what it can: a reader queues the
@@ -14,19 +17,23 @@ use std::collections::HashMap;
 
 use foldhash::fast::FixedState;
 
-use futures::StreamExt;
 use futures::channel::mpsc;
+use futures::future::{BoxFuture, Fuse, OptionFuture};
 use futures::stream::{self, PollNext};
+use futures::{FutureExt, StreamExt, select_biased};
 use tracing::{debug, info};
 
+use super::runtime::Runtime;
 use crate::broker::{Broker, CloseReason, ConnId, Input, Output};
 use crate::codec::Frame;
+use crate::protocol::Line;
+use crate::time::Time;
 
 /// What the broker task sends one connection's writer.
 #[derive(Debug)]
 pub enum Outbound {
     /// A line to write, terminator included.
-    Line(std::sync::Arc<str>),
+    Line(Line),
     /// Nothing more will follow; close the connection for this reason.
     Close(CloseReason),
 }
@@ -35,75 +42,137 @@ pub enum Outbound {
 /// bytes: the broker never queues more than `max_queue` unflushed bytes.
 pub(super) type Outbox = mpsc::UnboundedSender<Outbound>;
 
-/// Writers' reports of their progress (flushed, stalled, failed). Kept apart
-/// from the bounded queue and read before it, so the broker's account of
-/// queued bytes is not held up behind a flood of input. Bounded in practice
-/// by the queue bound: each report covers bytes the broker queued.
-pub(super) type Reports = mpsc::UnboundedSender<Input>;
+/// What a writer tells the broker about its socket.
+#[derive(Debug)]
+pub(super) enum Report {
+    /// The socket accepted `bytes` more of what was queued.
+    Flushed { conn: ConnId, bytes: usize },
+    /// A write failed: the connection is gone.
+    Failed { conn: ConnId },
+}
 
-/// What connections send the broker task.
+/// Writers' reports. Kept apart from the bounded queue and read before it,
+/// so the broker's account of queued bytes is not held up behind a flood of
+/// input. Bounded in practice by the queue bound: each report covers bytes
+/// the broker queued.
+pub(super) type Reports = mpsc::UnboundedSender<Report>;
+
+/// What connections and the accept loop send the broker task.
 pub(super) enum ToBroker {
     /// A new connection and the queue to its writer; becomes `Input::Opened`.
-    Open {
-        conn: ConnId,
-        outbox: Outbox,
-    },
+    Open { conn: ConnId, outbox: Outbox },
     /// Frames of one read, in order; each becomes `Input::Line`. One queue
     /// message for several lines instead of one per line: under load a read
     /// holds many lines, and each queue message costs a wake-up. The reader
     /// caps how many go into one event (see `connection.rs`).
-    Lines {
-        conn: ConnId,
-        frames: Vec<Frame>,
-    },
-    Input(Input),
+    Lines { conn: ConnId, frames: Vec<Frame> },
+    /// The peer finished sending, or the read failed.
+    Closed { conn: ConnId },
+    /// The server is shutting down.
+    Shutdown,
 }
 
-/// Writers by connection. Only ever looked up, never iterated, so hash order
-/// cannot reach an output; the fixed seed keeps runs identical anyway.
+/// One event off either queue.
+enum Event {
+    Report(Report),
+    Queued(ToBroker),
+}
+
+/// Writers by connection: the shell's whole per-connection state in the
+/// broker task. Only ever looked up, never iterated, so hash order cannot
+/// reach an output; the fixed seed keeps runs identical anyway.
 type Outboxes = HashMap<ConnId, Outbox, FixedState>;
 
-/// Sees every input the broker processes, with the outputs it produced, in
-/// processing order. The simulator records this as its witness log;
-/// production passes `()`.
+/// Sees every input the broker processes, with its time and the outputs it
+/// produced, in processing order. The simulator records this as its
+/// witness log; production passes `()`.
 pub trait Observer: Send + 'static {
-    fn processed(&mut self, input: &Input, outputs: &[Output]);
+    fn processed(&mut self, now: Time, input: &Input, outputs: &[Output]);
 }
 
 impl Observer for () {
-    fn processed(&mut self, _: &Input, _: &[Output]) {}
+    fn processed(&mut self, _: Time, _: &Input, _: &[Output]) {}
 }
 
-/// Processes events until every sender is gone, writers' reports first.
-pub(super) async fn run_broker(
-    mut broker: Broker,
-    queue: mpsc::Receiver<ToBroker>,
-    reports: mpsc::UnboundedReceiver<Input>,
-    mut observer: impl Observer,
-) {
-    let reports = reports.map(ToBroker::Input);
-    let mut events = stream::select_with_strategy(reports, queue, |_: &mut ()| PollNext::Left);
-    let mut outboxes = Outboxes::default();
-    let mut outputs = Vec::new();
-    let mut process = |input: Input, outboxes: &mut Outboxes| {
-        broker.handle(&input, &mut outputs);
-        observer.processed(&input, &outputs);
-        for output in outputs.drain(..) {
-            route(output, outboxes);
+/// The broker with what it needs around it: its writers, its observer and
+/// an output buffer reused for every input.
+struct Core<O> {
+    broker: Broker,
+    outboxes: Outboxes,
+    observer: O,
+    outputs: Vec<Output>,
+}
+
+impl<O: Observer> Core<O> {
+    /// Hands one input to the broker and routes what it decides.
+    fn process(&mut self, now: Time, input: Input) {
+        self.broker.handle(now, &input, &mut self.outputs);
+        self.observer.processed(now, &input, &self.outputs);
+        for output in self.outputs.drain(..) {
+            route(output, &mut self.outboxes);
         }
-    };
-    while let Some(event) = events.next().await {
+    }
+
+    fn event(&mut self, now: Time, event: Event) {
         match event {
-            ToBroker::Open { conn, outbox } => {
-                outboxes.insert(conn, outbox);
-                process(Input::Opened { conn }, &mut outboxes);
+            Event::Report(Report::Flushed { conn, bytes }) => {
+                self.process(now, Input::Flushed { conn, bytes })
             }
-            ToBroker::Lines { conn, frames } => {
+            Event::Report(Report::Failed { conn }) => self.process(now, Input::Closed { conn }),
+            Event::Queued(ToBroker::Open { conn, outbox }) => {
+                self.outboxes.insert(conn, outbox);
+                self.process(now, Input::Opened { conn });
+            }
+            Event::Queued(ToBroker::Lines { conn, frames }) => {
                 for frame in frames {
-                    process(Input::Line { conn, frame }, &mut outboxes);
+                    self.process(now, Input::Line { conn, frame });
                 }
             }
-            ToBroker::Input(input) => process(input, &mut outboxes),
+            Event::Queued(ToBroker::Closed { conn }) => self.process(now, Input::Closed { conn }),
+            Event::Queued(ToBroker::Shutdown) => self.process(now, Input::Shutdown),
+        }
+    }
+}
+
+/// Processes events until every sender is gone, writers' reports first,
+/// and wakes the broker when it asks to be woken.
+pub(super) async fn run_broker<R: Runtime>(
+    runtime: R,
+    broker: Broker,
+    queue: mpsc::Receiver<ToBroker>,
+    reports: mpsc::UnboundedReceiver<Report>,
+    observer: impl Observer,
+) {
+    let reports = reports.map(Event::Report);
+    let queue = queue.map(Event::Queued);
+    let mut events = stream::select_with_strategy(reports, queue, |_: &mut ()| PollNext::Left);
+    let mut core = Core {
+        broker,
+        outboxes: Outboxes::default(),
+        observer,
+        outputs: Vec::new(),
+    };
+    // The timer for the broker's next timeout, and the time it is set for.
+    let mut timer: Option<(Time, Fuse<BoxFuture<'static, ()>>)> = None;
+    loop {
+        let due = core.broker.poll_timeout();
+        if due != timer.as_ref().map(|(at, _)| *at) {
+            timer = due.map(|at| {
+                let wait = at.saturating_since(runtime.now());
+                (at, runtime.sleep(wait).fuse())
+            });
+        }
+        let mut alarm = OptionFuture::from(timer.as_mut().map(|(_, sleep)| sleep));
+        select_biased! {
+            // First, so a flood of events cannot hold a timeout back.
+            _ = alarm => {
+                timer = None;
+                core.process(runtime.now(), Input::Timeout);
+            }
+            event = events.next() => match event {
+                Some(event) => core.event(runtime.now(), event),
+                None => return,
+            },
         }
     }
 }
@@ -120,7 +189,9 @@ fn route(output: Output, outboxes: &mut Outboxes) {
         Output::Close { conn, reason } => {
             match reason {
                 CloseReason::SlowConsumer => info!(%conn, "closing slow consumer"),
-                CloseReason::DeadPeer => info!(%conn, "closing dead peer: writes stalled"),
+                CloseReason::DeadPeer => {
+                    info!(%conn, "closing dead peer: its socket accepts nothing")
+                }
                 CloseReason::PeerClosed | CloseReason::ShuttingDown => {
                     debug!(%conn, ?reason, "connection closed")
                 }

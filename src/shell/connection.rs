@@ -3,10 +3,10 @@
 //! The reader turns bytes into frames with the codec and queues them for
 //! the broker, the frames of one read as one event. The writer writes what
 //! the broker sends it, batching every line that is already waiting into
-//! one write, reports each write's progress back (so the broker can account
-//! queued bytes) and reports a write that makes no progress for the write
-//! timeout. Both run in one task; when the writer is done the socket is
-//! dropped, which closes it.
+//! one write, and reports each write's progress back, so the broker can
+//! account queued bytes and tell a dead peer (one whose socket makes no
+//! progress) by the time of the last report. Both run in one task; when the
+//! writer is done the socket is dropped, which closes it.
 //!
 //! An idle connection holds as little as possible: no read buffer (one per
 //! thread is shared), no write buffers and no timer, since a server may
@@ -24,9 +24,9 @@ use futures::future::{BoxFuture, Fuse, OptionFuture, poll_fn};
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use futures::{FutureExt, SinkExt, StreamExt, pin_mut, select_biased};
 
-use super::broker_task::{Outbound, Reports, ToBroker};
+use super::broker_task::{Outbound, Report, Reports, ToBroker};
 use super::runtime::Runtime;
-use crate::broker::{ConnId, Input};
+use crate::broker::ConnId;
 use crate::codec::{Frame, LineDecoder};
 
 /// Bytes read from the socket per read call.
@@ -44,6 +44,11 @@ const MAX_BYTES_PER_EVENT: usize = 1024;
 /// Bytes a writer allocates when a burst of lines starts (it frees them
 /// when idle again).
 const FIRST_BATCH_CAPACITY: usize = 1024;
+
+/// The most bytes a lingering close reads and throws away before it gives
+/// up on the peer: a client that keeps sending after the goodbye is not
+/// waiting for its lines, and the cap keeps the loop finite.
+const LINGER_DISCARD_BYTES_MAX: usize = 64 * 1024;
 
 thread_local! {
     /// The read buffer, one per thread and shared by every connection the
@@ -73,23 +78,64 @@ pub(super) async fn run_connection<R, S>(
     if queue.send(ToBroker::Open { conn, outbox }).await.is_err() {
         return;
     }
-    let (socket_reader, socket_writer) = socket.split();
-    let reading = read_frames(conn, socket_reader, max_line, queue).fuse();
+    let (mut socket_reader, socket_writer) = socket.split();
     let writer = Writer {
-        runtime,
+        runtime: runtime.clone(),
         conn,
         write_timeout,
         reports,
     };
-    let writing = writer.run(socket_writer, inbox).fuse();
-    pin_mut!(reading, writing);
+    let ending = {
+        let reading = read_frames(conn, &mut socket_reader, max_line, queue).fuse();
+        let writing = writer.run(socket_writer, inbox).fuse();
+        pin_mut!(reading, writing);
+        select_biased! {
+            // The broker closed the connection or the socket failed.
+            ending = writing => ending,
+            // The peer finished sending; the writer still delivers what the
+            // broker queued before it processed the close. Nothing more can
+            // arrive, so there is nothing to linger for.
+            () = reading => {
+                writing.await;
+                return;
+            }
+        }
+    };
+    if ending == Ending::HalfClosed {
+        linger(&runtime, &mut socket_reader, write_timeout).await;
+    }
+    // Dropping both halves closes the socket.
+}
+
+/// After a graceful close, reads and discards what the peer still sends
+/// until it closes its side too, for at most `bound`. A socket closed with
+/// input unread makes the kernel answer with a reset, and a reset makes
+/// the peer's kernel throw away what it had received and not yet read: the
+/// very lines the writer just delivered. Reading to the peer's end of
+/// stream first makes the close a clean one both ways.
+async fn linger<R: Runtime, S: AsyncRead + Unpin>(runtime: &R, socket: &mut S, bound: Duration) {
+    let discard = discard_until_end(socket).fuse();
+    let deadline = runtime.sleep(bound).fuse();
+    pin_mut!(discard, deadline);
     select_biased! {
-        // The broker closed the connection or the socket failed: dropping
-        // the reader here closes the socket.
-        () = writing => {}
-        // The peer finished sending; the writer still delivers what the
-        // broker queued before it processed the close.
-        () = reading => writing.await,
+        () = discard => {}
+        () = deadline => {}
+    }
+}
+
+/// Reads into the thread's shared buffer until end of stream, an error, or
+/// `LINGER_DISCARD_BYTES_MAX` bytes.
+async fn discard_until_end<S: AsyncRead + Unpin>(socket: &mut S) {
+    let mut discarded = 0;
+    while discarded < LINGER_DISCARD_BYTES_MAX {
+        let read = poll_fn(|cx| {
+            READ_BUFFER.with_borrow_mut(|buffer| Pin::new(&mut *socket).poll_read(cx, buffer))
+        })
+        .await;
+        match read {
+            Ok(0) | Err(_) => return,
+            Ok(bytes) => discarded += bytes,
+        }
     }
 }
 
@@ -98,14 +144,14 @@ pub(super) async fn run_connection<R, S>(
 /// close.
 async fn read_frames<S: AsyncRead + Unpin>(
     conn: ConnId,
-    mut socket: S,
+    socket: &mut S,
     max_line: usize,
     mut queue: mpsc::Sender<ToBroker>,
 ) {
     let mut decoder = LineDecoder::new(max_line);
     let mut frames = Vec::new();
     loop {
-        let end_of_stream = match read_and_decode(&mut socket, &mut decoder, &mut frames).await {
+        let end_of_stream = match read_and_decode(socket, &mut decoder, &mut frames).await {
             Ok(0) => {
                 decoder.finish(&mut frames);
                 true
@@ -123,7 +169,7 @@ async fn read_frames<S: AsyncRead + Unpin>(
             }
         }
         if end_of_stream {
-            let _ = queue.send(ToBroker::Input(Input::Closed { conn })).await;
+            let _ = queue.send(ToBroker::Closed { conn }).await;
             return;
         }
     }
@@ -161,6 +207,17 @@ async fn read_and_decode<S: AsyncRead + Unpin>(
         })
     })
     .await
+}
+
+/// How a writer finished.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ending {
+    /// Everything queued was written and the write side shut down: the
+    /// peer reads an end of stream after the last line.
+    HalfClosed,
+    /// Cut (slow consumer, dead peer), failed, timed out draining, or the
+    /// server is exiting: the socket is dropped as it is.
+    Abandoned,
 }
 
 /// The writing half of a connection and what it reports to.
@@ -227,92 +284,73 @@ impl<R: Runtime> Writer<R> {
         self,
         mut socket: S,
         mut inbox: mpsc::UnboundedReceiver<Outbound>,
-    ) {
+    ) -> Ending {
         let mut batches = Batches::default();
-        // Armed only while a write is blocked: most writes complete at once,
-        // and a timer per write (or per idle connection) would cost more
-        // than the write itself.
-        let mut stall_timer: Option<Fuse<BoxFuture<'static, ()>>> = None;
-        let mut stall_reported = false;
+        // Whether a socket that accepts nothing is dead is the broker's call
+        // (it sees the flushes, with their times). The writer's one timer
+        // bounds a drain, after the broker has let the connection go:
+        // armed the first time a draining write blocks.
+        let mut drain_deadline: Option<Fuse<BoxFuture<'static, ()>>> = None;
         loop {
             if batches.unwritten().is_empty() {
                 if batches.draining {
-                    self.close(&mut socket).await;
-                    return;
+                    return self.close(&mut socket).await;
                 }
                 // Idle: wait for the broker, then take every line already
                 // waiting too, so they leave in one write. The queue ending
                 // means the broker task is gone: the server is exiting.
                 let Some(message) = inbox.next().await else {
-                    return;
+                    return Ending::Abandoned;
                 };
                 if batches.accept(message).is_break() {
-                    return;
+                    return Ending::Abandoned;
                 }
                 while !batches.draining {
                     match inbox.try_recv() {
                         Ok(message) => {
                             if batches.accept(message).is_break() {
-                                return;
+                                return Ending::Abandoned;
                             }
                         }
                         Err(TryRecvError::Empty) => break,
-                        Err(TryRecvError::Closed) => return,
+                        Err(TryRecvError::Closed) => return Ending::Abandoned,
                     }
                 }
                 continue;
             }
-            if stall_timer.is_none() {
-                // Try the write at once; only a blocked socket needs the timer.
-                match socket.write(batches.unwritten()).now_or_never() {
-                    Some(written) => {
-                        if self.wrote(written, &mut batches).is_break() {
-                            return;
-                        }
-                        stall_reported = false;
-                        continue;
-                    }
-                    None => stall_timer = Some(self.runtime.sleep(self.write_timeout).fuse()),
+            // Try the write at once: most complete without waiting.
+            if let Some(written) = socket.write(batches.unwritten()).now_or_never() {
+                if self.wrote(written, &mut batches).is_break() {
+                    return Ending::Abandoned;
                 }
+                continue;
             }
-            // Blocked: race the write against new messages and the stall
-            // timer. Progress comes first, or a steady trickle of new lines
-            // would keep the batch from ever being written. Once draining,
-            // the broker has said its last word: stop listening to it.
+            if batches.draining && drain_deadline.is_none() {
+                drain_deadline = Some(self.runtime.sleep(self.write_timeout).fuse());
+            }
+            // Blocked: race the write against new messages (a close among
+            // them) and, once draining, the drain's deadline. Progress comes
+            // first, or a steady trickle of new lines would keep the batch
+            // from ever being written. Once draining, the broker has said
+            // its last word: stop listening to it.
             let mut message = OptionFuture::from((!batches.draining).then(|| inbox.next()));
-            let mut stall = stall_timer
-                .as_mut()
-                .expect("armed while a write is blocked");
+            let mut deadline = OptionFuture::from(drain_deadline.as_mut());
             select_biased! {
                 written = socket.write(batches.unwritten()).fuse() => {
                     if self.wrote(written, &mut batches).is_break() {
-                        return;
+                        return Ending::Abandoned;
                     }
-                    stall_timer = None;
-                    stall_reported = false;
                 },
                 message = message => match message.flatten() {
                     Some(message) => {
                         if batches.accept(message).is_break() {
-                            return;
-                        }
-                        if batches.draining {
-                            // The drain gets its own full timeout.
-                            stall_timer = Some(self.runtime.sleep(self.write_timeout).fuse());
+                            return Ending::Abandoned;
                         }
                     }
-                    None => return,
+                    None => return Ending::Abandoned,
                 },
-                () = stall => {
-                    if batches.draining {
-                        // Closing anyway, and the peer still reads nothing.
-                        return;
-                    }
-                    if !stall_reported {
-                        stall_reported = true;
-                        self.report(Input::WriteStalled { conn: self.conn });
-                    }
-                }
+                // Closing anyway, and the peer still reads nothing.
+                _ = deadline => return Ending::Abandoned,
             }
         }
     }
@@ -322,12 +360,12 @@ impl<R: Runtime> Writer<R> {
     fn wrote(&self, written: io::Result<usize>, batches: &mut Batches) -> ControlFlow<()> {
         match written {
             Ok(0) | Err(_) => {
-                self.report(Input::Closed { conn: self.conn });
+                self.report(Report::Failed { conn: self.conn });
                 ControlFlow::Break(())
             }
             Ok(bytes) => {
                 batches.written += bytes;
-                self.report(Input::Flushed {
+                self.report(Report::Flushed {
                     conn: self.conn,
                     bytes,
                 });
@@ -338,18 +376,21 @@ impl<R: Runtime> Writer<R> {
 
     /// Half-closes the socket so the peer sees end of stream after the
     /// last line, waiting at most the write timeout for that.
-    async fn close<S: AsyncWrite + Unpin>(&self, socket: &mut S) {
+    async fn close<S: AsyncWrite + Unpin>(&self, socket: &mut S) -> Ending {
         let close = socket.close().fuse();
         let timeout = self.runtime.sleep(self.write_timeout).fuse();
         pin_mut!(close, timeout);
         select_biased! {
-            _ = close => {},
-            () = timeout => {},
+            closed = close => match closed {
+                Ok(()) => Ending::HalfClosed,
+                Err(_) => Ending::Abandoned,
+            },
+            () = timeout => Ending::Abandoned,
         }
     }
 
-    fn report(&self, input: Input) {
+    fn report(&self, report: Report) {
         // If the broker task is gone the server is exiting; nothing to tell.
-        let _ = self.reports.unbounded_send(input);
+        let _ = self.reports.unbounded_send(report);
     }
 }

@@ -2,17 +2,19 @@
 //!
 //! Written once, against `futures::io` traits and `futures::channel`, so the
 //! production server and the simulator run the very same code. It reports
-//! facts to the broker (opened, line read, bytes flushed, write stalled,
-//! closed) and carries out the broker's outputs; it makes no protocol
-//! decision of its own. What differs per runtime is the small [`Runtime`]
-//! seam plus the stream of accepted connections handed to [`serve`].
+//! facts to the broker (opened, line read, bytes flushed, closed), each with
+//! the runtime's current time, wakes the broker when it asks to be woken,
+//! and carries out the broker's outputs; it makes no protocol decision of
+//! its own. What differs per runtime is the small [`Runtime`] seam (spawn,
+//! sleep, now) plus the stream of accepted connections handed to [`serve`].
 //!
 //! Tasks, and the channels between them:
 //!
 //! ```text
-//!  reader ──Line/Closed──┐                        ┌─Send/Close─> writer ──bytes──> socket
-//!  reader ──Line/Closed──┴─> [bounded queue] ──> broker task ─Send/Close─> writer ──> ...
-//!  writer ──Flushed/WriteStalled/Closed──> [reports, read first] ──┘
+//!  reader ──Lines/Closed──┐                        ┌─Send/Close─> writer ──bytes──> socket
+//!  reader ──Lines/Closed──┴─> [bounded queue] ──> broker task ─Send/Close─> writer ──> ...
+//!  writer ──Flushed/Failed──> [reports, read first] ──┘ │
+//!  timer, set for the broker's poll_timeout ──Timeout───┘
 //! ```
 //!
 //! The broker's queue is bounded, so a flood of input slows the readers

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-/// Task spawning and timers, from whichever runtime hosts the shell.
+use crate::time::Time;
+
+/// Task spawning, timers and a clock, from whichever runtime hosts the shell.
 pub trait Runtime: Clone + Send + Sync + 'static {
     /// Runs `task` concurrently until it finishes.
     fn spawn<F>(&self, task: F)
@@ -19,4 +21,9 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     /// Completes after `duration` of this runtime's time (simulated time
     /// under the simulator).
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
+
+    /// The current time on the same clock as `sleep`, from an origin fixed
+    /// when the runtime value was made. The broker is handed this with
+    /// every input; it never reads a clock itself.
+    fn now(&self) -> Time;
 }

@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 use super::broker_task::{Observer, ToBroker, run_broker};
 use super::connection::run_connection;
 use super::runtime::Runtime;
-use crate::broker::{Broker, ConnId, Input};
+use crate::broker::{Broker, ConnId};
 use crate::config::Config;
 
 /// How many events may wait in the broker's queue (each event is one read's
@@ -31,7 +31,9 @@ use crate::config::Config;
 /// than at 1024, with throughput the same within noise.
 const BROKER_QUEUE: usize = 64;
 
-/// A socket the runtime accepted, ready to serve.
+/// A socket the runtime accepted, ready to serve. Closing it for writing
+/// (`AsyncWriteExt::close`) must send the peer an end of stream while
+/// reading goes on: a graceful close relies on that half-close.
 pub struct Accepted<S> {
     pub socket: S,
     pub peer: SocketAddr,
@@ -65,8 +67,14 @@ pub async fn serve_observed<R, S, I, F, O>(
 {
     let (mut broker, queue) = mpsc::channel(BROKER_QUEUE);
     let (reports, reports_received) = mpsc::unbounded();
-    let core = Broker::new(config.max_queue);
-    runtime.spawn(run_broker(core, queue, reports_received, observer));
+    let core = Broker::new(&config);
+    runtime.spawn(run_broker(
+        runtime.clone(),
+        core,
+        queue,
+        reports_received,
+        observer,
+    ));
     // Each connection task holds a clone; the receiver ends when all are gone.
     let (connections_open, mut all_connections_closed) = mpsc::channel::<Infallible>(0);
 
@@ -105,7 +113,7 @@ pub async fn serve_observed<R, S, I, F, O>(
     drop(incoming);
     drop(reports);
     let drained = async move {
-        let _ = broker.send(ToBroker::Input(Input::Shutdown)).await;
+        let _ = broker.send(ToBroker::Shutdown).await;
         drop(connections_open);
         let _ = all_connections_closed.next().await;
     }

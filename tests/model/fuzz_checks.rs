@@ -4,7 +4,7 @@
 //!
 //! - [`check_frame`]: the codec never panics, never yields or holds more
 //!   than its limit, and gives the same frames however the bytes are cut,
-//!   the same frames PROTOCOL.md's framing rules give.
+//!   the same frames PROTOCOL.md's framing rules give ([`super::framing`]).
 //! - [`check_line`]: the login and message parsers never panic, agree with
 //!   the model's grammar, and every accepted message re-serializes to an
 //!   equivalent line.
@@ -17,8 +17,11 @@ use arbitrary::{Result, Unstructured};
 use chinwag::codec::{Frame, FrameError, LineDecoder};
 use chinwag::protocol::{self, ErrorReply, MessageError};
 
+use super::framing::frames_by_the_book;
 use super::grammar::{self, Refusal};
-use super::scenario::{ABSENT, Amount, BAD_NAMES, BLANK, MALFORMED, NAMES, Scenario, Step, TEXTS};
+use super::scenario::{
+    ABSENT, Amount, BAD_NAMES, BLANK, MALFORMED, NAMES, Scenario, Step, TEXTS, WRITE_TIMEOUT,
+};
 
 /// Bytes: a line limit, up to 8 cut points, then the stream to decode.
 pub fn check_frame(data: &[u8]) {
@@ -65,28 +68,6 @@ pub fn check_frame(data: &[u8]) {
     );
 }
 
-/// PROTOCOL.md's framing, read literally: split at each LF, drop one CR
-/// before it, refuse lines over the limit and lines that are not UTF-8; an
-/// unterminated last line counts as a line (and keeps a final CR).
-fn frames_by_the_book(max_line: usize, stream: &[u8]) -> Vec<Frame> {
-    let judge = |body: &[u8]| -> Frame {
-        if body.len() > max_line {
-            return Err(FrameError::LineTooLong);
-        }
-        String::from_utf8(body.to_vec()).map_err(|_| FrameError::InvalidUtf8)
-    };
-    let mut pieces: Vec<&[u8]> = stream.split(|&byte| byte == b'\n').collect();
-    let unterminated = pieces.pop().unwrap_or_default();
-    let mut frames: Vec<Frame> = pieces
-        .into_iter()
-        .map(|piece| judge(piece.strip_suffix(b"\r").unwrap_or(piece)))
-        .collect();
-    if !unterminated.is_empty() {
-        frames.push(judge(unterminated));
-    }
-    frames
-}
-
 /// How many bytes of its unfinished last line a decoder that has read
 /// `stream` should hold: all of them, less a final CR (which may yet turn
 /// out to be part of a CR LF), or none once the line is over the limit.
@@ -110,8 +91,8 @@ pub fn check_line(data: &[u8]) {
         "blank?"
     );
     assert_eq!(
-        protocol::parse_login(&line),
-        grammar::login_name(&line),
+        protocol::parse_login(&line).as_deref(),
+        grammar::login_name(&line).as_deref(),
         "login name"
     );
     match (
@@ -137,9 +118,11 @@ pub fn check_line(data: &[u8]) {
                 MessageError::MissingColon => Refusal::NoColon,
                 MessageError::EmptyDestination => Refusal::EmptyDestination,
                 MessageError::InvalidDestination => Refusal::InvalidDestination,
+                MessageError::ControlCharacter => Refusal::ControlCharacter,
             };
             assert_eq!(same_reason, refusal, "refused for a different reason");
             let reply = protocol::render_error(&ErrorReply::Malformed(why));
+            let reply = reply.as_str();
             assert!(reply.starts_with("error: "), "{reply:?}");
             assert_eq!(reply.find('\n'), Some(reply.len() - 1), "{reply:?}");
         }
@@ -186,7 +169,7 @@ fn step_from(input: &mut Unstructured) -> Result<Step> {
         5..=19 => Step::Send(conn, frame_from(input)?),
         20..=22 => Step::Read(conn, Amount::Everything),
         23..=25 => Step::Read(conn, Amount::UpTo(input.int_in_range(1..=64)?)),
-        26 => Step::Stall(conn),
+        26 => Step::Wait(input.int_in_range(0..=2 * WRITE_TIMEOUT.as_millis() as u64)?),
         27..=30 => Step::Disconnect(conn),
         _ => Step::Shutdown,
     })

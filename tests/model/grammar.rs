@@ -6,6 +6,10 @@
 //! against itself. Clarity beats speed here.
 
 use chinwag::codec::FrameError;
+use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::char::is_combining_mark;
+use unicode_security::GeneralSecurityProfile;
+use unicode_security::general_security_profile::IdentifierType;
 
 /// The most characters a login name may have.
 const MAX_NAME_CHARS: usize = 32;
@@ -15,17 +19,47 @@ pub fn is_blank(line: &str) -> bool {
     line.trim().is_empty()
 }
 
-/// A valid name is 1 to 32 characters, each alphanumeric or `-`, `_`, `.`.
+/// A valid name (already in NFC) is 1 to 32 characters, each alphanumeric,
+/// `-`, `_`, `.` or (not first) a combining mark, and none of them
+/// Default_Ignorable.
 pub fn is_name(text: &str) -> bool {
     let chars: Vec<char> = text.chars().collect();
-    let allowed = |c: &char| c.is_alphanumeric() || *c == '-' || *c == '_' || *c == '.';
-    !chars.is_empty() && chars.len() <= MAX_NAME_CHARS && chars.iter().all(allowed)
+    let allowed = |(index, c): (usize, &char)| {
+        let kind = c.is_alphanumeric()
+            || *c == '-'
+            || *c == '_'
+            || *c == '.'
+            || (index > 0 && is_combining_mark(*c));
+        kind && c.identifier_type() != Some(IdentifierType::Default_Ignorable)
+    };
+    !chars.is_empty() && chars.len() <= MAX_NAME_CHARS && chars.iter().enumerate().all(allowed)
 }
 
-/// The name a login line asks for: the line trimmed, if that is a valid name.
-pub fn login_name(line: &str) -> Option<&str> {
-    let name = line.trim();
-    if is_name(name) { Some(name) } else { None }
+/// A name as written: trimmed, then in NFC.
+fn normalized(written: &str) -> String {
+    written.trim().nfc().collect()
+}
+
+/// The name a login line asks for: the line trimmed and in NFC, if that is
+/// a valid name.
+pub fn login_name(line: &str) -> Option<String> {
+    let name = normalized(line);
+    if is_name(&name) { Some(name) } else { None }
+}
+
+/// Whether two names look alike: their UTS #39 confusable skeletons are
+/// equal.
+pub fn look_alike(a: &str, b: &str) -> bool {
+    unicode_security::skeleton(a).eq(unicode_security::skeleton(b))
+}
+
+/// A control character, as PROTOCOL.md lists them: C0 but TAB, DEL, C1, and
+/// the bidirectional controls.
+fn is_control(c: char) -> bool {
+    let c0 = c < ' ' && c != '\t';
+    let del_or_c1 = ('\u{7f}'..='\u{9f}').contains(&c);
+    let bidi = ('\u{202a}'..='\u{202e}').contains(&c) || ('\u{2066}'..='\u{2069}').contains(&c);
+    c0 || del_or_c1 || bidi
 }
 
 /// A well-formed message: distinct destinations in first-listed order, and
@@ -42,28 +76,32 @@ pub enum Refusal {
     NoColon,
     EmptyDestination,
     InvalidDestination,
+    ControlCharacter,
 }
 
 /// Reads `<dest>[, <dest>...]: <text>`. Destinations are checked in the
-/// order listed; the first bad one decides the refusal.
+/// order listed, then the text; the first bad one decides the refusal.
 pub fn parse_message(line: &str) -> Result<Message, Refusal> {
     let Some(colon) = line.find(':') else {
         return Err(Refusal::NoColon);
     };
     let mut destinations: Vec<String> = Vec::new();
     for part in line[..colon].split(',') {
-        let destination = part.trim();
-        if destination.is_empty() {
+        if part.trim().is_empty() {
             return Err(Refusal::EmptyDestination);
         }
-        if !is_name(destination) {
+        let destination = normalized(part);
+        if !is_name(&destination) {
             return Err(Refusal::InvalidDestination);
         }
-        if !destinations.iter().any(|d| d == destination) {
-            destinations.push(destination.to_string());
+        if !destinations.contains(&destination) {
+            destinations.push(destination);
         }
     }
     let text = line[colon + 1..].trim().to_string();
+    if text.chars().any(is_control) {
+        return Err(Refusal::ControlCharacter);
+    }
     Ok(Message { destinations, text })
 }
 
@@ -105,6 +143,9 @@ pub fn refusal(why: Refusal) -> String {
         Refusal::NoColon => "missing ':'",
         Refusal::EmptyDestination => "empty destination",
         Refusal::InvalidDestination => "invalid destination name",
+        Refusal::ControlCharacter => {
+            return "error: control characters are not allowed in messages\n".to_string();
+        }
     };
     format!("error: expected \"<dest>, ...: <text>\" ({detail})\n")
 }

@@ -1,4 +1,5 @@
-//! DESIGN.md's guarantees 1-8, each an invariant over a whole [`Trace`].
+//! PROTOCOL.md's guarantees 1-8, each an invariant over a whole [`Trace`],
+//! and [`Guarantee`], the names every check of them uses.
 //!
 //! Every check reads only the trace (what the shell reported and what the
 //! broker answered), through [`Observed`], and PROTOCOL.md's grammar from
@@ -14,10 +15,68 @@ use chinwag::broker::{CloseReason, ConnId, Input, Output};
 use super::grammar::{self, Message};
 use super::trace::{Observed, Trace, TraceStep, walk};
 
+/// PROTOCOL.md's guarantees, numbered as its "Ordering and delivery
+/// guarantees" number them: 1-6 ordering and delivery, 7 the memory bound
+/// of its flow control, 8 its clean shutdown. The property tests, the fuzz
+/// targets and the simulator all name what broke with these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Guarantee {
+    /// 1: a message goes to exactly the destinations logged in when it is
+    /// processed, once each.
+    ExactDelivery = 1,
+    /// 2: lines from one connection are processed in send order, so one
+    /// sender's messages reach each recipient in that order.
+    PerSenderFifo = 2,
+    /// 3: two recipients of the same two messages get them in the same order.
+    SameRelativeOrder = 3,
+    /// 4: a connection receives nothing after its disconnect is processed,
+    /// and `from X` comes only from the connection holding X.
+    NothingAfterDisconnect = 4,
+    /// 5: what one connection is sent leaves in the order the broker
+    /// processed its causes.
+    PerConnectionOrder = 5,
+    /// 6: nothing accepted is lost silently: what is sent reaches the
+    /// socket unless the connection is closed first.
+    NoSilentLoss = 6,
+    /// 7: no connection ever has more than `--max-queue` bytes queued.
+    MemoryBound = 7,
+    /// 8: shutdown delivers what was processed, tells every connection
+    /// whose queue has room, and closes them all.
+    CleanShutdown = 8,
+}
+
+impl Guarantee {
+    /// Its number in PROTOCOL.md.
+    pub fn number(self) -> u8 {
+        self as u8
+    }
+
+    /// Its short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Guarantee::ExactDelivery => "exact delivery",
+            Guarantee::PerSenderFifo => "per-sender FIFO",
+            Guarantee::SameRelativeOrder => "same relative order",
+            Guarantee::NothingAfterDisconnect => "nothing after disconnect, no impersonation",
+            Guarantee::PerConnectionOrder => "per-connection order",
+            Guarantee::NoSilentLoss => "no silent loss",
+            Guarantee::MemoryBound => "memory bound",
+            Guarantee::CleanShutdown => "clean shutdown",
+        }
+    }
+}
+
+/// `guarantee 6 (no silent loss)`.
+impl fmt::Display for Guarantee {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "guarantee {} ({})", self.number(), self.name())
+    }
+}
+
 /// A broken guarantee: which one, at which step, and what was seen.
 #[derive(Debug)]
 pub struct Violation {
-    pub guarantee: &'static str,
+    pub guarantee: Guarantee,
     pub step: usize,
     pub detail: String,
 }
@@ -51,7 +110,7 @@ pub fn check_all(trace: &Trace) -> Checked {
 /// when it is processed, once each (a recipient cut as a slow consumer instead
 /// is not a delivery, and guarantee 6 checks that cut was due).
 pub fn guarantee_1_exact_delivery(trace: &Trace) -> Checked {
-    const G: &str = "guarantee 1 (exact delivery)";
+    const G: Guarantee = Guarantee::ExactDelivery;
     walk(trace, |index, seen, step| {
         let fail = |detail| Err(violation(G, index, detail));
         let deliveries: Vec<(ConnId, &str)> = deliveries(step).collect();
@@ -95,10 +154,10 @@ pub fn guarantee_1_exact_delivery(trace: &Trace) -> Checked {
 /// were sent, each once.
 ///
 /// A delivery is traced back by its content to the line that sent it (see
-/// [`received_messages`]), so a delivery held back and sent in a later step
+/// `received_messages`), so a delivery held back and sent in a later step
 /// counts as out of order, not as a new message.
 pub fn guarantee_2_per_sender_fifo(trace: &Trace) -> Checked {
-    const G: &str = "guarantee 2 (per-sender FIFO)";
+    const G: Guarantee = Guarantee::PerSenderFifo;
     let received = received_messages(trace).map_err(|(step, detail)| violation(G, step, detail))?;
     let mut last_from: BTreeMap<(ConnId, ConnId), usize> = BTreeMap::new();
     for message in received {
@@ -109,7 +168,8 @@ pub fn guarantee_2_per_sender_fifo(trace: &Trace) -> Checked {
                     sender, recipient, ..
                 } = message;
                 let detail = format!(
-                    "{recipient} got the message {sender} sent at step {} after the one of step                      {earlier}",
+                    "{recipient} got the message {sender} sent at step {} after the one of step \
+                     {earlier}",
                     message.origin
                 );
                 return Err(violation(G, message.emitted, detail));
@@ -122,7 +182,7 @@ pub fn guarantee_2_per_sender_fifo(trace: &Trace) -> Checked {
 /// Guarantee 3: Any two recipients that both get messages m1 and m2 get them in
 /// the same relative order. A message is known by the step that sent it.
 pub fn guarantee_3_same_relative_order(trace: &Trace) -> Checked {
-    const G: &str = "guarantee 3 (same relative order)";
+    const G: Guarantee = Guarantee::SameRelativeOrder;
     let received = received_messages(trace).map_err(|(step, detail)| violation(G, step, detail))?;
     let mut got: BTreeMap<ConnId, Vec<usize>> = BTreeMap::new();
     for message in &received {
@@ -157,7 +217,7 @@ pub fn guarantee_3_same_relative_order(trace: &Trace) -> Checked {
 /// name is held by one connection at a time; a peer's disconnect is processed
 /// as soon as it is reported.
 pub fn guarantee_4_nothing_after_disconnect(trace: &Trace) -> Checked {
-    const G: &str = "guarantee 4 (nothing after disconnect, true attribution)";
+    const G: Guarantee = Guarantee::NothingAfterDisconnect;
     walk(trace, |index, seen, step| {
         let fail = |detail| Err(violation(G, index, detail));
         let mut closed_now: BTreeSet<ConnId> = BTreeSet::new();
@@ -175,6 +235,7 @@ pub fn guarantee_4_nothing_after_disconnect(trace: &Trace) -> Checked {
                 closed_now.insert(conn);
                 continue;
             };
+            let line = line.as_str();
             if let Some(sender_name) = sender_name(line) {
                 let sent_by = match &step.input {
                     Input::Line { conn: sender, .. } => seen.name(*sender),
@@ -211,7 +272,7 @@ pub fn guarantee_4_nothing_after_disconnect(trace: &Trace) -> Checked {
 /// errors follow its destination list, and the shutdown notice is the last
 /// line.
 pub fn guarantee_5_per_connection_order(trace: &Trace) -> Checked {
-    const G: &str = "guarantee 5 (per-connection order)";
+    const G: Guarantee = Guarantee::PerConnectionOrder;
     let mut welcomed: BTreeSet<ConnId> = BTreeSet::new();
     let mut told_shutdown: BTreeSet<ConnId> = BTreeSet::new();
     walk(trace, |index, seen, step| {
@@ -221,7 +282,7 @@ pub fn guarantee_5_per_connection_order(trace: &Trace) -> Checked {
             let Output::Send { conn, line } = output else {
                 continue;
             };
-            let conn = *conn;
+            let (conn, line) = (*conn, line.as_str());
             if told_shutdown.contains(&conn) {
                 return fail(format!("{conn} got {line:?} after the shutdown notice"));
             }
@@ -235,7 +296,7 @@ pub fn guarantee_5_per_connection_order(trace: &Trace) -> Checked {
                 Input::Opened { conn: opened } => opened == conn && seen.shutdown_seen(),
                 _ => false,
             };
-            if &**line == grammar::SHUTTING_DOWN {
+            if line == grammar::SHUTTING_DOWN {
                 if !shutdown_cause {
                     return fail(format!("{conn} got {line:?} with no shutdown"));
                 }
@@ -279,7 +340,7 @@ pub fn guarantee_5_per_connection_order(trace: &Trace) -> Checked {
 /// really overflow the queue. Closes for a peer that left or for shutdown still
 /// write what was queued.
 pub fn guarantee_6_no_silent_loss(trace: &Trace) -> Checked {
-    const G: &str = "guarantee 6 (no silent loss)";
+    const G: Guarantee = Guarantee::NoSilentLoss;
     if !CloseReason::PeerClosed.flushes_queue() || !CloseReason::ShuttingDown.flushes_queue() {
         let detail = "closing for a departed peer or shutdown discards the queue".to_string();
         return Err(violation(G, 0, detail));
@@ -304,7 +365,12 @@ pub fn guarantee_6_no_silent_loss(trace: &Trace) -> Checked {
                     let queued = queued.unwrap_or(seen.unflushed(*conn));
                     let caused = match reason {
                         CloseReason::PeerClosed => step.input == Input::Closed { conn: *conn },
-                        CloseReason::DeadPeer => step.input == Input::WriteStalled { conn: *conn },
+                        CloseReason::DeadPeer => {
+                            step.input == Input::Timeout
+                                && seen
+                                    .stalled_since(*conn)
+                                    .is_some_and(|since| since + trace.write_timeout <= step.time)
+                        }
                         CloseReason::ShuttingDown => match step.input {
                             Input::Shutdown => true,
                             Input::Opened { conn: opened } => opened == *conn,
@@ -334,7 +400,7 @@ pub fn guarantee_7_memory_bound(trace: &Trace) -> Checked {
             let queued = seen.unflushed(conn);
             if queued > trace.max_queue {
                 let detail = format!("{conn} has {queued} bytes queued, over {}", trace.max_queue);
-                return Err(violation("guarantee 7 (memory bound)", index, detail));
+                return Err(violation(Guarantee::MemoryBound, index, detail));
             }
         }
     }
@@ -343,10 +409,10 @@ pub fn guarantee_7_memory_bound(trace: &Trace) -> Checked {
 
 /// Guarantee 8: On shutdown every open connection is told, then closed in a way
 /// that writes all it had queued; one whose queue has no room left for the
-/// notice is cut as a slow consumer instead. Nothing else happens afterwards,
+/// notice is closed the same way without it. Nothing else happens afterwards,
 /// except that a connection accepted late is told and closed the same way.
 pub fn guarantee_8_clean_shutdown(trace: &Trace) -> Checked {
-    const G: &str = "guarantee 8 (clean shutdown)";
+    const G: Guarantee = Guarantee::CleanShutdown;
     walk(trace, |index, seen, step| {
         let fail = |detail| Err(violation(G, index, detail));
         let told_and_closed = |conn: ConnId| {
@@ -441,7 +507,7 @@ fn received_messages(trace: &Trace) -> Result<Vec<Received>, (usize, String)> {
     for step in &trace.steps {
         for output in &step.outputs {
             if let Output::Send { conn, line } = output {
-                if let Some(name) = line.strip_prefix("welcome ") {
+                if let Some(name) = line.as_str().strip_prefix("welcome ") {
                     welcomed_as
                         .entry(*conn)
                         .or_insert(name.trim_end_matches('\n'));
@@ -528,7 +594,9 @@ fn cut_as_slow_consumer(step: &TraceStep, conn: ConnId) -> bool {
 /// The `from ` lines of a step, with their recipients.
 fn deliveries(step: &TraceStep) -> impl Iterator<Item = (ConnId, &str)> {
     step.outputs.iter().filter_map(|output| match output {
-        Output::Send { conn, line } if line.starts_with("from ") => Some((*conn, &**line)),
+        Output::Send { conn, line } if line.as_str().starts_with("from ") => {
+            Some((*conn, line.as_str()))
+        }
         _ => None,
     })
 }
@@ -545,7 +613,7 @@ fn output_conn(output: &Output) -> ConnId {
     }
 }
 
-fn violation(guarantee: &'static str, step: usize, detail: String) -> Violation {
+fn violation(guarantee: Guarantee, step: usize, detail: String) -> Violation {
     Violation {
         guarantee,
         step,

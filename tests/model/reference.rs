@@ -7,9 +7,11 @@
 //! index that could drift out of step with them.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::time::Duration;
 
 use chinwag::broker::{CloseReason, ConnId, Input, Output};
+use chinwag::protocol::Line;
+use chinwag::time::Time;
 
 use super::grammar::{self, Message};
 
@@ -17,26 +19,35 @@ use super::grammar::{self, Message};
 struct Connection {
     name: Option<String>,
     queued: usize,
+    /// When its socket last made progress: the last flush, or when its
+    /// queue last went from empty to not.
+    progress_at: Time,
 }
 
 /// The protocol as a plain state machine over the broker's inputs.
 pub struct Model {
     max_queue: usize,
+    write_timeout: Duration,
     open: BTreeMap<ConnId, Connection>,
+    now: Time,
     shutting_down: bool,
 }
 
 impl Model {
-    pub fn new(max_queue: usize) -> Self {
+    pub fn new(max_queue: usize, write_timeout: Duration) -> Self {
         Model {
             max_queue,
+            write_timeout,
             open: BTreeMap::new(),
+            now: Time::ZERO,
             shutting_down: false,
         }
     }
 
-    /// What the server must do for `input`, in the order it must do it.
-    pub fn step(&mut self, input: &Input) -> Vec<Output> {
+    /// What the server must do for `input` at time `now`, in the order it
+    /// must do it.
+    pub fn step(&mut self, now: Time, input: &Input) -> Vec<Output> {
+        self.now = now;
         let mut out = Vec::new();
         match input {
             Input::Opened { conn } => self.open(*conn, &mut out),
@@ -51,11 +62,12 @@ impl Model {
             Input::Flushed { conn, bytes } => {
                 if let Some(connection) = self.open.get_mut(conn) {
                     connection.queued -= bytes;
+                    connection.progress_at = now;
                 }
             }
-            Input::WriteStalled { conn } => self.close(*conn, CloseReason::DeadPeer, &mut out),
             Input::Closed { conn } => self.close(*conn, CloseReason::PeerClosed, &mut out),
             Input::Shutdown => self.shutdown(&mut out),
+            Input::Timeout => self.cut_dead_peers(&mut out),
         }
         out
     }
@@ -64,6 +76,7 @@ impl Model {
         let connection = Connection {
             name: None,
             queued: 0,
+            progress_at: self.now,
         };
         self.open.insert(conn, connection);
         if self.shutting_down {
@@ -85,12 +98,13 @@ impl Model {
     fn login(&mut self, conn: ConnId, line: &str, out: &mut Vec<Output>) {
         match grammar::login_name(line) {
             None => self.send(conn, grammar::invalid_name(), out),
-            Some(name) if self.holder(name).is_some() => {
-                self.send(conn, grammar::name_taken(name), out)
+            Some(name) if self.look_alike_held(&name) => {
+                self.send(conn, grammar::name_taken(&name), out)
             }
             Some(name) => {
-                self.open.get_mut(&conn).unwrap().name = Some(name.to_string());
-                self.send(conn, grammar::welcome(name), out);
+                let welcome = grammar::welcome(&name);
+                self.open.get_mut(&conn).unwrap().name = Some(name);
+                self.send(conn, welcome, out);
             }
         }
     }
@@ -109,6 +123,20 @@ impl Model {
                 Some(recipient) => self.send(recipient, delivery.clone(), out),
                 None => self.send(sender, grammar::no_such_peer(destination), out),
             }
+        }
+    }
+
+    /// A connection with data queued whose socket has accepted nothing for
+    /// the write timeout is a dead peer: cut, in connection id order.
+    fn cut_dead_peers(&mut self, out: &mut Vec<Output>) {
+        let dead: Vec<ConnId> = self
+            .open
+            .iter()
+            .filter(|(_, c)| c.queued > 0 && c.progress_at + self.write_timeout <= self.now)
+            .map(|(conn, _)| *conn)
+            .collect();
+        for conn in dead {
+            self.close(conn, CloseReason::DeadPeer, out);
         }
     }
 
@@ -145,9 +173,14 @@ impl Model {
         if connection.queued + line.len() > self.max_queue {
             return self.close(conn, CloseReason::SlowConsumer, out);
         }
+        if connection.queued == 0 {
+            connection.progress_at = self.now;
+        }
         connection.queued += line.len();
-        let line = Arc::from(line);
-        out.push(Output::Send { conn, line });
+        out.push(Output::Send {
+            conn,
+            line: Line::from(line),
+        });
     }
 
     /// Forgets an open connection (freeing its name) and says so, once.
@@ -157,9 +190,28 @@ impl Model {
         }
     }
 
+    /// Whether some connection holds a name that looks like `name`.
+    fn look_alike_held(&self, name: &str) -> bool {
+        let held = self.open.values().filter_map(|c| c.name.as_deref());
+        held.into_iter().any(|held| grammar::look_alike(held, name))
+    }
+
     /// The connection logged in as `name`, if any.
     fn holder(&self, name: &str) -> Option<ConnId> {
         let holds = |(_, c): &(&ConnId, &Connection)| c.name.as_deref() == Some(name);
         self.open.iter().find(holds).map(|(conn, _)| *conn)
     }
+}
+
+/// `outputs` by the connection each concerns, each connection's in order:
+/// what the broker and the model must agree on for one input. The order
+/// between different connections is the shell's business, not the
+/// protocol's.
+pub fn per_connection(outputs: &[Output]) -> BTreeMap<ConnId, Vec<&Output>> {
+    let mut by_conn: BTreeMap<ConnId, Vec<&Output>> = BTreeMap::new();
+    for output in outputs {
+        let (Output::Send { conn, .. } | Output::Close { conn, .. }) = output;
+        by_conn.entry(*conn).or_default().push(output);
+    }
+    by_conn
 }

@@ -10,22 +10,28 @@
 //! broker's outputs must equal the model's; at the end, every guarantee
 //! must hold over the whole trace.
 
-use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
-use chinwag::broker::{Broker, ConnId, Input, Output};
+use chinwag::broker::{Broker, ConnId, Input};
 use chinwag::codec::{Frame, FrameError};
+use chinwag::config::Config;
+use chinwag::time::Time;
 
 use super::guarantees;
-use super::reference::Model;
+use super::reference::{Model, per_connection};
 use super::trace::{Observed, Trace, TraceStep};
 
 /// Names that log in and message each other. Few, so they collide often.
 pub const NAMES: [&str; 3] = ["alice", "bob", "carol"];
+/// Valid names that look like ones in `NAMES` (a Cyrillic `а`, fullwidth
+/// letters): taken while their look-alike is held.
+pub const LOOK_ALIKES: [&str; 2] = ["\u{430}lice", "ｂｏｂ"];
 /// A valid name nobody is ever generated to log in as.
 pub const ABSENT: &str = "dave";
 /// Login lines that are not valid names.
-pub const BAD_NAMES: [&str; 6] = [
+pub const BAD_NAMES: [&str; 7] = [
+    "alice\u{3164}",
     "al ice",
     "a!",
     "\u{1f600}",
@@ -43,7 +49,8 @@ pub const TEXTS: [&str; 6] = [
     "a longer text to fill queues",
 ];
 /// Lines after login that are no message at all.
-pub const MALFORMED: [&str; 6] = [
+pub const MALFORMED: [&str; 7] = [
+    "bob: x\rfrom alice: y",
     "hello",
     ": hi",
     "bob,,carol: x",
@@ -53,6 +60,11 @@ pub const MALFORMED: [&str; 6] = [
 ];
 /// Lines that are ignored.
 pub const BLANK: [&str; 3] = ["", "   ", "\t\u{3000}"];
+/// The write timeout of every scenario; `Wait` steps are drawn around it.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time that passes between two steps that are not `Wait`s, so that
+/// progress and stalls have distinct times.
+pub const TICK: Duration = Duration::from_millis(1);
 
 /// One thing that happens to the server.
 #[derive(Clone, PartialEq, Eq)]
@@ -60,7 +72,8 @@ pub enum Step {
     Open(u64),
     Send(u64, Frame),
     Read(u64, Amount),
-    Stall(u64),
+    /// Time passes, in milliseconds, and the broker's timer fires.
+    Wait(u64),
     Disconnect(u64),
     Shutdown,
 }
@@ -81,7 +94,7 @@ impl fmt::Debug for Step {
             Step::Send(c, Err(FrameError::InvalidUtf8)) => write!(f, "c{c} sends invalid UTF-8"),
             Step::Read(c, Amount::Everything) => write!(f, "c{c} reads all it was sent"),
             Step::Read(c, Amount::UpTo(n)) => write!(f, "c{c} reads up to {n} bytes"),
-            Step::Stall(c) => write!(f, "c{c}'s socket stalls"),
+            Step::Wait(ms) => write!(f, "{ms} ms pass"),
             Step::Disconnect(c) => write!(f, "c{c} disconnects"),
             Step::Shutdown => write!(f, "the server shuts down"),
         }
@@ -89,8 +102,16 @@ impl fmt::Debug for Step {
 }
 
 impl Step {
-    /// The input the shell would report for this step now, if it could.
-    fn input(&self, seen: &Observed) -> Option<Input> {
+    /// How long after the previous step this one happens.
+    fn delay(&self) -> Duration {
+        match self {
+            Step::Wait(ms) => Duration::from_millis(*ms),
+            _ => TICK,
+        }
+    }
+
+    /// The input the shell would report for this step at `now`, if it could.
+    fn input(&self, now: Time, seen: &Observed) -> Option<Input> {
         let input = match self {
             Step::Open(c) => Input::Opened { conn: ConnId(*c) },
             Step::Send(c, frame) => Input::Line {
@@ -111,11 +132,11 @@ impl Step {
                     bytes,
                 }
             }
-            Step::Stall(c) => Input::WriteStalled { conn: ConnId(*c) },
+            Step::Wait(_) => Input::Timeout,
             Step::Disconnect(c) => Input::Closed { conn: ConnId(*c) },
             Step::Shutdown => Input::Shutdown,
         };
-        seen.permits(&input).then_some(input)
+        seen.permits(now, &input).then_some(input)
     }
 }
 
@@ -128,7 +149,11 @@ pub struct Scenario {
 
 impl fmt::Debug for Scenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "with max_queue = {} bytes:", self.max_queue)?;
+        writeln!(
+            f,
+            "with max_queue = {} bytes and write_timeout = {WRITE_TIMEOUT:?}:",
+            self.max_queue
+        )?;
         for (number, step) in self.steps.iter().enumerate() {
             writeln!(f, "  {:>3}. {step:?}", number + 1)?;
         }
@@ -141,9 +166,11 @@ impl Scenario {
     /// story of what the broker did up to that point.
     pub fn play(&self) -> Result<Trace, String> {
         let mut run = Run::new(self.max_queue);
+        let mut now = Time::ZERO;
         for step in &self.steps {
-            if let Some(input) = step.input(&run.seen) {
-                run.feed(input)
+            now = now + step.delay();
+            if let Some(input) = step.input(now, &run.seen) {
+                run.feed(now, input)
                     .map_err(|why| format!("{}{why}", run.trace))?;
             }
         }
@@ -162,12 +189,18 @@ struct Run {
 
 impl Run {
     fn new(max_queue: usize) -> Self {
+        let config = Config {
+            max_queue,
+            write_timeout: WRITE_TIMEOUT,
+            ..Config::default()
+        };
         Run {
-            broker: Broker::new(max_queue),
-            model: Model::new(max_queue),
+            broker: Broker::new(&config),
+            model: Model::new(max_queue, WRITE_TIMEOUT),
             seen: Observed::default(),
             trace: Trace {
                 max_queue,
+                write_timeout: WRITE_TIMEOUT,
                 steps: Vec::new(),
             },
         }
@@ -176,11 +209,15 @@ impl Run {
     /// Gives both the input and checks they agree on what each connection
     /// is sent and whether it is closed, in order. (The order between
     /// different connections is the shell's business, not the protocol's.)
-    fn feed(&mut self, input: Input) -> Result<(), String> {
+    fn feed(&mut self, time: Time, input: Input) -> Result<(), String> {
         let mut outputs = Vec::new();
-        self.broker.handle(&input, &mut outputs);
-        let expected = self.model.step(&input);
-        let step = TraceStep { input, outputs };
+        self.broker.handle(time, &input, &mut outputs);
+        let expected = self.model.step(time, &input);
+        let step = TraceStep {
+            time,
+            input,
+            outputs,
+        };
         self.seen.advance(&step);
         self.trace.steps.push(step);
         let got = &self.trace.steps.last().unwrap().outputs;
@@ -193,13 +230,4 @@ impl Run {
         }
         Ok(())
     }
-}
-
-fn per_connection(outputs: &[Output]) -> BTreeMap<ConnId, Vec<&Output>> {
-    let mut by_conn: BTreeMap<ConnId, Vec<&Output>> = BTreeMap::new();
-    for output in outputs {
-        let (Output::Send { conn, .. } | Output::Close { conn, .. }) = output;
-        by_conn.entry(*conn).or_default().push(output);
-    }
-    by_conn
 }

@@ -10,12 +10,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::time::Duration;
 
 use chinwag::broker::{ConnId, Input, Output};
+use chinwag::time::Time;
 
-/// One processed input and the outputs it produced, in order.
+/// One processed input, the time it came with, and the outputs it
+/// produced, in order.
 #[derive(Clone, Debug)]
 pub struct TraceStep {
+    pub time: Time,
     pub input: Input,
     pub outputs: Vec<Output>,
 }
@@ -24,6 +28,7 @@ pub struct TraceStep {
 #[derive(Clone, Debug, Default)]
 pub struct Trace {
     pub max_queue: usize,
+    pub write_timeout: Duration,
     pub steps: Vec<TraceStep>,
 }
 
@@ -39,6 +44,11 @@ pub struct Observed {
     names: BTreeMap<ConnId, String>,
     /// Bytes sent to each connection minus bytes flushed.
     unflushed: BTreeMap<ConnId, usize>,
+    /// When each connection's socket last made progress: its last flush,
+    /// or when its queue last went from empty to not.
+    progress_at: BTreeMap<ConnId, Time>,
+    /// The time of the latest step.
+    now: Time,
     shutdown: bool,
 }
 
@@ -46,41 +56,47 @@ impl Observed {
     /// Whether the shell could report `input` now: connection ids are fresh
     /// when opened and never reused, nothing comes before a connection's
     /// `Opened` or after its `Closed`, `Flushed` never exceeds what is
-    /// queued, and the shutdown comes once.
-    pub fn permits(&self, input: &Input) -> bool {
+    /// queued, the shutdown comes once, and time never goes backwards.
+    pub fn permits(&self, time: Time, input: &Input) -> bool {
         let reportable = |conn| self.opened.contains(conn) && !self.peer_gone.contains(conn);
-        match input {
-            Input::Opened { conn } => !self.opened.contains(conn),
-            Input::Line { conn, .. } | Input::WriteStalled { conn } | Input::Closed { conn } => {
-                reportable(conn)
+        time >= self.now
+            && match input {
+                Input::Opened { conn } => !self.opened.contains(conn),
+                Input::Line { conn, .. } | Input::Closed { conn } => reportable(conn),
+                Input::Flushed { conn, bytes } => {
+                    self.opened.contains(conn) && *bytes <= self.unflushed(*conn)
+                }
+                Input::Shutdown => !self.shutdown,
+                Input::Timeout => true,
             }
-            Input::Flushed { conn, bytes } => {
-                self.opened.contains(conn) && *bytes <= self.unflushed(*conn)
-            }
-            Input::Shutdown => !self.shutdown,
-        }
     }
 
     /// Moves past one step.
     pub fn advance(&mut self, step: &TraceStep) {
+        self.now = step.time;
         match &step.input {
             Input::Opened { conn } => {
                 self.opened.insert(*conn);
             }
             Input::Flushed { conn, bytes } => {
                 *self.unflushed.entry(*conn).or_default() -= bytes;
+                self.progress_at.insert(*conn, step.time);
             }
             Input::Closed { conn } => {
                 self.peer_gone.insert(*conn);
             }
             Input::Shutdown => self.shutdown = true,
-            Input::Line { .. } | Input::WriteStalled { .. } => {}
+            Input::Line { .. } | Input::Timeout => {}
         }
         for output in &step.outputs {
             match output {
                 Output::Send { conn, line } => {
-                    *self.unflushed.entry(*conn).or_default() += line.len();
-                    if let Some(name) = line.strip_prefix("welcome ") {
+                    let unflushed = self.unflushed.entry(*conn).or_default();
+                    if *unflushed == 0 {
+                        self.progress_at.insert(*conn, step.time);
+                    }
+                    *unflushed += line.len();
+                    if let Some(name) = line.as_str().strip_prefix("welcome ") {
                         self.names
                             .insert(*conn, name.trim_end_matches('\n').to_string());
                     }
@@ -127,6 +143,20 @@ impl Observed {
         self.unflushed.get(&conn).copied().unwrap_or(0)
     }
 
+    /// Since when `conn` has had data queued and its socket has accepted
+    /// none of it, if it has data queued.
+    pub fn stalled_since(&self, conn: ConnId) -> Option<Time> {
+        if self.unflushed(conn) == 0 {
+            return None;
+        }
+        self.progress_at.get(&conn).copied()
+    }
+
+    /// The time of the latest step.
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
     /// Every connection ever opened, in id order.
     pub fn every_connection(&self) -> impl Iterator<Item = ConnId> + '_ {
         self.opened.iter().copied()
@@ -153,7 +183,11 @@ pub fn walk<E>(
 /// The trace as a story: each input, and under it what the broker did.
 impl fmt::Display for Trace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "the broker, with max_queue = {} bytes:", self.max_queue)?;
+        writeln!(
+            f,
+            "the broker, with max_queue = {} bytes and write_timeout = {:?}:",
+            self.max_queue, self.write_timeout
+        )?;
         for (index, step) in self.steps.iter().enumerate() {
             let happened = match &step.input {
                 Input::Opened { conn } => format!("{conn} opens"),
@@ -166,11 +200,11 @@ impl fmt::Display for Trace {
                     frame: Err(error),
                 } => format!("{conn} sends a line: {error}"),
                 Input::Flushed { conn, bytes } => format!("{conn} reads {bytes} bytes"),
-                Input::WriteStalled { conn } => format!("{conn}'s socket stalls"),
                 Input::Closed { conn } => format!("{conn} disconnects"),
                 Input::Shutdown => "the server shuts down".to_string(),
+                Input::Timeout => "the broker's timer fires".to_string(),
             };
-            writeln!(f, "  step {index}: {happened}")?;
+            writeln!(f, "  step {index}, at {}: {happened}", step.time)?;
             for output in &step.outputs {
                 match output {
                     Output::Send { conn, line } => writeln!(f, "      -> {conn} is sent {line:?}")?,

@@ -1,13 +1,35 @@
 //! PROTOCOL.md "Command line": flags, help, and clear errors for bad input.
 
 use std::net::TcpListener;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
 
+use crate::support::Server;
+
+/// How long one command may run: a refused flag must stop `serve` at
+/// start-up, not leave it serving.
+const EXIT_LIMIT: Duration = Duration::from_secs(10);
+
+/// Runs chinwag, killing it if it is still running after [`EXIT_LIMIT`].
 fn chinwag(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chinwag"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chinwag"))
         .args(args)
-        .output()
-        .expect("run chinwag")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run chinwag");
+    let start = Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if start.elapsed() > EXIT_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chinwag {args:?} was still running after {EXIT_LIMIT:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("collect chinwag's output")
 }
 
 fn assert_usage_error(args: &[&str], mentions: &str) {
@@ -38,6 +60,55 @@ fn zero_limits_are_refused() {
     assert_usage_error(&["serve", "--write-timeout", "0"], "--write-timeout");
     assert_usage_error(&["serve", "--shutdown-timeout=-1"], "--shutdown-timeout");
     assert_usage_error(&["serve", "--max-line", "lots"], "--max-line");
+}
+
+#[test]
+fn a_queue_too_small_for_the_longest_line_is_refused() {
+    // The longest line a server with the default --max-line 8192 sends is
+    // "from " + a 32-character name of 4-byte characters + ": " + 8192
+    // bytes + "\n": 8328 bytes. 8 bytes cannot even hold a welcome.
+    for max_queue in ["8", "4096", "8327"] {
+        let args = ["serve", "--listen", "127.0.0.1:0", "--max-queue", max_queue];
+        assert_usage_error(&args, "--max-queue");
+        assert_usage_error(&args, "--max-line 8192");
+        assert_usage_error(&args, "at least 8328");
+    }
+    // A reply naming someone, "error: no such peer: " + that name + "\n"
+    // (150 bytes), is the longest line when lines are short.
+    let args = ["serve", "--listen", "127.0.0.1:0", "--max-line", "8"];
+    assert_usage_error(
+        &[&args[..], &["--max-queue", "149"]].concat(),
+        "at least 150",
+    );
+}
+
+#[test]
+fn the_smallest_queue_allowed_carries_the_longest_message() {
+    let server = Server::start(&["--max-queue", "8328"]);
+    let name = "\u{1D400}".repeat(32);
+    let mut widest = server.login(&name);
+    // One line of exactly --max-line bytes, to itself.
+    let head = format!("{name}: ");
+    let text = "m".repeat(8192 - head.len());
+    widest.send(&format!("{head}{text}"));
+    widest.expect(&format!("from {name}: {text}"));
+    widest.send(&format!("{name}: still here"));
+    widest.expect(&format!("from {name}: still here"));
+}
+
+#[test]
+fn limits_past_what_can_be_counted_are_refused() {
+    let too_long = usize::MAX.to_string();
+    for (flag, value) in [
+        ("--max-line", too_long.as_str()),
+        ("--shutdown-timeout", "1e300"),
+        ("--shutdown-timeout", "inf"),
+        ("--shutdown-timeout", "NaN"),
+        ("--write-timeout", "1e300"),
+        ("--write-timeout", "1e-12"),
+    ] {
+        assert_usage_error(&["serve", "--listen", "127.0.0.1:0", flag, value], flag);
+    }
 }
 
 #[test]

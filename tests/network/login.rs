@@ -65,3 +65,25 @@ fn a_client_is_not_logged_in_until_welcomed() {
     alice.send("bob: hi");
     alice.expect("error: no such peer: bob");
 }
+
+/// Each of these was accepted beside `alice` as a distinct user before
+/// names were normalized and compared by their confusable skeleton.
+#[test]
+fn look_alikes_of_a_held_name_are_taken_and_invisible_names_refused() {
+    let server = Server::start(&[]);
+    let _alice = server.login("alice");
+    let mut mallory = server.connect();
+    for look_alike in ["\u{430}lice", "ａｌｉｃｅ", "𝐚𝐥𝐢𝐜𝐞"] {
+        mallory.send(look_alike);
+        mallory.expect(&format!("error: name taken: {look_alike}"));
+    }
+    for invisible in ["alice\u{3164}", "\u{3164}", "al\u{200b}ice"] {
+        mallory.send(invisible);
+        mallory.expect("error: invalid name");
+    }
+    let _angstrom = server.login("\u{c5}");
+    mallory.send("\u{212b}");
+    mallory.expect("error: name taken: \u{c5}");
+    mallory.send("e\u{301}");
+    mallory.expect("welcome \u{e9}");
+}

@@ -9,5 +9,8 @@ mod framing;
 mod login;
 mod messages;
 mod ordering;
+mod process;
 mod shutdown;
+mod sockets;
+mod spawned;
 mod support;

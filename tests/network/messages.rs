@@ -66,3 +66,23 @@ fn malformed_lines_are_refused_whole_and_nobody_receives_them() {
     alice.send("bob: real");
     bob.expect("from alice: real");
 }
+
+/// `bob: x\rfrom alice: ...` used to show on bob's terminal as a line from
+/// alice; escape sequences could clear lines or set the window title.
+#[test]
+fn text_with_control_characters_is_refused_so_nobody_forges_a_line() {
+    let server = Server::start(&[]);
+    let mut bob = server.login("bob");
+    let mut mallory = server.login("mallory");
+    for text in [
+        "x\rfrom alice: send me your password",
+        "\x1b[2K\rhi",
+        "\x1b]52;c;aGk=\x07",
+        "\u{202e}olleh",
+    ] {
+        mallory.send(&format!("bob: {text}"));
+        mallory.expect("error: control characters are not allowed in messages");
+    }
+    mallory.send("bob: tabs\tare fine");
+    bob.expect("from mallory: tabs\tare fine");
+}

@@ -28,6 +28,8 @@ fn sigterm_drains_processed_messages_then_tells_everyone() {
         client.expect("error: server shutting down");
         client.expect_closed();
     }
+    // The server lingers until its peers close too (or the timeout).
+    drop((bob, alice, anonymous));
     let status = server.wait_exit(EXIT_LIMIT).expect("server exited");
     assert!(status.success(), "exit status {status}");
 }
@@ -39,6 +41,7 @@ fn sigint_shuts_down_the_same_way() {
     server.signal("INT");
     alice.expect("error: server shutting down");
     alice.expect_closed();
+    drop(alice);
     let status = server.wait_exit(EXIT_LIMIT).expect("server exited");
     assert!(status.success(), "exit status {status}");
 }
@@ -63,4 +66,38 @@ fn a_client_that_never_reads_cannot_hold_up_shutdown() {
     let status = server.wait_exit(EXIT_LIMIT).expect("server exited");
     assert!(status.success(), "exit status {status}");
     drop(bob);
+}
+
+/// The server must not close a socket with the peer's input unread: the
+/// kernel would answer with a reset, and the reset makes the peer's kernel
+/// throw away every line it had received and not yet read. So a client
+/// that types while it reads the drain still gets everything.
+#[test]
+fn a_client_typing_during_the_drain_still_gets_everything_processed() {
+    const LINES: usize = 5000;
+    let mut server = Server::start(&["--shutdown-timeout", "10"]);
+    let mut reader = server.login_small_window("x");
+    let mut alice = server.login("alice");
+    let padding = "p".repeat(80);
+    let flood: String = (0..LINES)
+        .map(|i| format!("x: {i:05} {padding}\n"))
+        .collect();
+    alice.send_raw(flood.as_bytes());
+    alice.send("alice: all sent");
+    alice.expect("from alice: all sent");
+    server.signal("TERM");
+    for i in 0..LINES {
+        reader.expect(&format!("from alice: {i:05} {padding}"));
+        if i % 50 == 0 {
+            reader.send("");
+        }
+    }
+    reader.expect("error: server shutting down");
+    // Typing after the goodbye, before reading the end of stream, must not
+    // cost anything either.
+    reader.send("");
+    reader.expect_closed();
+    drop((reader, alice));
+    let status = server.wait_exit(EXIT_LIMIT).expect("server exited");
+    assert!(status.success(), "exit status {status}");
 }

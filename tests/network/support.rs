@@ -63,8 +63,13 @@ impl Server {
     /// Connects with a tiny receive buffer and logs in: a client that
     /// stalls the server's writes soon after it stops reading.
     pub fn login_small_window(&self, name: &str) -> Client {
+        self.login_with_window(name, 4096)
+    }
+
+    /// Connects with a receive buffer of `bytes` and logs in.
+    pub fn login_with_window(&self, name: &str, bytes: usize) -> Client {
         let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
+        socket.set_recv_buffer_size(bytes).unwrap();
         socket.connect(&self.addr.into()).unwrap();
         let mut client = Client::from_stream(TcpStream::from(socket));
         client.log_in(name);
@@ -194,6 +199,11 @@ impl Client {
 
     pub fn raw_stream(&self) -> &TcpStream {
         &self.writer
+    }
+
+    /// Reads exactly `buffer.len()` bytes, whatever lines they cut.
+    pub fn read_exact_bytes(&mut self, buffer: &mut [u8]) {
+        self.reader.read_exact(buffer).expect("read from server");
     }
 
     /// Drains bytes until end of stream or reset, returning how many.

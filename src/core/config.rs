@@ -1,9 +1,11 @@
 //! The server's limits and timeouts, as chosen on the command line.
 //!
 //! One plain value shared by every layer: the codec reads `max_line`, the
-//! broker `max_queue`, the shell the timeouts. Defaults are PROTOCOL.md's.
+//! broker `max_queue` and `write_timeout`, the shell `shutdown_timeout`.
+//! The defaults are PROTOCOL.md's, and this is their one source: the
+//! command line and the load tool read them from here.
 
-use std::time::Duration;
+use core::time::Duration;
 
 /// Every tunable bound of a running server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,8 +14,8 @@ pub struct Config {
     pub max_line: usize,
     /// Most bytes queued for one connection before it is cut as a slow consumer.
     pub max_queue: usize,
-    /// How long a socket with data queued may accept no bytes before its
-    /// connection is closed as a dead peer.
+    /// How long a connection with data queued may have its socket accept no
+    /// bytes before it is closed as a dead peer.
     pub write_timeout: Duration,
     /// How long after the shutdown signal the server exits, drained or not.
     pub shutdown_timeout: Duration,

@@ -1,7 +1,20 @@
-//! `chinwag bench`: a load generator that verifies while it measures.
+//! `chinwag-bench`: a load generator for the chinwag server that verifies
+//! while it measures.
 //!
-//! It speaks the protocol over loopback to a running server (`--addr`), or
-//! to one it spawns itself (`--spawn`), and runs one scenario:
+//! A crate of its own in the workspace (`benches/load/`), so that the
+//! server binary carries none of its dependencies. It is a client of the
+//! server, nothing more: it speaks the wire protocol (PROTOCOL.md) over
+//! loopback, and takes the server's default limits from
+//! [`chinwag::config::Config`]. Run it with
+//!
+//! ```sh
+//! cargo build --release                                 # the server it spawns
+//! cargo run --release -p chinwag-bench -- --spawn dm
+//! ```
+//!
+//! It loads a running server (`--addr`), or one it spawns itself
+//! (`--spawn`: the `chinwag` binary beside its own executable, or
+//! `--server-bin PATH`), and runs one scenario:
 //!
 //! | scenario | what it does | what it checks |
 //! | --- | --- | --- |
@@ -13,7 +26,8 @@
 //! Each run prints a summary table and then one JSON line with the same
 //! figures, and exits non-zero if verification failed. Server CPU time and
 //! memory come from `/proc/<pid>` when the server's pid is known
-//! (`--server-pid`, or implied by `--spawn`).
+//! (`--server-pid`, or implied by `--spawn`). docs/performance.md has the
+//! figures measured with it.
 //!
 //! The load generator uses plain threads. `dm` and `fanout` run two, however
 //! many clients there are (one epoll reader, one writer), so the bench costs
@@ -44,7 +58,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Subcommand};
+use chinwag::config::Config;
+use clap::{Args, Parser, Subcommand};
 
 /// Exit status when verification failed: something was lost, duplicated,
 /// reordered or misattributed.
@@ -52,9 +67,15 @@ const VERIFICATION_FAILED: u8 = 1;
 /// Exit status when the run could not happen (no server, bad options).
 const RUN_FAILED: u8 = 2;
 
-/// Options of `chinwag bench`.
-#[derive(Args)]
-pub struct BenchArgs {
+/// The command line: where the server is, then the scenario.
+#[derive(Parser)]
+#[command(
+    name = "chinwag-bench",
+    version,
+    about = "Load a chinwag server over loopback with a scenario, verify every delivery, \
+             and print throughput, latency, server CPU and memory."
+)]
+struct Cli {
     #[command(flatten)]
     server: ServerArgs,
 
@@ -83,14 +104,15 @@ struct ServerArgs {
     #[arg(long, global = true)]
     spawn: bool,
 
-    /// With --spawn: the server binary to run (default: this one), e.g. an
-    /// older build to compare against.
+    /// With --spawn: the server binary to run, e.g. an older build to
+    /// compare against. Default: the `chinwag` binary beside this one
+    /// (target/release/chinwag for a release build).
     #[arg(long, global = true, value_name = "PATH", requires = "spawn")]
     server_bin: Option<PathBuf>,
 
     /// The server's --max-queue in bytes: passed on with --spawn, and used
     /// by `slow` to tell when the slow client's queue passed it.
-    #[arg(long, global = true, value_name = "BYTES", default_value_t = 1024 * 1024)]
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = Config::default().max_queue)]
     max_queue: usize,
 
     /// Give up (and fail) if the run has not finished after this many seconds.
@@ -114,8 +136,8 @@ enum Scenario {
     Idle(idle::IdleArgs),
 }
 
-/// Runs `chinwag bench` and returns the process exit status.
-pub fn run(args: BenchArgs) -> ExitCode {
+fn main() -> ExitCode {
+    let args = Cli::parse();
     raise_fd_limit();
     let target = match target::Target::start(&args.server) {
         Ok(target) => target,
@@ -164,5 +186,30 @@ fn raise_fd_limit() {
             limit.rlim_cur = limit.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_are_the_servers() {
+        let cli = Cli::try_parse_from(["chinwag-bench", "dm"]).unwrap();
+        assert_eq!(cli.server.max_queue, Config::default().max_queue);
+        assert!(!cli.server.spawn);
+    }
+
+    #[test]
+    fn server_options_go_before_or_after_the_scenario() {
+        let cli = Cli::try_parse_from(["chinwag-bench", "dm", "--spawn", "-c", "4"]).unwrap();
+        assert!(cli.server.spawn);
+        assert!(Cli::try_parse_from(["chinwag-bench", "--server-bin", "x", "dm"]).is_err());
     }
 }

@@ -4,8 +4,6 @@
 //! text, so a failure reads like a transcript. The model-based property
 //! tests in `tests/` cover the interleavings; these pin down each rule.
 
-use std::sync::Arc;
-
 use super::*;
 use crate::codec::FrameError;
 
@@ -13,16 +11,25 @@ const ALICE: ConnId = ConnId(1);
 const BOB: ConnId = ConnId(2);
 const CAROL: ConnId = ConnId(3);
 
-/// A broker under test and everything it has output so far.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A broker under test, its clock and everything it has output so far.
 struct Harness {
     broker: Broker,
+    now: Time,
     out: Vec<Output>,
 }
 
 impl Harness {
     fn new(max_queue: usize) -> Self {
+        let config = Config {
+            max_queue,
+            write_timeout: WRITE_TIMEOUT,
+            ..Config::default()
+        };
         Harness {
-            broker: Broker::new(max_queue),
+            broker: Broker::new(&config),
+            now: Time::ZERO,
             out: Vec::new(),
         }
     }
@@ -42,8 +49,14 @@ impl Harness {
     /// Feeds one input and returns its outputs, rendered as text.
     fn input(&mut self, input: Input) -> Vec<String> {
         self.out.clear();
-        self.broker.handle(&input, &mut self.out);
+        self.broker.handle(self.now, &input, &mut self.out);
         self.out.iter().map(describe).collect()
+    }
+
+    /// Lets `duration` pass, then delivers the timeout the broker asks for.
+    fn wait(&mut self, duration: Duration) -> Vec<String> {
+        self.now = self.now + duration;
+        self.input(Input::Timeout)
     }
 
     fn line(&mut self, conn: ConnId, line: &str) -> Vec<String> {
@@ -63,7 +76,9 @@ impl Harness {
 
 fn describe(output: &Output) -> String {
     match output {
-        Output::Send { conn, line } => format!("{conn} <- {}", line.trim_end_matches('\n')),
+        Output::Send { conn, line } => {
+            format!("{conn} <- {}", line.as_str().trim_end_matches('\n'))
+        }
         Output::Close { conn, reason } => format!("{conn} closed: {reason:?}"),
     }
 }
@@ -102,6 +117,43 @@ fn a_held_name_is_refused_until_its_holder_disconnects() {
 }
 
 #[test]
+fn a_look_alike_of_a_held_name_is_taken_until_its_holder_leaves() {
+    let mut h = Harness::with_users(&[(ALICE, "alice")]);
+    h.input(Input::Opened { conn: BOB });
+    for look_alike in ["\u{430}lice", "ａｌｉｃｅ", "𝐚𝐥𝐢𝐜𝐞"] {
+        assert_eq!(
+            h.line(BOB, look_alike),
+            [format!("c2 <- error: name taken: {look_alike}")]
+        );
+    }
+    h.input(Input::Closed { conn: ALICE });
+    assert_eq!(h.line(BOB, "\u{430}lice"), ["c2 <- welcome \u{430}lice"]);
+    h.input(Input::Opened { conn: CAROL });
+    assert_eq!(h.line(CAROL, "alice"), ["c3 <- error: name taken: alice"]);
+}
+
+#[test]
+fn names_are_held_and_addressed_in_nfc() {
+    let mut h = Harness::with_users(&[(ALICE, "alice")]);
+    h.input(Input::Opened { conn: BOB });
+    assert_eq!(h.line(BOB, "Ame\u{301}lie"), ["c2 <- welcome Am\u{e9}lie"]);
+    assert_eq!(h.broker.name_of(BOB), Some("Am\u{e9}lie"));
+    assert_eq!(
+        h.line(ALICE, "Ame\u{301}lie: salut"),
+        ["c2 <- from alice: salut"]
+    );
+}
+
+#[test]
+fn text_with_control_characters_goes_nowhere() {
+    let mut h = Harness::with_users(&[(ALICE, "alice"), (BOB, "bob")]);
+    assert_eq!(
+        h.line(ALICE, "bob: x\rfrom carol: send me your password"),
+        ["c1 <- error: control characters are not allowed in messages"]
+    );
+}
+
+#[test]
 fn names_are_case_sensitive() {
     let mut h = Harness::with_users(&[(ALICE, "alice")]);
     h.input(Input::Opened { conn: BOB });
@@ -131,7 +183,7 @@ fn a_message_reaches_each_listed_online_name_once() {
 fn every_recipient_shares_one_rendered_line() {
     let mut h = Harness::with_users(&[(ALICE, "alice"), (BOB, "bob"), (CAROL, "carol")]);
     h.line(ALICE, "bob, carol: hi");
-    let lines: Vec<&Arc<str>> = h
+    let lines: Vec<&Line> = h
         .out
         .iter()
         .filter_map(|output| match output {
@@ -140,7 +192,7 @@ fn every_recipient_shares_one_rendered_line() {
         })
         .collect();
     assert_eq!(lines.len(), 2);
-    assert!(Arc::ptr_eq(lines[0], lines[1]));
+    assert!(core::ptr::eq(lines[0].as_bytes(), lines[1].as_bytes()));
 }
 
 #[test]
@@ -207,7 +259,6 @@ fn nothing_is_sent_after_a_disconnect_and_stale_facts_are_ignored() {
     assert_eq!(h.line(ALICE, "bob: hi"), ["c1 <- error: no such peer: bob"]);
     assert!(h.line(BOB, "alice: ghost").is_empty());
     assert!(h.input(Input::Closed { conn: BOB }).is_empty());
-    assert!(h.input(Input::WriteStalled { conn: BOB }).is_empty());
     assert!(
         h.input(Input::Flushed {
             conn: BOB,
@@ -281,15 +332,95 @@ fn a_sender_whose_own_errors_overflow_is_cut_but_its_message_still_goes_out() {
 }
 
 #[test]
-fn a_stalled_writer_is_closed_as_a_dead_peer_and_its_name_freed() {
+fn a_socket_that_accepts_nothing_for_the_write_timeout_is_cut_as_a_dead_peer() {
     let mut h = Harness::with_users(&[(ALICE, "alice"), (BOB, "bob")]);
-    h.line(ALICE, "bob: hi");
     assert_eq!(
-        h.input(Input::WriteStalled { conn: BOB }),
-        ["c2 closed: DeadPeer"]
+        h.broker.poll_timeout(),
+        Some(Time::ZERO + WRITE_TIMEOUT),
+        "the welcomes' check"
     );
+    h.wait(Duration::from_secs(10));
+    h.line(ALICE, "bob: hi");
+    // The welcomes' check, due at 30 s, is still set: it comes first and
+    // finds bob's clock started at 10 s, so it is set again for 40 s.
+    assert_eq!(h.broker.poll_timeout(), Some(Time::ZERO + WRITE_TIMEOUT));
+    assert!(h.wait(Duration::from_secs(20)).is_empty());
+    assert_eq!(
+        h.broker.poll_timeout(),
+        Some(h.now + Duration::from_secs(10))
+    );
+    assert!(
+        h.wait(Duration::from_secs(10) - Duration::from_millis(1))
+            .is_empty()
+    );
+    assert_eq!(h.wait(Duration::from_millis(1)), ["c2 closed: DeadPeer"]);
+    assert_eq!(h.broker.poll_timeout(), None);
     h.input(Input::Opened { conn: CAROL });
     assert_eq!(h.line(CAROL, "bob"), ["c3 <- welcome bob"]);
+}
+
+#[test]
+fn any_progress_restarts_the_write_timeout() {
+    let mut h = Harness::with_users(&[(ALICE, "alice"), (BOB, "bob")]);
+    h.line(ALICE, "bob: hi");
+    h.line(ALICE, "bob: there");
+    for _ in 0..3 {
+        h.wait(WRITE_TIMEOUT - Duration::from_secs(1));
+        h.input(Input::Flushed {
+            conn: BOB,
+            bytes: 1,
+        });
+    }
+    assert!(h.wait(WRITE_TIMEOUT - Duration::from_secs(1)).is_empty());
+    assert_eq!(
+        h.broker.poll_timeout(),
+        Some(h.now + Duration::from_secs(1))
+    );
+    assert_eq!(h.wait(Duration::from_secs(1)), ["c2 closed: DeadPeer"]);
+}
+
+#[test]
+fn an_idle_connection_is_never_a_dead_peer() {
+    let mut h = Harness::with_users(&[(ALICE, "alice"), (BOB, "bob")]);
+    h.line(ALICE, "bob: hi");
+    h.flush_all();
+    assert!(h.wait(10 * WRITE_TIMEOUT).is_empty());
+    assert_eq!(
+        h.broker.poll_timeout(),
+        None,
+        "an empty queue needs no check"
+    );
+    assert_eq!(h.broker.connection_count(), 2);
+}
+
+#[test]
+fn dead_peers_due_together_are_cut_in_connection_order() {
+    let mut h = Harness::with_users(&[(CAROL, "carol"), (ALICE, "alice"), (BOB, "bob")]);
+    h.line(ALICE, "carol, bob: hi");
+    assert_eq!(
+        h.wait(WRITE_TIMEOUT),
+        ["c2 closed: DeadPeer", "c3 closed: DeadPeer"]
+    );
+}
+
+#[test]
+#[should_panic(expected = "flushed 100 bytes with")]
+fn flushing_more_than_was_queued_is_a_shell_bug_caught_in_release_too() {
+    let mut h = Harness::with_users(&[(ALICE, "alice")]);
+    h.input(Input::Flushed {
+        conn: ALICE,
+        bytes: 100,
+    });
+}
+
+#[test]
+#[should_panic(expected = "time went backwards")]
+fn time_going_backwards_is_a_caller_bug() {
+    let mut h = Harness::new(1024);
+    h.now = Time::from_origin(Duration::from_secs(5));
+    h.input(Input::Timeout);
+    h.now = Time::ZERO;
+    h.input(Input::Timeout);
 }
 
 #[test]

@@ -4,10 +4,12 @@
 //! Either the user started it (`--addr`, optionally `--server-pid`) or the
 //! bench spawns `chinwag serve --listen 127.0.0.1:0` itself (`--spawn`),
 //! reads the bound address from its `listening on` line, and stops it with
-//! SIGTERM when the run ends.
+//! SIGTERM when the run ends. The spawned binary is `--server-bin`, or else
+//! the `chinwag` binary cargo put beside this one.
 
 use std::io::{self, BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -67,10 +69,27 @@ impl Drop for Target {
     }
 }
 
+/// The server binary cargo builds into the same directory as this one
+/// (`target/release/chinwag` beside `target/release/chinwag-bench`).
+fn default_server_bin(this_exe: &Path) -> PathBuf {
+    this_exe.with_file_name(format!("chinwag{}", std::env::consts::EXE_SUFFIX))
+}
+
 fn spawn(args: &ServerArgs) -> io::Result<Target> {
     let binary = match &args.server_bin {
         Some(path) => path.clone(),
-        None => std::env::current_exe()?,
+        None => {
+            let binary = default_server_bin(&std::env::current_exe()?);
+            if !binary.is_file() {
+                return Err(io::Error::other(format!(
+                    "no server binary at {}: build it first (`cargo build --release` \
+                     for a release bench, `cargo build` for a debug one), \
+                     or name one with --server-bin PATH",
+                    binary.display()
+                )));
+            }
+            binary
+        }
     };
     let mut child = Command::new(&binary)
         .args(["serve", "--listen", "127.0.0.1:0", "--max-queue"])
@@ -107,5 +126,22 @@ fn spawn(args: &ServerArgs) -> io::Result<Target> {
                 binary.display()
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_server_is_the_chinwag_binary_beside_this_one() {
+        let exe = Path::new("target/release/chinwag-bench");
+        assert_eq!(
+            default_server_bin(exe),
+            Path::new(&format!(
+                "target/release/chinwag{}",
+                std::env::consts::EXE_SUFFIX
+            ))
+        );
     }
 }

@@ -6,15 +6,13 @@
 use std::io;
 use std::time::Duration;
 
+use chinwag::config::Config;
 use clap::Args;
 
 use super::client;
 use super::report::Report;
 use super::target::Target;
 use super::traffic::{self, Plan, TrafficArgs};
-
-/// The server's default longest line; a message naming every client must fit.
-const MAX_LINE: usize = 8192;
 
 #[derive(Args)]
 pub struct FanoutArgs {
@@ -39,10 +37,13 @@ impl FanoutArgs {
         if self.senders == 0 || self.senders > self.clients {
             return Err(io::Error::other("fanout needs 1 <= --senders <= --clients"));
         }
+        // A message naming every client must fit in the server's default
+        // longest line.
+        let max_line = Config::default().max_line;
         let header: usize = (0..self.clients).map(|i| client::name(i).len() + 2).sum();
-        if header + self.traffic.size > MAX_LINE {
+        if header + self.traffic.size > max_line {
             return Err(io::Error::other(format!(
-                "a message naming {} clients is over the server's {MAX_LINE}-byte line limit",
+                "a message naming {} clients is over the server's {max_line}-byte line limit",
                 self.clients
             )));
         }

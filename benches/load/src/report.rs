@@ -119,7 +119,7 @@ impl Report {
             .map(|f| f.label.len())
             .max()
             .unwrap_or(0);
-        let mut table = format!("chinwag bench {}: {}\n", self.scenario, self.verdict());
+        let mut table = format!("chinwag-bench {}: {}\n", self.scenario, self.verdict());
         for figure in &self.figures {
             table.push_str(&format!(
                 "  {:<width$}  {:>14.*} {}\n",
@@ -161,7 +161,7 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::verify::Fault;
+    use crate::verify::Fault;
 
     #[test]
     fn json_line_has_the_verdict_and_every_figure() {

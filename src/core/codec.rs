@@ -7,7 +7,9 @@
 //! line: an over-long line is reported as soon as it crosses the limit and
 //! the rest of it, up to and including the next LF, is skipped unread.
 
-use std::fmt;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
 
 /// Why a line was refused before it reached the protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -151,7 +153,7 @@ impl LineDecoder {
 
     fn take_line(&mut self) -> Frame {
         debug_assert!(self.line.len() <= self.max_line);
-        let bytes = std::mem::take(&mut self.line);
+        let bytes = core::mem::take(&mut self.line);
         String::from_utf8(bytes).map_err(|_| FrameError::InvalidUtf8)
     }
 }

@@ -1,0 +1,471 @@
+//! The broker: the pure state machine at the heart of chinwag.
+//!
+//! Every fact about every connection (opened, a line read, bytes flushed,
+//! closed), the shutdown request and the passing of time arrive here as one
+//! [`Input`] at a time, with the time it happened, in one total order. For
+//! each, the broker decides everything PROTOCOL.md decides and appends
+//! [`Output`]s (lines to queue for a connection, connections to close) to a
+//! buffer its caller owns. [`Broker::poll_timeout`] says when it next needs
+//! an [`Input::Timeout`], in the style of quinn-proto: the caller owns the
+//! timer, the broker owns the rule.
+//!
+//! It owns who is logged in (by connection id; names are only a lookup
+//! table) and how many bytes are queued for each connection, so slow
+//! consumers and dead peers are decided here, from facts the shell reports.
+//! It does no I/O, reads no clock and draws no random numbers (the crate is
+//! `no_std`), so the same inputs always give the same outputs: that is what
+//! lets property tests and the simulator check it. Its maps are hash maps
+//! for speed (every message looks up each destination's name and
+//! connection), hashed with a fixed seed rather than a random one, and the
+//! places that walk a map to produce outputs (shutdown, dead peers) sort
+//! first, so no hash order ever reaches an output.
+//!
+//! The caller must keep the legal-input contract (ARCHITECTURE.md): a fresh
+//! id per `Opened`, nothing about a connection after its `Closed`, never more
+//! `Flushed` than was sent, and time that never goes backwards. Breaking it
+//! is a bug in the caller, and the broker panics, in release builds too,
+//! rather than go on with an account it knows is wrong.
+
+use alloc::collections::BTreeSet;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use foldhash::fast::FixedState;
+use hashbrown::HashMap;
+
+use crate::codec::Frame;
+use crate::config::Config;
+use crate::protocol::{self, ErrorReply, Line};
+use crate::time::Time;
+
+/// Names one connection for its whole life. Chosen by the shell, never
+/// reused, never derived from a login name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+impl core::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "c{}", self.0)
+    }
+}
+
+/// One fact the broker is told, with the time it happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// A connection was accepted.
+    Opened { conn: ConnId },
+    /// A connection sent a line (or a line the codec refused).
+    Line { conn: ConnId, frame: Frame },
+    /// The socket accepted `bytes` more of what was queued for `conn`.
+    Flushed { conn: ConnId, bytes: usize },
+    /// The peer closed the connection or it failed.
+    Closed { conn: ConnId },
+    /// The server is shutting down.
+    Shutdown,
+    /// Time has passed: the time [`Broker::poll_timeout`] asked for, or any
+    /// later one. Early or extra timeouts are harmless.
+    Timeout,
+}
+
+/// One decision the shell carries out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Queue this line (terminator included) for `conn`. One delivery is one
+    /// shared buffer, however many recipients it has.
+    Send { conn: ConnId, line: Line },
+    /// The broker is done with `conn`: it sends nothing more to it and its
+    /// name, if any, is free. The shell closes the socket.
+    Close { conn: ConnId, reason: CloseReason },
+}
+
+/// Why the broker let go of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed its side or the connection failed.
+    PeerClosed,
+    /// A delivery would have pushed its queue past `max_queue`.
+    SlowConsumer,
+    /// Its socket accepted no bytes for the write timeout.
+    DeadPeer,
+    /// The server is shutting down.
+    ShuttingDown,
+}
+
+impl CloseReason {
+    /// Whether the shell should still try to write what is queued before
+    /// closing. A slow or dead peer is cut at once: waiting on it is what the
+    /// limit exists to prevent.
+    pub fn flushes_queue(self) -> bool {
+        matches!(self, CloseReason::PeerClosed | CloseReason::ShuttingDown)
+    }
+}
+
+/// What the broker knows about one open connection.
+#[derive(Debug)]
+struct Connection {
+    /// The login name, once a login is accepted.
+    name: Option<Arc<str>>,
+    /// Bytes sent to the shell for this connection and not yet flushed.
+    queued: usize,
+    /// When its socket last made progress: the last flush, or the moment
+    /// its queue went from empty to not. Meaningful while `queued > 0`.
+    progress_at: Time,
+    /// When its pending dead-peer check is due, if one is (its key in
+    /// `Broker::stall_checks`).
+    stall_check: Option<Time>,
+}
+
+/// The chat broker. See the module documentation.
+#[derive(Debug)]
+pub struct Broker {
+    max_queue: usize,
+    write_timeout: Duration,
+    connections: HashMap<ConnId, Connection, FixedState>,
+    /// Who holds each name. Always the inverse of `Connection::name`.
+    holders: HashMap<Arc<str>, ConnId, FixedState>,
+    /// Who holds a name with each confusable skeleton: the same
+    /// connections as `holders`, keyed by what their names look like, so a
+    /// look-alike of a held name counts as taken. Only logins read it;
+    /// messages are routed by exact name.
+    skeletons: HashMap<String, ConnId, FixedState>,
+    /// Dead-peer checks, soonest first, at most one per connection. A check
+    /// is set when a queue stops being empty and looked at when due: a
+    /// connection that made progress since is checked again later, one that
+    /// made none for `write_timeout` is cut. Flushes never touch this set,
+    /// so the hot path pays nothing for the timer.
+    stall_checks: BTreeSet<(Time, ConnId)>,
+    /// The latest time an input came with; time never goes backwards.
+    now: Time,
+    shutting_down: bool,
+}
+
+impl Broker {
+    /// A broker with `config`'s queue bound and write timeout.
+    pub fn new(config: &Config) -> Self {
+        assert!(config.max_queue >= 1, "max_queue must be at least 1");
+        Broker {
+            max_queue: config.max_queue,
+            write_timeout: config.write_timeout,
+            connections: HashMap::default(),
+            holders: HashMap::default(),
+            skeletons: HashMap::default(),
+            stall_checks: BTreeSet::new(),
+            now: Time::ZERO,
+            shutting_down: false,
+        }
+    }
+
+    /// Processes one input that happened at `now`, appending its outputs to
+    /// `out`.
+    ///
+    /// Facts about a connection the broker has already closed are stale (the
+    /// shell reports them before it learns of the close) and are ignored.
+    pub fn handle(&mut self, now: Time, input: &Input, out: &mut Vec<Output>) {
+        assert!(
+            now >= self.now,
+            "time went backwards: {now} after {}",
+            self.now
+        );
+        self.now = now;
+        match *input {
+            Input::Opened { conn } => self.open(conn, out),
+            Input::Line { conn, ref frame } => self.line(conn, frame, out),
+            Input::Flushed { conn, bytes } => self.flushed(conn, bytes),
+            Input::Closed { conn } => self.close(conn, CloseReason::PeerClosed, out),
+            Input::Shutdown => self.shutdown(out),
+            Input::Timeout => self.cut_dead_peers(out),
+        }
+        #[cfg(debug_assertions)]
+        self.check_invariants();
+    }
+
+    /// When the broker next needs an [`Input::Timeout`], if ever. It changes
+    /// only when an input is handled, so the caller asks after each one.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.stall_checks.first().map(|&(due, _)| due)
+    }
+
+    /// The name `conn` is logged in as, if any.
+    pub fn name_of(&self, conn: ConnId) -> Option<&str> {
+        self.connections.get(&conn)?.name.as_deref()
+    }
+
+    /// Bytes queued for `conn` and not yet flushed, if it is open.
+    pub fn queued_bytes(&self, conn: ConnId) -> Option<usize> {
+        Some(self.connections.get(&conn)?.queued)
+    }
+
+    /// How many connections the broker holds open.
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+
+    fn open(&mut self, conn: ConnId, out: &mut Vec<Output>) {
+        let connection = Connection {
+            name: None,
+            queued: 0,
+            progress_at: self.now,
+            stall_check: None,
+        };
+        let reused = self.connections.insert(conn, connection).is_some();
+        assert!(!reused, "the shell reused connection id {conn}");
+        if self.shutting_down {
+            // Accepted just before the listener stopped: told and closed
+            // like every other connection, under the same queue bound.
+            self.say_goodbye(
+                conn,
+                &protocol::render_error(&ErrorReply::ShuttingDown),
+                out,
+            );
+        }
+    }
+
+    fn line(&mut self, conn: ConnId, frame: &Frame, out: &mut Vec<Output>) {
+        let Some(connection) = self.connections.get(&conn) else {
+            return;
+        };
+        let sender = connection.name.clone();
+        let line = match frame {
+            Ok(line) => line,
+            Err(error) => return self.reply_error(conn, &ErrorReply::Frame(*error), out),
+        };
+        if protocol::is_blank(line) {
+            return;
+        }
+        match sender {
+            None => self.login(conn, line, out),
+            Some(sender) => self.message(conn, &sender, line, out),
+        }
+    }
+
+    fn login(&mut self, conn: ConnId, line: &str, out: &mut Vec<Output>) {
+        let Some(name) = protocol::parse_login(line) else {
+            return self.reply_error(conn, &ErrorReply::InvalidName, out);
+        };
+        let skeleton = protocol::skeleton(&name);
+        if self.skeletons.contains_key(&skeleton) {
+            let error = ErrorReply::NameTaken(name.into_owned());
+            return self.reply_error(conn, &error, out);
+        }
+        let welcome = protocol::render_welcome(&name);
+        let name: Arc<str> = Arc::from(name);
+        self.holders.insert(name.clone(), conn);
+        self.skeletons.insert(skeleton, conn);
+        if let Some(connection) = self.connections.get_mut(&conn) {
+            connection.name = Some(name);
+        }
+        self.enqueue(conn, welcome, out);
+    }
+
+    fn message(&mut self, conn: ConnId, sender: &str, line: &str, out: &mut Vec<Output>) {
+        let message = match protocol::parse_message(line) {
+            Ok(message) => message,
+            Err(why) => return self.reply_error(conn, &ErrorReply::Malformed(why), out),
+        };
+        // Rendered once; every recipient shares the same buffer.
+        let delivery = protocol::render_delivery(sender, message.text);
+        for destination in message.destinations {
+            match self.holders.get(&*destination) {
+                Some(&recipient) => self.enqueue(recipient, delivery.clone(), out),
+                None => {
+                    let error = ErrorReply::NoSuchPeer(destination.into_owned());
+                    self.reply_error(conn, &error, out);
+                }
+            }
+        }
+    }
+
+    fn flushed(&mut self, conn: ConnId, bytes: usize) {
+        if let Some(connection) = self.connections.get_mut(&conn) {
+            // The shell can only flush what was queued: more means its
+            // account and ours disagree, and every bound after is suspect.
+            assert!(
+                bytes <= connection.queued,
+                "{conn} flushed {bytes} bytes with {} queued",
+                connection.queued
+            );
+            connection.queued -= bytes;
+            connection.progress_at = self.now;
+        }
+    }
+
+    fn shutdown(&mut self, out: &mut Vec<Output>) {
+        self.shutting_down = true;
+        // In connection id order: hash order must not reach the outputs.
+        let mut open: Vec<ConnId> = self.connections.keys().copied().collect();
+        open.sort_unstable();
+        let notice = protocol::render_error(&ErrorReply::ShuttingDown);
+        for conn in open {
+            self.say_goodbye(conn, &notice, out);
+        }
+    }
+
+    /// Cuts every connection whose socket has accepted nothing for the
+    /// write timeout while data was queued for it, in connection id order.
+    /// Checks that come due for connections that did make progress are set
+    /// again for when they could next expire.
+    fn cut_dead_peers(&mut self, out: &mut Vec<Output>) {
+        let mut dead = Vec::new();
+        while let Some(&(due, conn)) = self.stall_checks.first() {
+            if due > self.now {
+                break;
+            }
+            self.stall_checks.pop_first();
+            let connection = self
+                .connections
+                .get_mut(&conn)
+                .expect("a closed connection's stall check is removed");
+            connection.stall_check = None;
+            if connection.queued == 0 {
+                continue;
+            }
+            let expires = connection.progress_at + self.write_timeout;
+            if expires <= self.now {
+                dead.push(conn);
+            } else {
+                connection.stall_check = Some(expires);
+                self.stall_checks.insert((expires, conn));
+            }
+        }
+        dead.sort_unstable();
+        for conn in dead {
+            self.close(conn, CloseReason::DeadPeer, out);
+        }
+    }
+
+    /// Tells `conn` the server is shutting down and closes it after what is
+    /// queued. If even the notice does not fit in its queue, the notice is
+    /// skipped rather than the bound broken, and the connection still gets
+    /// every delivery the broker had processed for it: the close tells it.
+    fn say_goodbye(&mut self, conn: ConnId, notice: &Line, out: &mut Vec<Output>) {
+        let fits = self
+            .connections
+            .get(&conn)
+            .is_some_and(|connection| connection.queued + notice.len() <= self.max_queue);
+        if fits {
+            self.enqueue(conn, notice.clone(), out);
+        }
+        self.close(conn, CloseReason::ShuttingDown, out);
+    }
+
+    fn reply_error(&mut self, conn: ConnId, error: &ErrorReply, out: &mut Vec<Output>) {
+        self.enqueue(conn, protocol::render_error(error), out);
+    }
+
+    /// Queues `line` for `conn`, or cuts `conn` as a slow consumer if the
+    /// line would push its queue past `max_queue`.
+    fn enqueue(&mut self, conn: ConnId, line: Line, out: &mut Vec<Output>) {
+        let Some(connection) = self.connections.get_mut(&conn) else {
+            return;
+        };
+        let queued = connection.queued + line.len();
+        if queued > self.max_queue {
+            return self.close(conn, CloseReason::SlowConsumer, out);
+        }
+        if connection.queued == 0 {
+            // The socket has something to do from now on: the stall clock starts.
+            connection.progress_at = self.now;
+            if connection.stall_check.is_none() {
+                let due = self.now + self.write_timeout;
+                connection.stall_check = Some(due);
+                self.stall_checks.insert((due, conn));
+            }
+        }
+        connection.queued = queued;
+        out.push(Output::Send { conn, line });
+    }
+
+    /// Forgets `conn`, frees its name and tells the shell, once.
+    fn close(&mut self, conn: ConnId, reason: CloseReason, out: &mut Vec<Output>) {
+        let Some(connection) = self.connections.remove(&conn) else {
+            return;
+        };
+        if let Some(name) = connection.name {
+            let holder = self.holders.remove(&name);
+            assert_eq!(holder, Some(conn), "{name} was held by another connection");
+            let holder = self.skeletons.remove(&protocol::skeleton(&name));
+            assert_eq!(
+                holder,
+                Some(conn),
+                "{name}'s look-alikes were held by another"
+            );
+        }
+        if let Some(due) = connection.stall_check {
+            self.stall_checks.remove(&(due, conn));
+        }
+        out.push(Output::Close { conn, reason });
+    }
+
+    /// The invariants every input must keep. O(connections), so debug
+    /// builds only; the cheap ones are asserted where they could break.
+    #[cfg(debug_assertions)]
+    fn check_invariants(&self) {
+        for (name, conn) in &self.holders {
+            let holder = self.connections.get(conn).and_then(|c| c.name.as_ref());
+            assert_eq!(
+                holder,
+                Some(name),
+                "holders and connections disagree on {name}"
+            );
+        }
+        for (skeleton, conn) in &self.skeletons {
+            let name = self.connections.get(conn).and_then(|c| c.name.as_deref());
+            assert_eq!(
+                name.map(protocol::skeleton).as_ref(),
+                Some(skeleton),
+                "skeletons and connections disagree on {skeleton}"
+            );
+        }
+        assert_eq!(
+            self.skeletons.len(),
+            self.holders.len(),
+            "a look-alike is held twice"
+        );
+        let named = self
+            .connections
+            .values()
+            .filter(|c| c.name.is_some())
+            .count();
+        assert_eq!(
+            named,
+            self.holders.len(),
+            "a name is held twice or not indexed"
+        );
+        let mut checks = 0;
+        for (conn, connection) in &self.connections {
+            assert!(
+                connection.queued <= self.max_queue,
+                "{conn} queue over its bound"
+            );
+            if connection.queued > 0 {
+                assert!(
+                    connection.stall_check.is_some(),
+                    "{conn} has data queued and no stall check"
+                );
+            }
+            if let Some(due) = connection.stall_check {
+                assert!(
+                    self.stall_checks.contains(&(due, *conn)),
+                    "{conn}'s stall check is not indexed"
+                );
+                checks += 1;
+            }
+        }
+        assert_eq!(
+            checks,
+            self.stall_checks.len(),
+            "a stall check outlived its connection"
+        );
+        if self.shutting_down {
+            assert!(
+                self.connections.is_empty(),
+                "a connection outlived shutdown"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,184 @@
+//! The server's sockets under hostile load: a burst of connects, running
+//! out of file descriptors, and a peer that stops reading (TCP_USER_TIMEOUT).
+
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::spawned::Spawned;
+use crate::support::{Client, Server, eventually};
+
+/// The burst the issue reported taking 5 s against a backlog of 128.
+const BURST_CONNECTS: usize = 1000;
+
+/// File descriptors the test process keeps for everything else while it
+/// holds a burst (other tests run alongside in the same process).
+const OTHER_DESCRIPTORS: usize = 256;
+
+/// How long one connect of the burst may take: a handshake the kernel
+/// completes at once, or a SYN dropped on a full backlog (retried after 1 s).
+const CONNECT_LIMIT: Duration = Duration::from_millis(500);
+
+/// The descriptor limit of the server that runs out of them, and how many
+/// clients connect to it: enough to use them all up, whatever few the
+/// runtime takes for itself.
+const SCARCE_SERVER_DESCRIPTORS: usize = 48;
+const CLIENTS_PAST_SCARCE_DESCRIPTORS: usize = 100;
+
+/// A soft limit from /proc/self/limits, e.g. "Max open files".
+fn soft_limit(name: &str) -> usize {
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("read /proc/self/limits");
+    limits
+        .lines()
+        .find_map(|line| line.strip_prefix(name))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|soft| soft.parse().ok())
+        .unwrap_or(usize::MAX)
+}
+
+#[test]
+fn a_burst_of_connects_waits_in_the_backlog() {
+    let server = Server::start(&[]);
+    // The kernel caps any backlog at somaxconn, and this process can only
+    // hold so many sockets: the burst is as big as both allow.
+    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(usize::MAX);
+    let burst = BURST_CONNECTS
+        .min(somaxconn)
+        .min(soft_limit("Max open files").saturating_sub(OTHER_DESCRIPTORS));
+    assert!(burst > 129, "this machine allows a burst of only {burst}");
+    // A stopped server accepts nothing: every connect of the burst has to
+    // wait in the backlog, as it does while a busy server catches up.
+    server.signal("STOP");
+    let mut held = Vec::with_capacity(burst);
+    while held.len() < burst {
+        match TcpStream::connect_timeout(&server.addr, CONNECT_LIMIT) {
+            Ok(stream) => held.push(stream),
+            Err(_) => break,
+        }
+    }
+    server.signal("CONT");
+    assert_eq!(
+        held.len(),
+        burst,
+        "the backlog held {} connects of a burst of {burst}",
+        held.len()
+    );
+    // Once running again, the server serves them.
+    let mut first = Client::from_stream(held.swap_remove(0));
+    first.send("first");
+    first.expect("welcome first");
+    drop(held);
+    let mut late = server.login("late");
+    late.send("first, late: all served");
+    first.expect("from late: all served");
+    late.expect("from late: all served");
+}
+
+#[test]
+fn running_out_of_descriptors_warns_once_not_every_retry() {
+    // A server with few descriptors, so that a few dozen clients exhaust
+    // them; the shell's `exec` keeps the pid the server's.
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n {SCARCE_SERVER_DESCRIPTORS} && exec \"$0\" \"$@\""
+        ))
+        .arg(env!("CARGO_BIN_EXE_chinwag"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null());
+    let mut server = Spawned::start(command);
+    let addr = server.addr;
+
+    let clients: Vec<TcpStream> = (0..CLIENTS_PAST_SCARCE_DESCRIPTORS)
+        .map(|_| TcpStream::connect(addr).expect("connect: the backlog holds it"))
+        .collect();
+    let is_accept_warning = |line: &str| line.contains("accept failed");
+    let started = Instant::now();
+    let mut warnings = 0;
+    while warnings == 0 && started.elapsed() < Duration::from_secs(10) {
+        if let Some(line) = server.next_log_line(Duration::from_millis(100)) {
+            warnings += usize::from(is_accept_warning(&line));
+        }
+    }
+    assert_eq!(warnings, 1, "accept never failed: raise the client count");
+    // Accept keeps failing, and is retried every 100 ms, for a second more.
+    thread::sleep(Duration::from_secs(1));
+    warnings += server
+        .new_log_lines()
+        .iter()
+        .filter(|line| is_accept_warning(line))
+        .count();
+    assert_eq!(warnings, 1, "one warning per 10 s, not one per retry");
+
+    // Once descriptors are free again, the retries get through.
+    drop(clients);
+    let mut alice = Client::connect(addr);
+    alice.send("alice");
+    alice.expect("welcome alice");
+    assert!(server.wait_exit(Duration::ZERO).is_none());
+}
+
+#[test]
+fn the_kernel_drops_a_closed_connection_its_peer_never_reads() {
+    // A queue bound so large that only the write timeout can cut bob.
+    let server = Server::start(&[
+        "--write-timeout",
+        "1",
+        "--max-queue",
+        "268435456",
+        "--max-line",
+        "65536",
+    ]);
+    let bob = server.login_small_window("bob");
+    let bob_port = bob.raw_stream().local_addr().unwrap().port();
+    let mut alice = server.login("alice");
+    let text = "z".repeat(60_000);
+    alice.send_many(&format!("bob: {text}"), 200);
+    // The broker cuts bob as a dead peer and the server closes its socket,
+    // with megabytes still unsent to a window bob keeps at zero.
+    let bob_cut = eventually(400, || {
+        alice.send("bob, alice: probe");
+        loop {
+            match alice.next_line().as_deref() {
+                Some("error: no such peer: bob") => return true,
+                Some("from alice: probe") => return false,
+                Some(_) => continue,
+                None => panic!("alice was disconnected"),
+            }
+        }
+    });
+    assert!(bob_cut, "bob was never cut");
+    // Without TCP_USER_TIMEOUT the kernel would keep probing bob's zero
+    // window for that closed socket for many minutes.
+    let gone = eventually(400, || {
+        !server_side_sockets(server.addr.port()).contains(&bob_port)
+    });
+    assert!(
+        gone,
+        "the server's socket to bob outlived the write timeout"
+    );
+    drop(bob);
+}
+
+/// The peer ports of the sockets on the server's port, from /proc/net/tcp.
+fn server_side_sockets(server_port: u16) -> Vec<u16> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let port = |address: &str| {
+        let hex = address.rsplit(':').next().unwrap();
+        u16::from_str_radix(hex, 16).unwrap()
+    };
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace().skip(1);
+            let (local, remote) = (fields.next()?, fields.next()?);
+            (port(local) == server_port).then(|| port(remote))
+        })
+        .collect()
+}
