@@ -37,6 +37,11 @@ pub const MAX_NAME_CHARS: usize = 32;
 /// but nothing invisible (fillers such as U+3164 are letters that show as
 /// blank space, and default-ignorable).
 fn is_name_char(c: char, first: bool) -> bool {
+    // Every message looks up its destinations' names, so the common case
+    // skips the Unicode tables: no ASCII character is a mark or invisible.
+    if c.is_ascii() {
+        return c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    }
     let visible_kind =
         c.is_alphanumeric() || matches!(c, '-' | '_' | '.') || (!first && is_combining_mark(c));
     visible_kind && c.identifier_type() != Some(IdentifierType::Default_Ignorable)
@@ -45,6 +50,11 @@ fn is_name_char(c: char, first: bool) -> bool {
 /// Whether `name` is a valid login name exactly as given: trimmed, in NFC,
 /// 1 to `MAX_NAME_CHARS` characters, each one allowed.
 pub fn is_valid_name(name: &str) -> bool {
+    has_name_chars(name) && is_nfc(name)
+}
+
+/// Whether `name` has 1 to `MAX_NAME_CHARS` characters, each one allowed.
+fn has_name_chars(name: &str) -> bool {
     let mut count = 0;
     for c in name.chars() {
         if count == MAX_NAME_CHARS || !is_name_char(c, count == 0) {
@@ -52,12 +62,15 @@ pub fn is_valid_name(name: &str) -> bool {
         }
         count += 1;
     }
-    count >= 1 && is_nfc(name)
+    count >= 1
 }
 
-/// Whether `text` is in Normalization Form C. Quick for the usual case
-/// (ASCII, most text): only a "maybe" costs a full check.
+/// Whether `text` is in Normalization Form C. Quick for the usual cases:
+/// ASCII always is, and otherwise only a "maybe" costs a full check.
 fn is_nfc(text: &str) -> bool {
+    if text.is_ascii() {
+        return true;
+    }
     match is_nfc_quick(text.chars()) {
         IsNormalized::Yes => true,
         IsNormalized::No => false,
@@ -74,10 +87,10 @@ fn to_nfc(text: &str) -> Cow<'_, str> {
     }
 }
 
-/// A name as written (trimmed), in NFC, if it is a valid name.
-fn canonical_name(written: &str) -> Option<Cow<'_, str>> {
-    let name = to_nfc(written.trim());
-    is_valid_name(&name).then_some(name)
+/// A name as written (already trimmed), in NFC, if it is a valid name.
+fn canonical_name(trimmed: &str) -> Option<Cow<'_, str>> {
+    let name = to_nfc(trimmed);
+    has_name_chars(&name).then_some(name)
 }
 
 /// The UTS #39 confusable skeleton of a name: two names with the same
@@ -96,7 +109,7 @@ pub fn is_blank(line: &str) -> bool {
 /// Reads a login line: the name it asks for, trimmed and in NFC, if it is
 /// valid.
 pub fn parse_login(line: &str) -> Option<Cow<'_, str>> {
-    canonical_name(line)
+    canonical_name(line.trim())
 }
 
 /// Whether `c` is refused in message text: a control character (C0 but
@@ -106,6 +119,18 @@ pub fn parse_login(line: &str) -> Option<Cow<'_, str>> {
 /// set the window title or the clipboard, or reorder what follows.
 fn is_forbidden_in_text(c: char) -> bool {
     (c.is_control() && c != '\t') || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Whether `text` may hold a character `is_forbidden_in_text` refuses:
+/// whether it has a byte that is a control or not ASCII. Every message's
+/// text is scanned, so this is the fast pass: it folds each chunk without
+/// stopping early, which lets the compiler compare many bytes at once, and
+/// only text that fails it is decoded and checked character by character.
+fn may_hold_forbidden(text: &str) -> bool {
+    const CHUNK_BYTES: usize = 32;
+    let suspect = |byte: u8| (byte < b' ' && byte != b'\t') | (byte >= 0x7f);
+    let chunk_suspect = |chunk: &[u8]| chunk.iter().fold(false, |seen, &byte| seen | suspect(byte));
+    text.as_bytes().chunks(CHUNK_BYTES).any(chunk_suspect)
 }
 
 /// A parsed message line: distinct destinations (in NFC) in the order
@@ -133,15 +158,15 @@ pub enum MessageError {
 pub fn parse_message(line: &str) -> Result<Message<'_>, MessageError> {
     let (head, text) = line.split_once(':').ok_or(MessageError::MissingColon)?;
     let mut destinations: Vec<Cow<'_, str>> = Vec::new();
-    for dest in head.split(',') {
-        if dest.trim().is_empty() {
+    for dest in head.split(',').map(str::trim) {
+        if dest.is_empty() {
             return Err(MessageError::EmptyDestination);
         }
         let dest = canonical_name(dest).ok_or(MessageError::InvalidDestination)?;
         destinations.push(dest);
     }
     let text = text.trim();
-    if text.chars().any(is_forbidden_in_text) {
+    if may_hold_forbidden(text) && text.chars().any(is_forbidden_in_text) {
         return Err(MessageError::ControlCharacter);
     }
     dedupe_in_order(&mut destinations);
