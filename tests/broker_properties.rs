@@ -255,8 +255,13 @@ mod every_guarantee_check_bites {
         Output::Send { conn, line }
     }
 
+    /// `conn` closed, freeing the name the trace logged it in with.
     fn close(conn: ConnId, reason: CloseReason) -> Output {
-        Output::Close { conn, reason }
+        let name = [(ALICE, "alice"), (BOB, "bob"), (CAROL, "carol")]
+            .into_iter()
+            .find(|(held_by, _)| *held_by == conn)
+            .map(|(_, name)| name.into());
+        Output::Close { conn, reason, name }
     }
 
     fn says(conn: ConnId, line: &str) -> Input {

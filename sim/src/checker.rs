@@ -219,7 +219,7 @@ fn messages(log: &Trace) -> usize {
 fn count_closes(log: &Trace, coverage: &mut Coverage) {
     for step in &log.steps {
         for output in &step.outputs {
-            let Output::Close { conn, reason } = output else {
+            let Output::Close { conn, reason, .. } = output else {
                 continue;
             };
             match reason {
@@ -266,7 +266,7 @@ fn connection_logs(incarnation: &Incarnation) -> BTreeMap<ConnId, ConnectionLog>
                     let log = logs.entry(*conn).or_default();
                     log.written.extend_from_slice(line.as_bytes());
                 }
-                Output::Close { conn, reason } => {
+                Output::Close { conn, reason, .. } => {
                     let log = logs.entry(*conn).or_default();
                     log.closed
                         .get_or_insert((*reason, incarnation.lines[index]));

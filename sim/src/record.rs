@@ -286,7 +286,7 @@ pub fn describe(now: Time, input: &Input, outputs: &[Output]) -> String {
         text.push_str(if i == 0 { " -> " } else { ", " });
         let _ = match output {
             Output::Send { conn, line } => write!(text, "{conn} {line:?}"),
-            Output::Close { conn, reason } => write!(text, "{conn} close {reason:?}"),
+            Output::Close { conn, reason, .. } => write!(text, "{conn} close {reason:?}"),
         };
     }
     text

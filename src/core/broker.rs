@@ -75,9 +75,14 @@ pub enum Output {
     /// Queue this line (terminator included) for `conn`. One delivery is one
     /// shared buffer, however many recipients it has.
     Send { conn: ConnId, line: Line },
-    /// The broker is done with `conn`: it sends nothing more to it and its
-    /// name, if any, is free. The shell closes the socket.
-    Close { conn: ConnId, reason: CloseReason },
+    /// The broker is done with `conn`: it sends nothing more to it and
+    /// `name`, the name it was logged in as (if any), is free. The shell
+    /// closes the socket.
+    Close {
+        conn: ConnId,
+        reason: CloseReason,
+        name: Option<Arc<str>>,
+    },
 }
 
 /// Why the broker let go of a connection.
@@ -382,10 +387,10 @@ impl Broker {
         let Some(connection) = self.connections.remove(&conn) else {
             return;
         };
-        if let Some(name) = connection.name {
-            let holder = self.holders.remove(&name);
+        if let Some(name) = &connection.name {
+            let holder = self.holders.remove(name);
             assert_eq!(holder, Some(conn), "{name} was held by another connection");
-            let holder = self.skeletons.remove(&protocol::skeleton(&name));
+            let holder = self.skeletons.remove(&protocol::skeleton(name));
             assert_eq!(
                 holder,
                 Some(conn),
@@ -395,7 +400,8 @@ impl Broker {
         if let Some(due) = connection.stall_check {
             self.stall_checks.remove(&(due, conn));
         }
-        out.push(Output::Close { conn, reason });
+        let name = connection.name;
+        out.push(Output::Close { conn, reason, name });
     }
 
     /// The invariants every input must keep. O(connections), so debug

@@ -14,6 +14,7 @@
 //! outboxes are found by hash.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 
 use foldhash::fast::FixedState;
 
@@ -60,7 +61,11 @@ pub(super) type Reports = mpsc::UnboundedSender<Report>;
 /// What connections and the accept loop send the broker task.
 pub(super) enum ToBroker {
     /// A new connection and the queue to its writer; becomes `Input::Opened`.
-    Open { conn: ConnId, outbox: Outbox },
+    Open {
+        conn: ConnId,
+        peer: SocketAddr,
+        outbox: Outbox,
+    },
     /// Frames of one read, in order; each becomes `Input::Line`. One queue
     /// message for several lines instead of one per line: under load a read
     /// holds many lines, and each queue message costs a wake-up. The reader
@@ -78,10 +83,17 @@ enum Event {
     Queued(ToBroker),
 }
 
-/// Writers by connection: the shell's whole per-connection state in the
+/// What the broker task keeps of one connection: where its lines go, and
+/// who is at the other end (for the logs).
+struct Link {
+    outbox: Outbox,
+    peer: SocketAddr,
+}
+
+/// Links by connection: the shell's whole per-connection state in the
 /// broker task. Only ever looked up, never iterated, so hash order cannot
 /// reach an output; the fixed seed keeps runs identical anyway.
-type Outboxes = HashMap<ConnId, Outbox, FixedState>;
+type Links = HashMap<ConnId, Link, FixedState>;
 
 /// Sees every input the broker processes, with its time and the outputs it
 /// produced, in processing order. The simulator records this as its
@@ -98,7 +110,7 @@ impl Observer for () {
 /// an output buffer reused for every input.
 struct Core<O> {
     broker: Broker,
-    outboxes: Outboxes,
+    links: Links,
     observer: O,
     outputs: Vec<Output>,
 }
@@ -109,7 +121,7 @@ impl<O: Observer> Core<O> {
         self.broker.handle(now, &input, &mut self.outputs);
         self.observer.processed(now, &input, &self.outputs);
         for output in self.outputs.drain(..) {
-            route(output, &mut self.outboxes);
+            route(output, &mut self.links);
         }
     }
 
@@ -119,8 +131,8 @@ impl<O: Observer> Core<O> {
                 self.process(now, Input::Flushed { conn, bytes })
             }
             Event::Report(Report::Failed { conn }) => self.process(now, Input::Closed { conn }),
-            Event::Queued(ToBroker::Open { conn, outbox }) => {
-                self.outboxes.insert(conn, outbox);
+            Event::Queued(ToBroker::Open { conn, peer, outbox }) => {
+                self.links.insert(conn, Link { outbox, peer });
                 self.process(now, Input::Opened { conn });
             }
             Event::Queued(ToBroker::Lines { conn, frames }) => {
@@ -148,7 +160,7 @@ pub(super) async fn run_broker<R: Runtime>(
     let mut events = stream::select_with_strategy(reports, queue, |_: &mut ()| PollNext::Left);
     let mut core = Core {
         broker,
-        outboxes: Outboxes::default(),
+        links: Links::default(),
         observer,
         outputs: Vec::new(),
     };
@@ -177,28 +189,33 @@ pub(super) async fn run_broker<R: Runtime>(
     }
 }
 
-fn route(output: Output, outboxes: &mut Outboxes) {
+fn route(output: Output, links: &mut Links) {
     match output {
         Output::Send { conn, line } => {
-            if let Some(outbox) = outboxes.get(&conn) {
+            if let Some(link) = links.get(&conn) {
                 // A writer that has already exited has closed its socket;
                 // its Closed report is on the way, so the line has nowhere to go.
-                let _ = outbox.unbounded_send(Outbound::Line(line));
+                let _ = link.outbox.unbounded_send(Outbound::Line(line));
             }
         }
-        Output::Close { conn, reason } => {
+        Output::Close { conn, reason, name } => {
+            let Some(link) = links.remove(&conn) else {
+                return;
+            };
+            let peer = link.peer;
+            let name = name.as_deref().unwrap_or("(not logged in)");
             match reason {
-                CloseReason::SlowConsumer => info!(%conn, "closing slow consumer"),
+                CloseReason::SlowConsumer => {
+                    info!(%conn, %peer, name, "closing slow consumer: its queue is full")
+                }
                 CloseReason::DeadPeer => {
-                    info!(%conn, "closing dead peer: its socket accepts nothing")
+                    info!(%conn, %peer, name, "closing dead peer: its socket accepts nothing")
                 }
                 CloseReason::PeerClosed | CloseReason::ShuttingDown => {
-                    debug!(%conn, ?reason, "connection closed")
+                    debug!(%conn, %peer, name, ?reason, "connection closed")
                 }
             }
-            if let Some(outbox) = outboxes.remove(&conn) {
-                let _ = outbox.unbounded_send(Outbound::Close(reason));
-            }
+            let _ = link.outbox.unbounded_send(Outbound::Close(reason));
         }
     }
 }

@@ -26,6 +26,7 @@ use futures::{FutureExt, SinkExt, StreamExt, pin_mut, select_biased};
 
 use super::broker_task::{Outbound, Report, Reports, ToBroker};
 use super::runtime::Runtime;
+use super::serve::Accepted;
 use crate::broker::ConnId;
 use crate::codec::{Frame, LineDecoder};
 
@@ -65,7 +66,7 @@ thread_local! {
 pub(super) async fn run_connection<R, S>(
     runtime: R,
     conn: ConnId,
-    socket: S,
+    Accepted { socket, peer }: Accepted<S>,
     max_line: usize,
     write_timeout: Duration,
     mut queue: mpsc::Sender<ToBroker>,
@@ -75,7 +76,8 @@ pub(super) async fn run_connection<R, S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (outbox, inbox) = mpsc::unbounded();
-    if queue.send(ToBroker::Open { conn, outbox }).await.is_err() {
+    let open = ToBroker::Open { conn, peer, outbox };
+    if queue.send(open).await.is_err() {
         return;
     }
     let (mut socket_reader, socket_writer) = socket.split();

@@ -96,7 +96,7 @@ pub async fn serve_observed<R, S, I, F, O>(
         let connection = run_connection(
             runtime.clone(),
             conn,
-            socket,
+            Accepted { socket, peer },
             config.max_line,
             config.write_timeout,
             broker.clone(),

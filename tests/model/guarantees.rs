@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 
 use chinwag::broker::{CloseReason, ConnId, Input, Output};
 
@@ -360,7 +361,7 @@ pub fn guarantee_6_no_silent_loss(trace: &Trace) -> Checked {
                 Output::Send { conn, line } => {
                     *unflushed.entry(*conn).or_insert(seen.unflushed(*conn)) += line.len();
                 }
-                Output::Close { conn, reason } => {
+                Output::Close { conn, reason, .. } => {
                     let queued = unflushed.get(conn).copied();
                     let queued = queued.unwrap_or(seen.unflushed(*conn));
                     let caused = match reason {
@@ -422,8 +423,10 @@ pub fn guarantee_8_clean_shutdown(trace: &Trace) -> Checked {
                 line: grammar::SHUTTING_DOWN.into(),
             };
             let reason = CloseReason::ShuttingDown;
+            let name = seen.name(conn).map(Arc::from);
             let told = fits.then_some(notice);
-            told.into_iter().chain([Output::Close { conn, reason }])
+            told.into_iter()
+                .chain([Output::Close { conn, reason, name }])
         };
         let expected: Vec<Output> = match step.input {
             Input::Shutdown => seen
@@ -584,11 +587,10 @@ fn slow_cut_is_due(
 }
 
 fn cut_as_slow_consumer(step: &TraceStep, conn: ConnId) -> bool {
-    let cut = Output::Close {
-        conn,
-        reason: CloseReason::SlowConsumer,
-    };
-    step.outputs.contains(&cut)
+    step.outputs.iter().any(|output| {
+        let slow = CloseReason::SlowConsumer;
+        matches!(output, Output::Close { conn: closed, reason, .. } if *closed == conn && *reason == slow)
+    })
 }
 
 /// The `from ` lines of a step, with their recipients.

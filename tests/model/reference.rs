@@ -7,6 +7,7 @@
 //! index that could drift out of step with them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chinwag::broker::{CloseReason, ConnId, Input, Output};
@@ -185,8 +186,9 @@ impl Model {
 
     /// Forgets an open connection (freeing its name) and says so, once.
     fn close(&mut self, conn: ConnId, reason: CloseReason, out: &mut Vec<Output>) {
-        if self.open.remove(&conn).is_some() {
-            out.push(Output::Close { conn, reason });
+        if let Some(connection) = self.open.remove(&conn) {
+            let name = connection.name.map(Arc::from);
+            out.push(Output::Close { conn, reason, name });
         }
     }
 

@@ -208,7 +208,7 @@ impl fmt::Display for Trace {
             for output in &step.outputs {
                 match output {
                     Output::Send { conn, line } => writeln!(f, "      -> {conn} is sent {line:?}")?,
-                    Output::Close { conn, reason } => {
+                    Output::Close { conn, reason, .. } => {
                         writeln!(f, "      -> {conn} is closed: {reason:?}")?
                     }
                 }

@@ -79,7 +79,7 @@ fn describe(output: &Output) -> String {
         Output::Send { conn, line } => {
             format!("{conn} <- {}", line.as_str().trim_end_matches('\n'))
         }
-        Output::Close { conn, reason } => format!("{conn} closed: {reason:?}"),
+        Output::Close { conn, reason, .. } => format!("{conn} closed: {reason:?}"),
     }
 }
 
@@ -494,4 +494,21 @@ fn only_graceful_closes_flush_the_queue() {
     assert!(CloseReason::ShuttingDown.flushes_queue());
     assert!(!CloseReason::SlowConsumer.flushes_queue());
     assert!(!CloseReason::DeadPeer.flushes_queue());
+}
+
+#[test]
+fn a_close_names_the_name_it_frees() {
+    /// The name the one `Close` among `outputs` frees.
+    fn freed(outputs: &[Output]) -> Option<&str> {
+        match outputs {
+            [Output::Close { name, .. }] => name.as_deref(),
+            other => panic!("expected one close, got {other:?}"),
+        }
+    }
+    let mut h = Harness::with_users(&[(ALICE, "alice")]);
+    h.input(Input::Opened { conn: BOB });
+    h.input(Input::Closed { conn: ALICE });
+    assert_eq!(freed(&h.out), Some("alice"));
+    h.input(Input::Closed { conn: BOB });
+    assert_eq!(freed(&h.out), None, "bob never logged in");
 }
