@@ -6,6 +6,7 @@
 //! second (`Throughput::Elements`, one element per recipient).
 
 use std::hint::black_box;
+use std::net::IpAddr;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
@@ -22,13 +23,15 @@ const CLIENTS: u64 = 101;
 fn logged_in_broker() -> Broker {
     let config = Config {
         max_queue: usize::MAX / 2,
+        max_connections_per_address: usize::MAX,
         ..Config::default()
     };
     let mut broker = Broker::new(&config);
     let mut out = Vec::new();
     for id in 0..CLIENTS {
         let conn = ConnId(id);
-        broker.handle(Time::ZERO, &Input::Opened { conn }, &mut out);
+        let address = IpAddr::from([127, 0, 0, 1]);
+        broker.handle(Time::ZERO, &Input::Opened { conn, address }, &mut out);
         let frame = Ok(format!("u{id}"));
         broker.handle(Time::ZERO, &Input::Line { conn, frame }, &mut out);
     }

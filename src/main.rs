@@ -80,6 +80,44 @@ struct ServeArgs {
     /// some clients have not read everything yet. Fractions are allowed.
     #[arg(long, value_name = "SECS", default_value_t = Seconds(Config::default().shutdown_timeout), value_parser = parse_seconds)]
     shutdown_timeout: Seconds,
+
+    /// Most connections open at once; one more gets `error: server full`
+    /// and is closed at once. [default: the open-file limit (ulimit -n)
+    /// minus 64 (or a quarter of a small limit), kept for the listener, the
+    /// runtime and connections being refused]
+    #[arg(long, value_name = "N", value_parser = parse_positive)]
+    max_connections: Option<usize>,
+
+    /// Most connections open at once from one IP address; one more gets
+    /// `error: too many connections from your address`. [default: a quarter
+    /// of --max-connections]
+    #[arg(long, value_name = "N", value_parser = parse_positive)]
+    max_connections_per_address: Option<usize>,
+
+    /// Seconds a connection may stay open without logging in; then it gets
+    /// `error: login timed out` and is closed. Fractions are allowed.
+    #[arg(long, value_name = "SECS", default_value_t = Seconds(Config::default().login_timeout), value_parser = parse_positive_seconds)]
+    login_timeout: Seconds,
+}
+
+/// Descriptors kept back from `--max-connections`' default: the listener,
+/// stdio, the runtime's own, and connections being refused (each needs a
+/// descriptor for the moment it takes to tell it so). At most this many,
+/// and at most a quarter of a small limit.
+const DESCRIPTORS_KEPT_BACK_MAX: u64 = 64;
+
+/// The descriptors `limit` leaves for connections.
+fn descriptors_for_connections(limit: u64) -> u64 {
+    limit - DESCRIPTORS_KEPT_BACK_MAX.min(limit / 4)
+}
+
+/// `--max-connections-per-address` defaults to this share of
+/// `--max-connections`, so that no one address takes most of the slots.
+const PER_ADDRESS_SHARE_DIVISOR: usize = 4;
+
+/// The soft open-file limit, if there is one.
+fn descriptor_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
 }
 
 /// A duration given on the command line in seconds; shown in `--help` as
@@ -150,11 +188,36 @@ fn server_config(args: &ServeArgs) -> Result<Config, String> {
             args.max_queue
         ));
     }
+    let usable = descriptor_limit().map(descriptors_for_connections);
+    let max_connections = match (args.max_connections, usable) {
+        (Some(asked), Some(usable)) if asked as u64 > usable => {
+            return Err(format!(
+                "--max-connections {asked} cannot work: the open-file limit leaves \
+                 descriptors for {usable} connections (raise it with ulimit -n)"
+            ));
+        }
+        (Some(asked), _) => asked,
+        (None, Some(0)) => {
+            return Err(
+                "the open-file limit is too low to serve anyone: raise it with \
+                        ulimit -n"
+                    .to_string(),
+            );
+        }
+        (None, Some(usable)) => usize::try_from(usable).unwrap_or(usize::MAX),
+        (None, None) => Config::default().max_connections,
+    };
+    let max_connections_per_address = args
+        .max_connections_per_address
+        .unwrap_or((max_connections / PER_ADDRESS_SHARE_DIVISOR).max(1));
     Ok(Config {
         max_line,
         max_queue: args.max_queue,
         write_timeout: args.write_timeout.0,
         shutdown_timeout: args.shutdown_timeout.0,
+        max_connections,
+        max_connections_per_address,
+        login_timeout: args.login_timeout.0,
     })
 }
 
@@ -311,6 +374,40 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits_default_from_the_descriptor_limit() {
+        let config = server_config(&serve_args(&[])).unwrap();
+        let limit = descriptor_limit().expect("this machine sets an open-file limit");
+        assert_eq!(
+            config.max_connections as u64,
+            descriptors_for_connections(limit)
+        );
+        assert_eq!(
+            config.max_connections_per_address,
+            config.max_connections / 4
+        );
+        let asked = serve_args(&[
+            "--max-connections",
+            "10",
+            "--max-connections-per-address",
+            "3",
+        ]);
+        let config = server_config(&asked).unwrap();
+        assert_eq!(
+            (config.max_connections, config.max_connections_per_address),
+            (10, 3)
+        );
+        let too_many = (descriptors_for_connections(limit) + 1).to_string();
+        assert_eq!(
+            descriptors_for_connections(48),
+            36,
+            "a quarter of a small limit"
+        );
+        assert_eq!(descriptors_for_connections(20_000), 19_936);
+        let problem = server_config(&serve_args(&["--max-connections", &too_many])).unwrap_err();
+        assert!(problem.contains("ulimit -n"), "{problem}");
+    }
+
+    #[test]
     fn a_queue_too_small_for_the_longest_line_is_refused() {
         for max_queue in ["8", "4096", "8327"] {
             let problem = server_config(&serve_args(&["--max-queue", max_queue])).unwrap_err();
@@ -322,7 +419,13 @@ mod tests {
         }
         let config = server_config(&serve_args(&["--max-queue", "8328"])).unwrap();
         assert_eq!(config.max_queue, 8328);
-        assert_eq!(server_config(&serve_args(&[])).unwrap(), Config::default());
+        let defaults = server_config(&serve_args(&[])).unwrap();
+        let derived = Config {
+            max_connections: defaults.max_connections,
+            max_connections_per_address: defaults.max_connections_per_address,
+            ..Config::default()
+        };
+        assert_eq!(defaults, derived, "the flags' defaults are Config's");
         let problem =
             server_config(&serve_args(&["--max-line", &usize::MAX.to_string()])).unwrap_err();
         assert!(problem.starts_with("--max-line"), "{problem}");

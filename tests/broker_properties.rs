@@ -157,6 +157,8 @@ fn the_generator_reaches_the_interesting_cases() {
         missing_peers,
         slow_consumer_cuts,
         dead_peers,
+        refusals,
+        login_timeouts,
         shutdowns_with_connections,
         ..
     } = seen;
@@ -169,6 +171,8 @@ fn the_generator_reaches_the_interesting_cases() {
         ("no such peer", missing_peers),
         ("slow-consumer cut", slow_consumer_cuts),
         ("dead-peer close", dead_peers),
+        ("refused connection", refusals),
+        ("login timeout", login_timeouts),
         ("shutdown with connections open", shutdowns_with_connections),
     ] {
         assert!(
@@ -194,6 +198,8 @@ struct Coverage {
     missing_peers: usize,
     slow_consumer_cuts: usize,
     dead_peers: usize,
+    refusals: usize,
+    login_timeouts: usize,
     shutdowns_with_connections: usize,
 }
 
@@ -227,6 +233,8 @@ impl Coverage {
                         self.slow_consumer_cuts +=
                             usize::from(*reason == CloseReason::SlowConsumer);
                         self.dead_peers += usize::from(*reason == CloseReason::DeadPeer);
+                        self.refusals += usize::from(*reason == CloseReason::Refused);
+                        self.login_timeouts += usize::from(*reason == CloseReason::LoginTimeout);
                     }
                 }
             }
@@ -243,7 +251,9 @@ mod every_guarantee_check_bites {
     use chinwag::time::Time;
 
     use super::model::guarantees::{self, Violation};
-    use super::model::scenario::WRITE_TIMEOUT;
+    use chinwag::config::Config;
+
+    use super::model::scenario::{WRITE_TIMEOUT, address_of};
     use super::model::trace::{Trace, TraceStep};
 
     const ALICE: ConnId = ConnId(1);
@@ -274,7 +284,7 @@ mod every_guarantee_check_bites {
     fn trace(max_queue: usize, rest: Vec<(Input, Vec<Output>)>) -> Trace {
         let mut steps = Vec::new();
         for (conn, name) in [(ALICE, "alice"), (BOB, "bob"), (CAROL, "carol")] {
-            steps.push((Input::Opened { conn }, vec![]));
+            steps.push((opened(conn), vec![]));
             let welcome = format!("welcome {name}\n");
             steps.push((says(conn, name), vec![send(conn, &welcome)]));
         }
@@ -288,10 +298,21 @@ mod every_guarantee_check_bites {
                 input,
                 outputs,
             });
-        Trace {
+        let config = Config {
             max_queue,
             write_timeout: WRITE_TIMEOUT,
+            ..Config::default()
+        };
+        Trace {
+            config,
             steps: steps.collect(),
+        }
+    }
+
+    fn opened(conn: ConnId) -> Input {
+        Input::Opened {
+            conn,
+            address: address_of(conn.0),
         }
     }
 
@@ -387,7 +408,7 @@ mod every_guarantee_check_bites {
         let trace = trace(
             1000,
             vec![
-                (Input::Opened { conn: dave }, vec![]),
+                (opened(dave), vec![]),
                 (says(ALICE, "bob: hi"), vec![send(dave, "from alice: hi\n")]),
             ],
         );

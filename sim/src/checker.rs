@@ -158,7 +158,7 @@ pub fn check(scenario: &Scenario, records: &Records) -> Result<Coverage, Failure
 fn check_log(number: usize, incarnation: &Incarnation) -> Result<(), Failure> {
     let log = &incarnation.log;
     let line = |step: usize| incarnation.lines.get(step).copied();
-    let mut model = Model::new(log.max_queue, log.write_timeout);
+    let mut model = Model::new(&log.config);
     let difference = log.steps.iter().enumerate().find_map(|(index, step)| {
         let expected = model.step(step.time, &step.input);
         let differs = per_connection(&step.outputs) != per_connection(&expected);
@@ -234,7 +234,7 @@ fn count_closes(log: &Trace, coverage: &mut Coverage) {
                         coverage.notices_skipped += 1;
                     }
                 }
-                CloseReason::PeerClosed => {}
+                CloseReason::PeerClosed | CloseReason::Refused | CloseReason::LoginTimeout => {}
             }
         }
     }

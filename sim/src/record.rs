@@ -110,8 +110,7 @@ impl Recorder {
             records.incarnations.push(Incarnation {
                 accepted: Vec::new(),
                 log: witness::Trace {
-                    max_queue: config.max_queue,
-                    write_timeout: config.write_timeout,
+                    config: *config,
                     steps: Vec::new(),
                 },
                 lines: Vec::new(),
@@ -272,7 +271,7 @@ fn show(bytes: &[u8]) -> String {
 /// one input whose outputs the time decides.
 pub fn describe(now: Time, input: &Input, outputs: &[Output]) -> String {
     let mut text = match input {
-        Input::Opened { conn } => format!("{conn} opened"),
+        Input::Opened { conn, address } => format!("{conn} opened from {address}"),
         Input::Line { conn, frame } => match frame {
             Ok(line) => format!("{conn} line {line:?}"),
             Err(error) => format!("{conn} line refused: {error}"),

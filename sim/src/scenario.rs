@@ -163,6 +163,10 @@ impl Scenario {
             max_queue: rng.random_range(512..=8192),
             write_timeout: Duration::from_millis(rng.random_range(1000..=5000)),
             shutdown_timeout: Duration::from_millis(rng.random_range(1000..=3000)),
+            // The connection limits and login timeout are the defaults: far
+            // above what the clients open, and longer than a client stays
+            // unlogged.
+            ..Config::default()
         };
         let min_latency = Duration::from_millis(rng.random_range(0..=5));
         let network = Network {

@@ -30,6 +30,7 @@ use alloc::collections::BTreeSet;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::net::IpAddr;
 use core::time::Duration;
 
 use foldhash::fast::FixedState;
@@ -54,8 +55,8 @@ impl core::fmt::Display for ConnId {
 /// One fact the broker is told, with the time it happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Input {
-    /// A connection was accepted.
-    Opened { conn: ConnId },
+    /// A connection was accepted from `address`.
+    Opened { conn: ConnId, address: IpAddr },
     /// A connection sent a line (or a line the codec refused).
     Line { conn: ConnId, frame: Frame },
     /// The socket accepted `bytes` more of what was queued for `conn`.
@@ -96,6 +97,10 @@ pub enum CloseReason {
     DeadPeer,
     /// The server is shutting down.
     ShuttingDown,
+    /// It was over `max_connections` or `max_connections_per_address`.
+    Refused,
+    /// It did not log in within the login timeout.
+    LoginTimeout,
 }
 
 impl CloseReason {
@@ -103,7 +108,16 @@ impl CloseReason {
     /// closing. A slow or dead peer is cut at once: waiting on it is what the
     /// limit exists to prevent.
     pub fn flushes_queue(self) -> bool {
-        matches!(self, CloseReason::PeerClosed | CloseReason::ShuttingDown)
+        !matches!(self, CloseReason::SlowConsumer | CloseReason::DeadPeer)
+    }
+
+    /// Whether the shell should keep reading after the last byte until the
+    /// peer closes too, so the close cannot turn into a reset that costs
+    /// the peer what it has not read yet. Only at shutdown, when everything
+    /// processed is owed: a refused or timed-out connection is closed at
+    /// once, or holding it would be the attack.
+    pub fn lingers(self) -> bool {
+        matches!(self, CloseReason::ShuttingDown)
     }
 }
 
@@ -120,6 +134,11 @@ struct Connection {
     /// When its pending dead-peer check is due, if one is (its key in
     /// `Broker::stall_checks`).
     stall_check: Option<Time>,
+    /// Where it connected from, for the per-address limit.
+    address: IpAddr,
+    /// When it must have logged in by, until it does (its key in
+    /// `Broker::login_deadlines`).
+    login_deadline: Option<Time>,
 }
 
 /// The chat broker. See the module documentation.
@@ -127,6 +146,9 @@ struct Connection {
 pub struct Broker {
     max_queue: usize,
     write_timeout: Duration,
+    max_connections: usize,
+    max_connections_per_address: usize,
+    login_timeout: Duration,
     connections: HashMap<ConnId, Connection, FixedState>,
     /// Who holds each name. Always the inverse of `Connection::name`.
     holders: HashMap<Arc<str>, ConnId, FixedState>,
@@ -141,22 +163,31 @@ pub struct Broker {
     /// made none for `write_timeout` is cut. Flushes never touch this set,
     /// so the hot path pays nothing for the timer.
     stall_checks: BTreeSet<(Time, ConnId)>,
+    /// Login deadlines, soonest first: one per connection not logged in.
+    login_deadlines: BTreeSet<(Time, ConnId)>,
+    /// Open connections per address. Only looked up, never walked.
+    per_address: HashMap<IpAddr, usize, FixedState>,
     /// The latest time an input came with; time never goes backwards.
     now: Time,
     shutting_down: bool,
 }
 
 impl Broker {
-    /// A broker with `config`'s queue bound and write timeout.
+    /// A broker with `config`'s limits and timeouts.
     pub fn new(config: &Config) -> Self {
         assert!(config.max_queue >= 1, "max_queue must be at least 1");
         Broker {
             max_queue: config.max_queue,
             write_timeout: config.write_timeout,
+            max_connections: config.max_connections,
+            max_connections_per_address: config.max_connections_per_address,
+            login_timeout: config.login_timeout,
             connections: HashMap::default(),
             holders: HashMap::default(),
             skeletons: HashMap::default(),
             stall_checks: BTreeSet::new(),
+            login_deadlines: BTreeSet::new(),
+            per_address: HashMap::default(),
             now: Time::ZERO,
             shutting_down: false,
         }
@@ -175,12 +206,15 @@ impl Broker {
         );
         self.now = now;
         match *input {
-            Input::Opened { conn } => self.open(conn, out),
+            Input::Opened { conn, address } => self.open(conn, address, out),
             Input::Line { conn, ref frame } => self.line(conn, frame, out),
             Input::Flushed { conn, bytes } => self.flushed(conn, bytes),
             Input::Closed { conn } => self.close(conn, CloseReason::PeerClosed, out),
             Input::Shutdown => self.shutdown(out),
-            Input::Timeout => self.cut_dead_peers(out),
+            Input::Timeout => {
+                self.cut_dead_peers(out);
+                self.expire_logins(out);
+            }
         }
         #[cfg(debug_assertions)]
         self.check_invariants();
@@ -189,7 +223,12 @@ impl Broker {
     /// When the broker next needs an [`Input::Timeout`], if ever. It changes
     /// only when an input is handled, so the caller asks after each one.
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.stall_checks.first().map(|&(due, _)| due)
+        let stall = self.stall_checks.first().map(|&(due, _)| due);
+        let login = self.login_deadlines.first().map(|&(due, _)| due);
+        match (stall, login) {
+            (Some(stall), Some(login)) => Some(stall.min(login)),
+            (due, None) | (None, due) => due,
+        }
     }
 
     /// The name `conn` is logged in as, if any.
@@ -207,23 +246,39 @@ impl Broker {
         self.connections.len()
     }
 
-    fn open(&mut self, conn: ConnId, out: &mut Vec<Output>) {
+    /// Takes a new connection in, unless it is over a limit: then it is
+    /// told why and closed at once, so it never holds a slot while it
+    /// waits. The connection is held for that moment too, so its error
+    /// line is accounted for like any other.
+    fn open(&mut self, conn: ConnId, address: IpAddr, out: &mut Vec<Output>) {
+        let open_before = self.connections.len();
+        let from_address = self.per_address.get(&address).copied().unwrap_or(0);
+        let login_deadline = self.now + self.login_timeout;
         let connection = Connection {
             name: None,
             queued: 0,
             progress_at: self.now,
             stall_check: None,
+            address,
+            login_deadline: Some(login_deadline),
         };
         let reused = self.connections.insert(conn, connection).is_some();
         assert!(!reused, "the shell reused connection id {conn}");
-        if self.shutting_down {
+        *self.per_address.entry(address).or_default() += 1;
+        self.login_deadlines.insert((login_deadline, conn));
+        let refusal = if self.shutting_down {
             // Accepted just before the listener stopped: told and closed
             // like every other connection, under the same queue bound.
-            self.say_goodbye(
-                conn,
-                &protocol::render_error(&ErrorReply::ShuttingDown),
-                out,
-            );
+            Some((ErrorReply::ShuttingDown, CloseReason::ShuttingDown))
+        } else if open_before >= self.max_connections {
+            Some((ErrorReply::ServerFull, CloseReason::Refused))
+        } else if from_address >= self.max_connections_per_address {
+            Some((ErrorReply::TooManyFromAddress, CloseReason::Refused))
+        } else {
+            None
+        };
+        if let Some((error, reason)) = refusal {
+            self.tell_and_close(conn, &protocol::render_error(&error), reason, out);
         }
     }
 
@@ -260,6 +315,9 @@ impl Broker {
         self.skeletons.insert(skeleton, conn);
         if let Some(connection) = self.connections.get_mut(&conn) {
             connection.name = Some(name);
+            if let Some(deadline) = connection.login_deadline.take() {
+                self.login_deadlines.remove(&(deadline, conn));
+            }
         }
         self.enqueue(conn, welcome, out);
     }
@@ -303,7 +361,7 @@ impl Broker {
         open.sort_unstable();
         let notice = protocol::render_error(&ErrorReply::ShuttingDown);
         for conn in open {
-            self.say_goodbye(conn, &notice, out);
+            self.tell_and_close(conn, &notice, CloseReason::ShuttingDown, out);
         }
     }
 
@@ -340,11 +398,41 @@ impl Broker {
         }
     }
 
-    /// Tells `conn` the server is shutting down and closes it after what is
+    /// Closes every connection that has not logged in by its deadline,
+    /// telling it why, in connection id order. Runs after `cut_dead_peers`
+    /// on the same timeout, so a connection due both ways is a dead peer.
+    fn expire_logins(&mut self, out: &mut Vec<Output>) {
+        let mut expired = Vec::new();
+        while let Some(&(due, conn)) = self.login_deadlines.first() {
+            if due > self.now {
+                break;
+            }
+            self.login_deadlines.pop_first();
+            let connection = self
+                .connections
+                .get_mut(&conn)
+                .expect("a closed connection's login deadline is removed");
+            connection.login_deadline = None;
+            expired.push(conn);
+        }
+        expired.sort_unstable();
+        let notice = protocol::render_error(&ErrorReply::LoginTimedOut);
+        for conn in expired {
+            self.tell_and_close(conn, &notice, CloseReason::LoginTimeout, out);
+        }
+    }
+
+    /// Tells `conn` why it is being closed and closes it after what is
     /// queued. If even the notice does not fit in its queue, the notice is
     /// skipped rather than the bound broken, and the connection still gets
     /// every delivery the broker had processed for it: the close tells it.
-    fn say_goodbye(&mut self, conn: ConnId, notice: &Line, out: &mut Vec<Output>) {
+    fn tell_and_close(
+        &mut self,
+        conn: ConnId,
+        notice: &Line,
+        reason: CloseReason,
+        out: &mut Vec<Output>,
+    ) {
         let fits = self
             .connections
             .get(&conn)
@@ -352,7 +440,7 @@ impl Broker {
         if fits {
             self.enqueue(conn, notice.clone(), out);
         }
-        self.close(conn, CloseReason::ShuttingDown, out);
+        self.close(conn, reason, out);
     }
 
     fn reply_error(&mut self, conn: ConnId, error: &ErrorReply, out: &mut Vec<Output>) {
@@ -399,6 +487,17 @@ impl Broker {
         }
         if let Some(due) = connection.stall_check {
             self.stall_checks.remove(&(due, conn));
+        }
+        if let Some(due) = connection.login_deadline {
+            self.login_deadlines.remove(&(due, conn));
+        }
+        let from_address = self
+            .per_address
+            .get_mut(&connection.address)
+            .expect("an open connection's address is counted");
+        *from_address -= 1;
+        if *from_address == 0 {
+            self.per_address.remove(&connection.address);
         }
         let name = connection.name;
         out.push(Output::Close { conn, reason, name });
@@ -463,6 +562,35 @@ impl Broker {
             checks,
             self.stall_checks.len(),
             "a stall check outlived its connection"
+        );
+        for (conn, connection) in &self.connections {
+            let waiting = connection.login_deadline;
+            assert_eq!(
+                waiting.is_some(),
+                connection.name.is_none(),
+                "{conn}'s login deadline"
+            );
+            if let Some(due) = waiting {
+                assert!(
+                    self.login_deadlines.contains(&(due, *conn)),
+                    "{conn}'s deadline is not indexed"
+                );
+            }
+        }
+        let waiting = self
+            .connections
+            .values()
+            .filter(|c| c.login_deadline.is_some());
+        assert_eq!(
+            waiting.count(),
+            self.login_deadlines.len(),
+            "a deadline outlived its connection"
+        );
+        let counted: usize = self.per_address.values().sum();
+        assert_eq!(
+            counted,
+            self.connections.len(),
+            "per-address counts disagree"
         );
         if self.shutting_down {
             assert!(

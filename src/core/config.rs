@@ -19,6 +19,12 @@ pub struct Config {
     pub write_timeout: Duration,
     /// How long after the shutdown signal the server exits, drained or not.
     pub shutdown_timeout: Duration,
+    /// Most connections open at once; one more is told and closed.
+    pub max_connections: usize,
+    /// Most connections open at once from one IP address.
+    pub max_connections_per_address: usize,
+    /// How long a connection may stay open without logging in.
+    pub login_timeout: Duration,
 }
 
 impl Default for Config {
@@ -28,6 +34,11 @@ impl Default for Config {
             max_queue: 1024 * 1024,
             write_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(5),
+            // The command line derives both from the descriptor limit; these
+            // are for callers that have none (tests, the simulator).
+            max_connections: 10_000,
+            max_connections_per_address: 2_500,
+            login_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -208,6 +208,9 @@ pub enum ErrorReply {
     NoSuchPeer(String),
     Malformed(MessageError),
     ShuttingDown,
+    ServerFull,
+    TooManyFromAddress,
+    LoginTimedOut,
 }
 
 impl fmt::Display for ErrorReply {
@@ -229,6 +232,9 @@ impl fmt::Display for ErrorReply {
                 write!(f, "expected \"<dest>, ...: <text>\" ({detail})")
             }
             ErrorReply::ShuttingDown => f.write_str("server shutting down"),
+            ErrorReply::ServerFull => f.write_str("server full"),
+            ErrorReply::TooManyFromAddress => f.write_str("too many connections from your address"),
+            ErrorReply::LoginTimedOut => f.write_str("login timed out"),
         }
     }
 }

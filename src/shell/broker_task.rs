@@ -133,7 +133,8 @@ impl<O: Observer> Core<O> {
             Event::Report(Report::Failed { conn }) => self.process(now, Input::Closed { conn }),
             Event::Queued(ToBroker::Open { conn, peer, outbox }) => {
                 self.links.insert(conn, Link { outbox, peer });
-                self.process(now, Input::Opened { conn });
+                let address = peer.ip();
+                self.process(now, Input::Opened { conn, address });
             }
             Event::Queued(ToBroker::Lines { conn, frames }) => {
                 for frame in frames {
@@ -210,6 +211,12 @@ fn route(output: Output, links: &mut Links) {
                 }
                 CloseReason::DeadPeer => {
                     info!(%conn, %peer, name, "closing dead peer: its socket accepts nothing")
+                }
+                CloseReason::Refused => {
+                    debug!(%conn, %peer, "refused a connection over a connection limit")
+                }
+                CloseReason::LoginTimeout => {
+                    info!(%conn, %peer, "closing a connection that did not log in in time")
                 }
                 CloseReason::PeerClosed | CloseReason::ShuttingDown => {
                     debug!(%conn, %peer, name, ?reason, "connection closed")

@@ -214,11 +214,14 @@ async fn read_and_decode<S: AsyncRead + Unpin>(
 /// How a writer finished.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ending {
-    /// Everything queued was written and the write side shut down: the
-    /// peer reads an end of stream after the last line.
+    /// Everything queued was written and the write side shut down, for a
+    /// reason that lingers (`CloseReason::lingers`): the peer reads an end
+    /// of stream after the last line, and the socket is kept until it is
+    /// done.
     HalfClosed,
-    /// Cut (slow consumer, dead peer), failed, timed out draining, or the
-    /// server is exiting: the socket is dropped as it is.
+    /// Closed for a reason that does not linger, cut (slow consumer, dead
+    /// peer), failed, timed out draining, or the server is exiting: the
+    /// socket is dropped as it is.
     Abandoned,
 }
 
@@ -242,6 +245,8 @@ struct Batches {
     /// The broker closed the connection gracefully: write what is queued,
     /// then close.
     draining: bool,
+    /// And after the close, linger (see `Ending::HalfClosed`).
+    lingers: bool,
 }
 
 impl Batches {
@@ -257,7 +262,10 @@ impl Batches {
                 }
                 self.next.extend_from_slice(line.as_bytes());
             }
-            Outbound::Close(reason) if reason.flushes_queue() => self.draining = true,
+            Outbound::Close(reason) if reason.flushes_queue() => {
+                self.draining = true;
+                self.lingers = reason.lingers();
+            }
             Outbound::Close(_) => return ControlFlow::Break(()),
         }
         ControlFlow::Continue(())
@@ -296,7 +304,12 @@ impl<R: Runtime> Writer<R> {
         loop {
             if batches.unwritten().is_empty() {
                 if batches.draining {
-                    return self.close(&mut socket).await;
+                    let ending = self.close(&mut socket).await;
+                    return if batches.lingers {
+                        ending
+                    } else {
+                        Ending::Abandoned
+                    };
                 }
                 // Idle: wait for the broker, then take every line already
                 // waiting too, so they leave in one write. The queue ending

@@ -151,3 +151,6 @@ pub fn refusal(why: Refusal) -> String {
 }
 
 pub const SHUTTING_DOWN: &str = "error: server shutting down\n";
+pub const SERVER_FULL: &str = "error: server full\n";
+pub const TOO_MANY_FROM_ADDRESS: &str = "error: too many connections from your address\n";
+pub const LOGIN_TIMED_OUT: &str = "error: login timed out\n";

@@ -225,7 +225,8 @@ pub fn guarantee_4_nothing_after_disconnect(trace: &Trace) -> Checked {
         let mut welcomed_now: BTreeSet<&str> = BTreeSet::new();
         for output in &step.outputs {
             let conn = output_conn(output);
-            let opening_now = step.input == Input::Opened { conn };
+            let opening_now =
+                matches!(step.input, Input::Opened { conn: opened, .. } if opened == conn);
             if !seen.was_opened(conn) && !opening_now {
                 return fail(format!("{output:?} for a connection never opened"));
             }
@@ -294,7 +295,7 @@ pub fn guarantee_5_per_connection_order(trace: &Trace) -> Checked {
             let some_line = matches!(step.input, Input::Line { .. });
             let shutdown_cause = match step.input {
                 Input::Shutdown => true,
-                Input::Opened { conn: opened } => opened == conn && seen.shutdown_seen(),
+                Input::Opened { conn: opened, .. } => opened == conn && seen.shutdown_seen(),
                 _ => false,
             };
             if line == grammar::SHUTTING_DOWN {
@@ -309,6 +310,14 @@ pub fn guarantee_5_per_connection_order(trace: &Trace) -> Checked {
             } else if line.starts_with("from ") {
                 if !some_line || !welcomed.contains(&conn) {
                     return fail(format!("{conn} got {line:?} before its welcome"));
+                }
+            } else if line == grammar::SERVER_FULL || line == grammar::TOO_MANY_FROM_ADDRESS {
+                if !matches!(step.input, Input::Opened { conn: opened, .. } if opened == conn) {
+                    return fail(format!("{conn} got {line:?} but was not opening"));
+                }
+            } else if line == grammar::LOGIN_TIMED_OUT {
+                if step.input != Input::Timeout || seen.name(conn).is_some() {
+                    return fail(format!("{conn} got {line:?} but no login was due"));
                 }
             } else if line.starts_with("error: ") {
                 if !own_line {
@@ -368,17 +377,27 @@ pub fn guarantee_6_no_silent_loss(trace: &Trace) -> Checked {
                         CloseReason::PeerClosed => step.input == Input::Closed { conn: *conn },
                         CloseReason::DeadPeer => {
                             step.input == Input::Timeout
-                                && seen
-                                    .stalled_since(*conn)
-                                    .is_some_and(|since| since + trace.write_timeout <= step.time)
+                                && seen.stalled_since(*conn).is_some_and(|since| {
+                                    since + trace.config.write_timeout <= step.time
+                                })
                         }
                         CloseReason::ShuttingDown => match step.input {
                             Input::Shutdown => true,
-                            Input::Opened { conn: opened } => opened == *conn,
+                            Input::Opened { conn: opened, .. } => opened == *conn,
                             _ => false,
                         },
+                        CloseReason::Refused => {
+                            matches!(step.input, Input::Opened { conn: opened, .. } if opened == *conn)
+                        }
+                        CloseReason::LoginTimeout => {
+                            step.input == Input::Timeout
+                                && seen.name(*conn).is_none()
+                                && seen.opened_at(*conn).is_some_and(|opened| {
+                                    opened + trace.config.login_timeout <= step.time
+                                })
+                        }
                         CloseReason::SlowConsumer => {
-                            slow_cut_is_due(trace.max_queue, *conn, queued, step, &accepted)
+                            slow_cut_is_due(trace.config.max_queue, *conn, queued, step, &accepted)
                         }
                     };
                     if !caused {
@@ -399,8 +418,11 @@ pub fn guarantee_7_memory_bound(trace: &Trace) -> Checked {
         seen.advance(step);
         for conn in seen.every_connection() {
             let queued = seen.unflushed(conn);
-            if queued > trace.max_queue {
-                let detail = format!("{conn} has {queued} bytes queued, over {}", trace.max_queue);
+            if queued > trace.config.max_queue {
+                let detail = format!(
+                    "{conn} has {queued} bytes queued, over {}",
+                    trace.config.max_queue
+                );
                 return Err(violation(Guarantee::MemoryBound, index, detail));
             }
         }
@@ -417,7 +439,8 @@ pub fn guarantee_8_clean_shutdown(trace: &Trace) -> Checked {
     walk(trace, |index, seen, step| {
         let fail = |detail| Err(violation(G, index, detail));
         let told_and_closed = |conn: ConnId| {
-            let fits = seen.unflushed(conn) + grammar::SHUTTING_DOWN.len() <= trace.max_queue;
+            let fits =
+                seen.unflushed(conn) + grammar::SHUTTING_DOWN.len() <= trace.config.max_queue;
             let notice = Output::Send {
                 conn,
                 line: grammar::SHUTTING_DOWN.into(),
@@ -434,7 +457,7 @@ pub fn guarantee_8_clean_shutdown(trace: &Trace) -> Checked {
                 .into_iter()
                 .flat_map(told_and_closed)
                 .collect(),
-            Input::Opened { conn } if seen.shutdown_seen() => told_and_closed(conn).collect(),
+            Input::Opened { conn, .. } if seen.shutdown_seen() => told_and_closed(conn).collect(),
             _ if seen.shutdown_seen() => Vec::new(),
             _ => return Ok(()),
         };
@@ -575,7 +598,7 @@ fn slow_cut_is_due(
         }
         // Every connection is due the notice at shutdown, and a late one too.
         (Input::Shutdown, _) => queued + grammar::SHUTTING_DOWN.len() > max_queue,
-        (Input::Opened { conn: opened }, _) if *opened == conn => {
+        (Input::Opened { conn: opened, .. }, _) if *opened == conn => {
             queued + grammar::SHUTTING_DOWN.len() > max_queue
         }
         // The sender of a line is due a reply (or its own message), and

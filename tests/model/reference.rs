@@ -7,10 +7,11 @@
 //! index that could drift out of step with them.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chinwag::broker::{CloseReason, ConnId, Input, Output};
+use chinwag::config::Config;
 use chinwag::protocol::Line;
 use chinwag::time::Time;
 
@@ -23,22 +24,23 @@ struct Connection {
     /// When its socket last made progress: the last flush, or when its
     /// queue last went from empty to not.
     progress_at: Time,
+    address: IpAddr,
+    opened_at: Time,
 }
 
 /// The protocol as a plain state machine over the broker's inputs.
 pub struct Model {
-    max_queue: usize,
-    write_timeout: Duration,
+    config: Config,
     open: BTreeMap<ConnId, Connection>,
     now: Time,
     shutting_down: bool,
 }
 
 impl Model {
-    pub fn new(max_queue: usize, write_timeout: Duration) -> Self {
+    /// A model of a server with `config`'s limits and timeouts.
+    pub fn new(config: &Config) -> Self {
         Model {
-            max_queue,
-            write_timeout,
+            config: *config,
             open: BTreeMap::new(),
             now: Time::ZERO,
             shutting_down: false,
@@ -51,7 +53,7 @@ impl Model {
         self.now = now;
         let mut out = Vec::new();
         match input {
-            Input::Opened { conn } => self.open(*conn, &mut out),
+            Input::Opened { conn, address } => self.open(*conn, *address, &mut out),
             Input::Line { conn, frame } => {
                 if self.open.contains_key(conn) {
                     match frame {
@@ -68,21 +70,52 @@ impl Model {
             }
             Input::Closed { conn } => self.close(*conn, CloseReason::PeerClosed, &mut out),
             Input::Shutdown => self.shutdown(&mut out),
-            Input::Timeout => self.cut_dead_peers(&mut out),
+            Input::Timeout => {
+                self.cut_dead_peers(&mut out);
+                self.expire_logins(&mut out);
+            }
         }
         out
     }
 
-    fn open(&mut self, conn: ConnId, out: &mut Vec<Output>) {
+    /// A new connection is told and closed at once if the server is
+    /// shutting down, full, or holding its address's share already.
+    fn open(&mut self, conn: ConnId, address: IpAddr, out: &mut Vec<Output>) {
+        let open_before = self.open.len();
+        let from_address = self.open.values().filter(|c| c.address == address).count();
         let connection = Connection {
             name: None,
             queued: 0,
             progress_at: self.now,
+            address,
+            opened_at: self.now,
         };
         self.open.insert(conn, connection);
         if self.shutting_down {
             // Accepted as the listener stopped: told and closed like the rest.
-            self.tell_shutdown_and_close(conn, out);
+            self.tell_and_close(conn, grammar::SHUTTING_DOWN, CloseReason::ShuttingDown, out);
+        } else if open_before >= self.config.max_connections {
+            self.tell_and_close(conn, grammar::SERVER_FULL, CloseReason::Refused, out);
+        } else if from_address >= self.config.max_connections_per_address {
+            let notice = grammar::TOO_MANY_FROM_ADDRESS;
+            self.tell_and_close(conn, notice, CloseReason::Refused, out);
+        }
+    }
+
+    /// A connection that has not logged in within the login timeout is
+    /// told and closed, in connection id order.
+    fn expire_logins(&mut self, out: &mut Vec<Output>) {
+        let due = self.now;
+        let login_timeout = self.config.login_timeout;
+        let expired: Vec<ConnId> = self
+            .open
+            .iter()
+            .filter(|(_, c)| c.name.is_none() && c.opened_at + login_timeout <= due)
+            .map(|(conn, _)| *conn)
+            .collect();
+        for conn in expired {
+            let notice = grammar::LOGIN_TIMED_OUT;
+            self.tell_and_close(conn, notice, CloseReason::LoginTimeout, out);
         }
     }
 
@@ -133,7 +166,7 @@ impl Model {
         let dead: Vec<ConnId> = self
             .open
             .iter()
-            .filter(|(_, c)| c.queued > 0 && c.progress_at + self.write_timeout <= self.now)
+            .filter(|(_, c)| c.queued > 0 && c.progress_at + self.config.write_timeout <= self.now)
             .map(|(conn, _)| *conn)
             .collect();
         for conn in dead {
@@ -145,24 +178,29 @@ impl Model {
         self.shutting_down = true;
         let open: Vec<ConnId> = self.open.keys().copied().collect();
         for conn in open {
-            self.tell_shutdown_and_close(conn, out);
+            self.tell_and_close(conn, grammar::SHUTTING_DOWN, CloseReason::ShuttingDown, out);
         }
     }
 
-    /// Tells `conn` the server is shutting down and closes it in a way that
-    /// still writes what was queued. A connection with no room left for
-    /// the notice is closed the same way, without the notice: the queue
-    /// bound holds, and what was already processed still goes out.
-    fn tell_shutdown_and_close(&mut self, conn: ConnId, out: &mut Vec<Output>) {
-        let notice = grammar::SHUTTING_DOWN;
+    /// Tells `conn` why it is closed and closes it in a way that still
+    /// writes what was queued. A connection with no room left for the
+    /// notice is closed the same way, without the notice: the queue bound
+    /// holds, and what was already processed still goes out.
+    fn tell_and_close(
+        &mut self,
+        conn: ConnId,
+        notice: &str,
+        reason: CloseReason,
+        out: &mut Vec<Output>,
+    ) {
         let fits = self
             .open
             .get(&conn)
-            .is_some_and(|c| c.queued + notice.len() <= self.max_queue);
+            .is_some_and(|c| c.queued + notice.len() <= self.config.max_queue);
         if fits {
             self.send(conn, notice.to_string(), out);
         }
-        self.close(conn, CloseReason::ShuttingDown, out);
+        self.close(conn, reason, out);
     }
 
     /// Queues `line` for `conn`, or cuts `conn` as a slow consumer if it
@@ -171,7 +209,7 @@ impl Model {
         let Some(connection) = self.open.get_mut(&conn) else {
             return;
         };
-        if connection.queued + line.len() > self.max_queue {
+        if connection.queued + line.len() > self.config.max_queue {
             return self.close(conn, CloseReason::SlowConsumer, out);
         }
         if connection.queued == 0 {

@@ -11,6 +11,7 @@
 //! must hold over the whole trace.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use chinwag::broker::{Broker, ConnId, Input};
@@ -62,6 +63,12 @@ pub const MALFORMED: [&str; 7] = [
 pub const BLANK: [&str; 3] = ["", "   ", "\t\u{3000}"];
 /// The write timeout of every scenario; `Wait` steps are drawn around it.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connection limits of every scenario: small, so that connections are
+/// refused now and then (connection `cN` connects from `address_of(N)`).
+pub const MAX_CONNECTIONS: usize = 3;
+pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 2;
+/// The login timeout of every scenario, within reach of a few `Wait`s.
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(15);
 /// Time that passes between two steps that are not `Wait`s, so that
 /// progress and stalls have distinct times.
 pub const TICK: Duration = Duration::from_millis(1);
@@ -113,7 +120,10 @@ impl Step {
     /// The input the shell would report for this step at `now`, if it could.
     fn input(&self, now: Time, seen: &Observed) -> Option<Input> {
         let input = match self {
-            Step::Open(c) => Input::Opened { conn: ConnId(*c) },
+            Step::Open(c) => Input::Opened {
+                conn: ConnId(*c),
+                address: address_of(*c),
+            },
             Step::Send(c, frame) => Input::Line {
                 conn: ConnId(*c),
                 frame: frame.clone(),
@@ -140,6 +150,12 @@ impl Step {
     }
 }
 
+/// The address connection `cN` connects from: odd and even numbers share
+/// one each, so the per-address limit is met too.
+pub fn address_of(c: u64) -> IpAddr {
+    IpAddr::from([127, 0, 0, 1 + (c % 2) as u8])
+}
+
 /// A server with a queue limit, and what happens to it.
 #[derive(Clone)]
 pub struct Scenario {
@@ -151,7 +167,9 @@ impl fmt::Debug for Scenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "with max_queue = {} bytes and write_timeout = {WRITE_TIMEOUT:?}:",
+            "with max_queue = {} bytes, write_timeout = {WRITE_TIMEOUT:?}, \
+             login_timeout = {LOGIN_TIMEOUT:?}, {MAX_CONNECTIONS} connections at most, \
+             {MAX_CONNECTIONS_PER_ADDRESS} from one address:",
             self.max_queue
         )?;
         for (number, step) in self.steps.iter().enumerate() {
@@ -192,15 +210,17 @@ impl Run {
         let config = Config {
             max_queue,
             write_timeout: WRITE_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
+            max_connections_per_address: MAX_CONNECTIONS_PER_ADDRESS,
+            login_timeout: LOGIN_TIMEOUT,
             ..Config::default()
         };
         Run {
             broker: Broker::new(&config),
-            model: Model::new(max_queue, WRITE_TIMEOUT),
+            model: Model::new(&config),
             seen: Observed::default(),
             trace: Trace {
-                max_queue,
-                write_timeout: WRITE_TIMEOUT,
+                config,
                 steps: Vec::new(),
             },
         }

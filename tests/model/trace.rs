@@ -10,9 +10,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::time::Duration;
 
 use chinwag::broker::{ConnId, Input, Output};
+use chinwag::config::Config;
 use chinwag::time::Time;
 
 /// One processed input, the time it came with, and the outputs it
@@ -27,8 +27,8 @@ pub struct TraceStep {
 /// A whole run of one broker.
 #[derive(Clone, Debug, Default)]
 pub struct Trace {
-    pub max_queue: usize,
-    pub write_timeout: Duration,
+    /// The limits and timeouts the broker ran with.
+    pub config: Config,
     pub steps: Vec<TraceStep>,
 }
 
@@ -47,6 +47,8 @@ pub struct Observed {
     /// When each connection's socket last made progress: its last flush,
     /// or when its queue last went from empty to not.
     progress_at: BTreeMap<ConnId, Time>,
+    /// When each connection was opened.
+    opened_at: BTreeMap<ConnId, Time>,
     /// The time of the latest step.
     now: Time,
     shutdown: bool,
@@ -61,7 +63,7 @@ impl Observed {
         let reportable = |conn| self.opened.contains(conn) && !self.peer_gone.contains(conn);
         time >= self.now
             && match input {
-                Input::Opened { conn } => !self.opened.contains(conn),
+                Input::Opened { conn, .. } => !self.opened.contains(conn),
                 Input::Line { conn, .. } | Input::Closed { conn } => reportable(conn),
                 Input::Flushed { conn, bytes } => {
                     self.opened.contains(conn) && *bytes <= self.unflushed(*conn)
@@ -75,8 +77,9 @@ impl Observed {
     pub fn advance(&mut self, step: &TraceStep) {
         self.now = step.time;
         match &step.input {
-            Input::Opened { conn } => {
+            Input::Opened { conn, .. } => {
                 self.opened.insert(*conn);
+                self.opened_at.insert(*conn, step.time);
             }
             Input::Flushed { conn, bytes } => {
                 *self.unflushed.entry(*conn).or_default() -= bytes;
@@ -152,6 +155,11 @@ impl Observed {
         self.progress_at.get(&conn).copied()
     }
 
+    /// When `conn` was opened, if it was.
+    pub fn opened_at(&self, conn: ConnId) -> Option<Time> {
+        self.opened_at.get(&conn).copied()
+    }
+
     /// The time of the latest step.
     pub fn now(&self) -> Time {
         self.now
@@ -183,14 +191,10 @@ pub fn walk<E>(
 /// The trace as a story: each input, and under it what the broker did.
 impl fmt::Display for Trace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "the broker, with max_queue = {} bytes and write_timeout = {:?}:",
-            self.max_queue, self.write_timeout
-        )?;
+        writeln!(f, "the broker, with {:?}:", self.config)?;
         for (index, step) in self.steps.iter().enumerate() {
             let happened = match &step.input {
-                Input::Opened { conn } => format!("{conn} opens"),
+                Input::Opened { conn, address } => format!("{conn} opens from {address}"),
                 Input::Line {
                     conn,
                     frame: Ok(line),

@@ -66,12 +66,6 @@ impl Spawned {
         }
     }
 
-    /// The next log line, waiting at most `limit`; `None` at the end of
-    /// the log or past the limit.
-    pub fn next_log_line(&self, limit: Duration) -> Option<String> {
-        self.log.recv_timeout(limit).ok()
-    }
-
     /// The log lines written since the last look, without waiting.
     pub fn new_log_lines(&self) -> Vec<String> {
         self.log.try_iter().collect()

@@ -4,6 +4,8 @@
 //! text, so a failure reads like a transcript. The model-based property
 //! tests in `tests/` cover the interleavings; these pin down each rule.
 
+use core::net::IpAddr;
+
 use super::*;
 use crate::codec::FrameError;
 
@@ -12,6 +14,17 @@ const BOB: ConnId = ConnId(2);
 const CAROL: ConnId = ConnId(3);
 
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+const HOME: IpAddr = IpAddr::V4(core::net::Ipv4Addr::LOCALHOST);
+
+/// `conn` was accepted from `HOME`.
+fn opened(conn: ConnId) -> Input {
+    opened_from(conn, HOME)
+}
+
+fn opened_from(conn: ConnId, address: IpAddr) -> Input {
+    Input::Opened { conn, address }
+}
 
 /// A broker under test, its clock and everything it has output so far.
 struct Harness {
@@ -25,6 +38,7 @@ impl Harness {
         let config = Config {
             max_queue,
             write_timeout: WRITE_TIMEOUT,
+            login_timeout: LOGIN_TIMEOUT,
             ..Config::default()
         };
         Harness {
@@ -39,7 +53,7 @@ impl Harness {
     fn with_users(users: &[(ConnId, &str)]) -> Self {
         let mut harness = Harness::new(1 << 20);
         for &(conn, name) in users {
-            harness.input(Input::Opened { conn });
+            harness.input(opened(conn));
             harness.line(conn, name);
             harness.flush_all();
         }
@@ -86,7 +100,7 @@ fn describe(output: &Output) -> String {
 #[test]
 fn a_valid_free_name_is_welcomed() {
     let mut h = Harness::new(1024);
-    assert_eq!(h.input(Input::Opened { conn: ALICE }), Vec::<String>::new());
+    assert_eq!(h.input(opened(ALICE)), Vec::<String>::new());
     assert_eq!(h.line(ALICE, "  alice \t"), ["c1 <- welcome alice"]);
     assert_eq!(h.broker.name_of(ALICE), Some("alice"));
 }
@@ -94,7 +108,7 @@ fn a_valid_free_name_is_welcomed() {
 #[test]
 fn an_invalid_name_is_refused_and_login_can_be_retried() {
     let mut h = Harness::new(1024);
-    h.input(Input::Opened { conn: ALICE });
+    h.input(opened(ALICE));
     assert_eq!(h.line(ALICE, "al ice"), ["c1 <- error: invalid name"]);
     assert_eq!(
         h.line(ALICE, &"x".repeat(33)),
@@ -107,7 +121,7 @@ fn an_invalid_name_is_refused_and_login_can_be_retried() {
 #[test]
 fn a_held_name_is_refused_until_its_holder_disconnects() {
     let mut h = Harness::with_users(&[(ALICE, "alice")]);
-    h.input(Input::Opened { conn: BOB });
+    h.input(opened(BOB));
     assert_eq!(h.line(BOB, "alice"), ["c2 <- error: name taken: alice"]);
     assert_eq!(
         h.input(Input::Closed { conn: ALICE }),
@@ -119,7 +133,7 @@ fn a_held_name_is_refused_until_its_holder_disconnects() {
 #[test]
 fn a_look_alike_of_a_held_name_is_taken_until_its_holder_leaves() {
     let mut h = Harness::with_users(&[(ALICE, "alice")]);
-    h.input(Input::Opened { conn: BOB });
+    h.input(opened(BOB));
     for look_alike in ["\u{430}lice", "ａｌｉｃｅ", "𝐚𝐥𝐢𝐜𝐞"] {
         assert_eq!(
             h.line(BOB, look_alike),
@@ -128,14 +142,14 @@ fn a_look_alike_of_a_held_name_is_taken_until_its_holder_leaves() {
     }
     h.input(Input::Closed { conn: ALICE });
     assert_eq!(h.line(BOB, "\u{430}lice"), ["c2 <- welcome \u{430}lice"]);
-    h.input(Input::Opened { conn: CAROL });
+    h.input(opened(CAROL));
     assert_eq!(h.line(CAROL, "alice"), ["c3 <- error: name taken: alice"]);
 }
 
 #[test]
 fn names_are_held_and_addressed_in_nfc() {
     let mut h = Harness::with_users(&[(ALICE, "alice")]);
-    h.input(Input::Opened { conn: BOB });
+    h.input(opened(BOB));
     assert_eq!(h.line(BOB, "Ame\u{301}lie"), ["c2 <- welcome Am\u{e9}lie"]);
     assert_eq!(h.broker.name_of(BOB), Some("Am\u{e9}lie"));
     assert_eq!(
@@ -156,14 +170,14 @@ fn text_with_control_characters_goes_nowhere() {
 #[test]
 fn names_are_case_sensitive() {
     let mut h = Harness::with_users(&[(ALICE, "alice")]);
-    h.input(Input::Opened { conn: BOB });
+    h.input(opened(BOB));
     assert_eq!(h.line(BOB, "Alice"), ["c2 <- welcome Alice"]);
 }
 
 #[test]
 fn blank_lines_are_ignored_before_and_after_login() {
     let mut h = Harness::new(1024);
-    h.input(Input::Opened { conn: ALICE });
+    h.input(opened(ALICE));
     assert!(h.line(ALICE, "").is_empty());
     assert!(h.line(ALICE, " \t\u{3000}").is_empty());
     h.line(ALICE, "alice");
@@ -217,7 +231,7 @@ fn offline_destinations_are_reported_and_the_rest_still_delivered() {
 #[test]
 fn a_connection_not_yet_logged_in_is_no_peer() {
     let mut h = Harness::with_users(&[(ALICE, "alice")]);
-    h.input(Input::Opened { conn: BOB });
+    h.input(opened(BOB));
     assert_eq!(h.line(ALICE, "bob: hi"), ["c1 <- error: no such peer: bob"]);
 }
 
@@ -237,7 +251,7 @@ fn malformed_messages_are_refused_whole() {
 #[test]
 fn frame_errors_are_reported_to_their_connection_in_any_state() {
     let mut h = Harness::new(1024);
-    h.input(Input::Opened { conn: ALICE });
+    h.input(opened(ALICE));
     let too_long = Input::Line {
         conn: ALICE,
         frame: Err(FrameError::LineTooLong),
@@ -287,7 +301,7 @@ fn a_delivery_past_max_queue_cuts_the_recipient_only() {
     let line_len = "from alice: hi\n".len();
     let mut h = Harness::new(2 * line_len);
     for (conn, name) in [(ALICE, "alice"), (BOB, "bob")] {
-        h.input(Input::Opened { conn });
+        h.input(opened(conn));
         h.line(conn, name);
         h.flush_all();
     }
@@ -304,7 +318,7 @@ fn flushing_makes_room_so_a_reading_client_is_never_cut() {
     let line_len = "from alice: hi\n".len();
     let mut h = Harness::new(line_len);
     for (conn, name) in [(ALICE, "alice"), (BOB, "bob")] {
-        h.input(Input::Opened { conn });
+        h.input(opened(conn));
         h.line(conn, name);
         h.flush_all();
     }
@@ -355,7 +369,7 @@ fn a_socket_that_accepts_nothing_for_the_write_timeout_is_cut_as_a_dead_peer() {
     );
     assert_eq!(h.wait(Duration::from_millis(1)), ["c2 closed: DeadPeer"]);
     assert_eq!(h.broker.poll_timeout(), None);
-    h.input(Input::Opened { conn: CAROL });
+    h.input(opened(CAROL));
     assert_eq!(h.line(CAROL, "bob"), ["c3 <- welcome bob"]);
 }
 
@@ -426,7 +440,7 @@ fn time_going_backwards_is_a_caller_bug() {
 #[test]
 fn shutdown_tells_every_connection_then_closes_it() {
     let mut h = Harness::with_users(&[(BOB, "bob"), (ALICE, "alice")]);
-    h.input(Input::Opened { conn: CAROL });
+    h.input(opened(CAROL));
     assert_eq!(
         h.input(Input::Shutdown),
         [
@@ -447,7 +461,7 @@ fn a_connection_opened_during_shutdown_is_told_and_closed() {
     let mut h = Harness::new(1024);
     h.input(Input::Shutdown);
     assert_eq!(
-        h.input(Input::Opened { conn: ALICE }),
+        h.input(opened(ALICE)),
         [
             "c1 <- error: server shutting down",
             "c1 closed: ShuttingDown"
@@ -460,10 +474,7 @@ fn a_connection_opened_during_shutdown_is_told_and_closed() {
 fn a_connection_opened_during_shutdown_is_held_to_the_queue_bound_too() {
     let mut h = Harness::new("error: server shutting down\n".len() - 1);
     h.input(Input::Shutdown);
-    assert_eq!(
-        h.input(Input::Opened { conn: ALICE }),
-        ["c1 closed: ShuttingDown"]
-    );
+    assert_eq!(h.input(opened(ALICE)), ["c1 closed: ShuttingDown"]);
 }
 
 #[test]
@@ -473,7 +484,7 @@ fn a_full_queue_at_shutdown_keeps_its_deliveries_and_skips_the_notice() {
     // Room for the notice alone, or for the message, but not for both.
     let mut h = Harness::new(line_len + notice_len - 1);
     for (conn, name) in [(ALICE, "alice"), (BOB, "bob")] {
-        h.input(Input::Opened { conn });
+        h.input(opened(conn));
         h.line(conn, name);
         h.flush_all();
     }
@@ -506,9 +517,81 @@ fn a_close_names_the_name_it_frees() {
         }
     }
     let mut h = Harness::with_users(&[(ALICE, "alice")]);
-    h.input(Input::Opened { conn: BOB });
+    h.input(opened(BOB));
     h.input(Input::Closed { conn: ALICE });
     assert_eq!(freed(&h.out), Some("alice"));
     h.input(Input::Closed { conn: BOB });
     assert_eq!(freed(&h.out), None, "bob never logged in");
+}
+
+#[test]
+fn a_connection_over_the_limit_is_told_and_closed_at_once() {
+    let mut h = Harness::new(1024);
+    h.broker.max_connections = 2;
+    h.input(opened(ALICE));
+    h.input(opened(BOB));
+    assert_eq!(
+        h.input(opened(CAROL)),
+        ["c3 <- error: server full", "c3 closed: Refused"]
+    );
+    h.input(Input::Closed { conn: ALICE });
+    assert!(
+        h.input(opened(ConnId(4))).is_empty(),
+        "a slot is free again"
+    );
+}
+
+#[test]
+fn one_address_cannot_take_more_than_its_share() {
+    let mut h = Harness::new(1024);
+    h.broker.max_connections_per_address = 2;
+    let elsewhere = IpAddr::V4(core::net::Ipv4Addr::new(127, 0, 0, 2));
+    h.input(opened(ALICE));
+    h.input(opened(BOB));
+    assert_eq!(
+        h.input(opened(CAROL)),
+        [
+            "c3 <- error: too many connections from your address",
+            "c3 closed: Refused"
+        ]
+    );
+    assert!(h.input(opened_from(ConnId(4), elsewhere)).is_empty());
+}
+
+#[test]
+fn a_connection_that_never_logs_in_is_closed_after_the_login_timeout() {
+    let mut h = Harness::with_users(&[(ALICE, "alice")]);
+    h.input(opened(BOB));
+    assert!(h.wait(LOGIN_TIMEOUT - Duration::from_millis(1)).is_empty());
+    assert_eq!(
+        h.wait(Duration::from_millis(1)),
+        ["c2 <- error: login timed out", "c2 closed: LoginTimeout"]
+    );
+    assert_eq!(h.broker.connection_count(), 1, "alice logged in in time");
+}
+
+#[test]
+fn logging_in_stops_the_login_clock() {
+    let mut h = Harness::new(1024);
+    h.input(opened(ALICE));
+    h.wait(LOGIN_TIMEOUT / 2);
+    h.line(ALICE, "alice");
+    h.flush_all();
+    assert!(h.wait(LOGIN_TIMEOUT).is_empty());
+    assert_eq!(h.broker.poll_timeout(), None);
+}
+
+#[test]
+fn only_a_shutdown_lingers() {
+    for reason in [
+        CloseReason::PeerClosed,
+        CloseReason::SlowConsumer,
+        CloseReason::DeadPeer,
+        CloseReason::Refused,
+        CloseReason::LoginTimeout,
+    ] {
+        assert!(!reason.lingers(), "{reason:?}");
+    }
+    assert!(CloseReason::ShuttingDown.lingers());
+    assert!(CloseReason::Refused.flushes_queue() && CloseReason::LoginTimeout.flushes_queue());
 }
