@@ -4,9 +4,11 @@
 //!
 //! The model, the guarantee checks and the story-telling step type live in
 //! `tests/model/` (shared with the fuzz targets); this file only says how
-//! to draw scenarios. The generator is weighted towards trouble: five
-//! connections, three names, many logins and disconnects, messages racing
-//! logins, and small queues so slow readers get cut.
+//! to draw scenarios. The generator is weighted towards trouble: four
+//! connections (from two addresses, under small connection limits), three
+//! names and their look-alikes, many logins and disconnects, messages
+//! racing logins, control characters, time passing, and small queues so
+//! slow readers get cut.
 //!
 //! `cargo test` runs proptest's default number of cases; set
 //! `PROPTEST_CASES=100000` for a deep run. A shrunk failure prints the

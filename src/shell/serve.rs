@@ -26,9 +26,9 @@ use crate::config::Config;
 /// worth of lines, at most about 1 KiB plus one long line), besides the one
 /// slot each connection always has. When it is full, readers wait, and TCP
 /// flow control pushes back on their peers. Short, because a quiet
-/// connection's line waits behind whatever a flood has queued: `chinwag
-/// bench slow` measured the healthy pair's median latency 8x lower at 64
-/// than at 1024, with throughput the same within noise.
+/// connection's line waits behind whatever a flood has queued: the load
+/// tool's `slow` scenario measured the healthy pair's median latency 8x
+/// lower at 64 than at 1024, with throughput the same within noise.
 const BROKER_QUEUE: usize = 64;
 
 /// A socket the runtime accepted, ready to serve. Closing it for writing
