@@ -10,6 +10,7 @@
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use async_std::net::{TcpListener, TcpStream};
@@ -19,7 +20,7 @@ use futures::{FutureExt, Stream, StreamExt, pin_mut, select_biased};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_async_std::Signals;
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::shell::{self, Accepted, Runtime};
@@ -86,11 +87,21 @@ impl Default for AsyncStd {
 }
 
 impl Runtime for AsyncStd {
+    /// A task that panics ends the process. async-std would otherwise
+    /// catch the panic and drop the task, and a server whose broker task
+    /// is gone goes on accepting connections it can never serve; the
+    /// broker panics only when its legal-input contract is broken, and
+    /// then carrying on is the one wrong answer.
     fn spawn<F>(&self, task: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        async_std::task::spawn(task);
+        async_std::task::spawn(async move {
+            // The panic hook has already printed the message and location.
+            if AssertUnwindSafe(task).catch_unwind().await.is_err() {
+                std::process::abort();
+            }
+        });
     }
 
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
@@ -200,6 +211,11 @@ fn accepted(
                         let socket = tcp::Socket(socket);
                         return Some((Accepted { socket, peer }, (listener, warnings)));
                     }
+                    // Failures of one connection (aborted before it was
+                    // accepted, refused by a firewall rule): take the next.
+                    Err(error) if !is_resource_exhaustion(&error) => {
+                        debug!(%error, "accept failed for one connection");
+                    }
                     Err(error) => {
                         if let Some(not_logged) = warnings.failed(Instant::now()) {
                             warn!(
@@ -248,6 +264,14 @@ impl WarningLimiter {
         self.last_logged = Some(now);
         Some(std::mem::take(&mut self.suppressed))
     }
+}
+
+/// Whether an accept failed for want of descriptors, buffers or memory: the
+/// failures that retrying at once would only repeat, so the loop backs off.
+fn is_resource_exhaustion(error: &io::Error) -> bool {
+    use rustix::io::Errno;
+    let exhausted = [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM];
+    Errno::from_io_error(error).is_some_and(|errno| exhausted.contains(&errno))
 }
 
 /// Low latency (no Nagle delay) and dead-peer detection by the OS: keepalive
@@ -307,6 +331,19 @@ mod tests {
         // After a quiet spell, the first failure is logged at once.
         assert_eq!(warnings.failed(at(60_000)), Some(1));
         assert_eq!(warnings.failed(at(60_000)), None);
+    }
+
+    #[test]
+    fn only_running_out_of_resources_backs_the_accept_loop_off() {
+        use rustix::io::Errno;
+        assert!(is_resource_exhaustion(&io::Error::from(Errno::MFILE)));
+        assert!(is_resource_exhaustion(&io::Error::from(Errno::NOBUFS)));
+        assert!(!is_resource_exhaustion(&io::Error::from(
+            Errno::CONNABORTED
+        )));
+        assert!(!is_resource_exhaustion(&io::Error::other(
+            "not from the OS"
+        )));
     }
 
     #[test]

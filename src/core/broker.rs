@@ -110,15 +110,6 @@ impl CloseReason {
     pub fn flushes_queue(self) -> bool {
         !matches!(self, CloseReason::SlowConsumer | CloseReason::DeadPeer)
     }
-
-    /// Whether the shell should keep reading after the last byte until the
-    /// peer closes too, so the close cannot turn into a reset that costs
-    /// the peer what it has not read yet. Only at shutdown, when everything
-    /// processed is owed: a refused or timed-out connection is closed at
-    /// once, or holding it would be the attack.
-    pub fn lingers(self) -> bool {
-        matches!(self, CloseReason::ShuttingDown)
-    }
 }
 
 /// What the broker knows about one open connection.

@@ -27,7 +27,7 @@ use futures::{FutureExt, SinkExt, StreamExt, pin_mut, select_biased};
 use super::broker_task::{Outbound, Report, Reports, ToBroker};
 use super::runtime::Runtime;
 use super::serve::Accepted;
-use crate::broker::ConnId;
+use crate::broker::{CloseReason, ConnId};
 use crate::codec::{Frame, LineDecoder};
 
 /// Bytes read from the socket per read call.
@@ -46,10 +46,26 @@ const MAX_BYTES_PER_EVENT: usize = 1024;
 /// when idle again).
 const FIRST_BATCH_CAPACITY: usize = 1024;
 
-/// The most bytes a lingering close reads and throws away before it gives
-/// up on the peer: a client that keeps sending after the goodbye is not
-/// waiting for its lines, and the cap keeps the loop finite.
+/// The most bytes a lingering close at shutdown reads and throws away
+/// before it gives up on the peer: a client that keeps sending after the
+/// goodbye is not waiting for its lines, and the cap keeps the loop finite.
 const LINGER_DISCARD_BYTES_MAX: usize = 64 * 1024;
+
+/// How long, and for how many bytes, a refused or timed-out connection
+/// lingers: it is owed one line, a moment is enough to read it, and any
+/// longer would let it hold a descriptor the limits exist to free.
+const BRIEF_LINGER: Duration = Duration::from_secs(1);
+const BRIEF_LINGER_BYTES_MAX: usize = 4 * 1024;
+
+/// How long, and for how many discarded bytes, a graceful close for
+/// `reason` waits for the peer to close too.
+fn linger_limits(reason: CloseReason, write_timeout: Duration) -> (Duration, usize) {
+    match reason {
+        // Everything processed before the shutdown is owed.
+        CloseReason::ShuttingDown => (write_timeout, LINGER_DISCARD_BYTES_MAX),
+        _ => (write_timeout.min(BRIEF_LINGER), BRIEF_LINGER_BYTES_MAX),
+    }
+}
 
 thread_local! {
     /// The read buffer, one per thread and shared by every connection the
@@ -103,8 +119,9 @@ pub(super) async fn run_connection<R, S>(
             }
         }
     };
-    if ending == Ending::HalfClosed {
-        linger(&runtime, &mut socket_reader, write_timeout).await;
+    if let Ending::HalfClosed(reason) = ending {
+        let (bound, bytes_max) = linger_limits(reason, write_timeout);
+        linger(&runtime, &mut socket_reader, bound, bytes_max).await;
     }
     // Dropping both halves closes the socket.
 }
@@ -115,8 +132,13 @@ pub(super) async fn run_connection<R, S>(
 /// the peer's kernel throw away what it had received and not yet read: the
 /// very lines the writer just delivered. Reading to the peer's end of
 /// stream first makes the close a clean one both ways.
-async fn linger<R: Runtime, S: AsyncRead + Unpin>(runtime: &R, socket: &mut S, bound: Duration) {
-    let discard = discard_until_end(socket).fuse();
+async fn linger<R: Runtime, S: AsyncRead + Unpin>(
+    runtime: &R,
+    socket: &mut S,
+    bound: Duration,
+    bytes_max: usize,
+) {
+    let discard = discard_until_end(socket, bytes_max).fuse();
     let deadline = runtime.sleep(bound).fuse();
     pin_mut!(discard, deadline);
     select_biased! {
@@ -126,10 +148,10 @@ async fn linger<R: Runtime, S: AsyncRead + Unpin>(runtime: &R, socket: &mut S, b
 }
 
 /// Reads into the thread's shared buffer until end of stream, an error, or
-/// `LINGER_DISCARD_BYTES_MAX` bytes.
-async fn discard_until_end<S: AsyncRead + Unpin>(socket: &mut S) {
+/// `bytes_max` bytes.
+async fn discard_until_end<S: AsyncRead + Unpin>(socket: &mut S, bytes_max: usize) {
     let mut discarded = 0;
-    while discarded < LINGER_DISCARD_BYTES_MAX {
+    while discarded < bytes_max {
         let read = poll_fn(|cx| {
             READ_BUFFER.with_borrow_mut(|buffer| Pin::new(&mut *socket).poll_read(cx, buffer))
         })
@@ -214,14 +236,12 @@ async fn read_and_decode<S: AsyncRead + Unpin>(
 /// How a writer finished.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ending {
-    /// Everything queued was written and the write side shut down, for a
-    /// reason that lingers (`CloseReason::lingers`): the peer reads an end
-    /// of stream after the last line, and the socket is kept until it is
-    /// done.
-    HalfClosed,
-    /// Closed for a reason that does not linger, cut (slow consumer, dead
-    /// peer), failed, timed out draining, or the server is exiting: the
-    /// socket is dropped as it is.
+    /// Everything queued was written and the write side shut down, closing
+    /// for this reason: the peer reads an end of stream after the last
+    /// line, and the socket lingers (see `linger_limits`).
+    HalfClosed(CloseReason),
+    /// Cut (slow consumer, dead peer), failed, timed out draining, or the
+    /// server is exiting: the socket is dropped as it is.
     Abandoned,
 }
 
@@ -242,17 +262,15 @@ struct Batches {
     written: usize,
     /// Lines that arrived while `writing` was in progress: the next batch.
     next: Vec<u8>,
-    /// The broker closed the connection gracefully: write what is queued,
-    /// then close.
-    draining: bool,
-    /// And after the close, linger (see `Ending::HalfClosed`).
-    lingers: bool,
+    /// The broker closed the connection gracefully, for this reason: write
+    /// what is queued, then close.
+    draining: Option<CloseReason>,
 }
 
 impl Batches {
     /// Applies one message from the broker; `Break` means close at once.
     fn accept(&mut self, message: Outbound) -> ControlFlow<()> {
-        debug_assert!(!self.draining, "a message after the close");
+        debug_assert!(self.draining.is_none(), "a message after the close");
         match message {
             Outbound::Line(line) => {
                 if self.next.capacity() == 0 {
@@ -262,10 +280,7 @@ impl Batches {
                 }
                 self.next.extend_from_slice(line.as_bytes());
             }
-            Outbound::Close(reason) if reason.flushes_queue() => {
-                self.draining = true;
-                self.lingers = reason.lingers();
-            }
+            Outbound::Close(reason) if reason.flushes_queue() => self.draining = Some(reason),
             Outbound::Close(_) => return ControlFlow::Break(()),
         }
         ControlFlow::Continue(())
@@ -303,13 +318,8 @@ impl<R: Runtime> Writer<R> {
         let mut drain_deadline: Option<Fuse<BoxFuture<'static, ()>>> = None;
         loop {
             if batches.unwritten().is_empty() {
-                if batches.draining {
-                    let ending = self.close(&mut socket).await;
-                    return if batches.lingers {
-                        ending
-                    } else {
-                        Ending::Abandoned
-                    };
+                if let Some(reason) = batches.draining {
+                    return self.close(&mut socket, reason).await;
                 }
                 // Idle: wait for the broker, then take every line already
                 // waiting too, so they leave in one write. The queue ending
@@ -320,7 +330,7 @@ impl<R: Runtime> Writer<R> {
                 if batches.accept(message).is_break() {
                     return Ending::Abandoned;
                 }
-                while !batches.draining {
+                while batches.draining.is_none() {
                     match inbox.try_recv() {
                         Ok(message) => {
                             if batches.accept(message).is_break() {
@@ -340,7 +350,7 @@ impl<R: Runtime> Writer<R> {
                 }
                 continue;
             }
-            if batches.draining && drain_deadline.is_none() {
+            if batches.draining.is_some() && drain_deadline.is_none() {
                 drain_deadline = Some(self.runtime.sleep(self.write_timeout).fuse());
             }
             // Blocked: race the write against new messages (a close among
@@ -348,7 +358,8 @@ impl<R: Runtime> Writer<R> {
             // first, or a steady trickle of new lines would keep the batch
             // from ever being written. Once draining, the broker has said
             // its last word: stop listening to it.
-            let mut message = OptionFuture::from((!batches.draining).then(|| inbox.next()));
+            let listening = batches.draining.is_none();
+            let mut message = OptionFuture::from(listening.then(|| inbox.next()));
             let mut deadline = OptionFuture::from(drain_deadline.as_mut());
             select_biased! {
                 written = socket.write(batches.unwritten()).fuse() => {
@@ -391,13 +402,13 @@ impl<R: Runtime> Writer<R> {
 
     /// Half-closes the socket so the peer sees end of stream after the
     /// last line, waiting at most the write timeout for that.
-    async fn close<S: AsyncWrite + Unpin>(&self, socket: &mut S) -> Ending {
+    async fn close<S: AsyncWrite + Unpin>(&self, socket: &mut S, reason: CloseReason) -> Ending {
         let close = socket.close().fuse();
         let timeout = self.runtime.sleep(self.write_timeout).fuse();
         pin_mut!(close, timeout);
         select_biased! {
             closed = close => match closed {
-                Ok(()) => Ending::HalfClosed,
+                Ok(()) => Ending::HalfClosed(reason),
                 Err(_) => Ending::Abandoned,
             },
             () = timeout => Ending::Abandoned,
