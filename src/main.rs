@@ -276,7 +276,7 @@ fn parse_positive(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(0) => Err("must be at least 1".to_string()),
         Ok(value) => Ok(value),
-        Err(error) => Err(format!("not a whole number of bytes ({error})")),
+        Err(error) => Err(format!("not a positive whole number ({error})")),
     }
 }
 

@@ -30,7 +30,7 @@ use alloc::collections::BTreeSet;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::net::IpAddr;
+use core::net::{IpAddr, Ipv6Addr};
 use core::time::Duration;
 
 use foldhash::fast::FixedState;
@@ -125,11 +125,29 @@ struct Connection {
     /// When its pending dead-peer check is due, if one is (its key in
     /// `Broker::stall_checks`).
     stall_check: Option<Time>,
-    /// Where it connected from, for the per-address limit.
+    /// Where it connected from, for the per-address limit (see
+    /// `address_group`).
     address: IpAddr,
     /// When it must have logged in by, until it does (its key in
     /// `Broker::login_deadlines`).
     login_deadline: Option<Time>,
+}
+
+/// The address a connection counts against for the per-address limit: an
+/// IPv4 address, or an IPv6 address's /64 prefix. One host usually holds a
+/// whole /64, so counting single IPv6 addresses would let it rotate past
+/// the limit. An IPv4-mapped IPv6 address counts as its IPv4 address.
+fn address_group(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                const HOST_BITS: u128 = (1 << 64) - 1;
+                IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !HOST_BITS))
+            }
+        },
+    }
 }
 
 /// The chat broker. See the module documentation.
@@ -242,6 +260,7 @@ impl Broker {
     /// waits. The connection is held for that moment too, so its error
     /// line is accounted for like any other.
     fn open(&mut self, conn: ConnId, address: IpAddr, out: &mut Vec<Output>) {
+        let address = address_group(address);
         let open_before = self.connections.len();
         let from_address = self.per_address.get(&address).copied().unwrap_or(0);
         let login_deadline = self.now + self.login_timeout;

@@ -28,6 +28,16 @@ struct Connection {
     opened_at: Time,
 }
 
+/// Whether two connections count as one address for the per-address
+/// limit: the same IPv4 address (an IPv4-mapped IPv6 one included), or
+/// IPv6 addresses in the same /64.
+fn same_address(a: IpAddr, b: IpAddr) -> bool {
+    match (a.to_canonical(), b.to_canonical()) {
+        (IpAddr::V6(a), IpAddr::V6(b)) => a.segments()[..4] == b.segments()[..4],
+        (a, b) => a == b,
+    }
+}
+
 /// The protocol as a plain state machine over the broker's inputs.
 pub struct Model {
     config: Config,
@@ -78,11 +88,33 @@ impl Model {
         out
     }
 
+    /// The earliest time a rule of time could next close a connection: a
+    /// dead-peer cut or a login timeout. The broker must ask to be woken
+    /// no later than this.
+    pub fn next_deadline(&self) -> Option<Time> {
+        let stall =
+            |c: &Connection| (c.queued > 0).then(|| c.progress_at + self.config.write_timeout);
+        let login = |c: &Connection| {
+            c.name
+                .is_none()
+                .then(|| c.opened_at + self.config.login_timeout)
+        };
+        self.open
+            .values()
+            .flat_map(|c| [stall(c), login(c)])
+            .flatten()
+            .min()
+    }
+
     /// A new connection is told and closed at once if the server is
     /// shutting down, full, or holding its address's share already.
     fn open(&mut self, conn: ConnId, address: IpAddr, out: &mut Vec<Output>) {
         let open_before = self.open.len();
-        let from_address = self.open.values().filter(|c| c.address == address).count();
+        let from_address = self
+            .open
+            .values()
+            .filter(|c| same_address(c.address, address))
+            .count();
         let connection = Connection {
             name: None,
             queued: 0,

@@ -11,7 +11,7 @@
 //! must hold over the whole trace.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use chinwag::broker::{Broker, ConnId, Input};
@@ -150,10 +150,16 @@ impl Step {
     }
 }
 
-/// The address connection `cN` connects from: odd and even numbers share
-/// one each, so the per-address limit is met too.
+/// The address connection `cN` connects from: 127.0.0.1, the same as an
+/// IPv4-mapped IPv6 address, or one of the hosts of one IPv6 /64, so the
+/// per-address limit meets every way of counting an address.
 pub fn address_of(c: u64) -> IpAddr {
-    IpAddr::from([127, 0, 0, 1 + (c % 2) as u8])
+    let v4 = Ipv4Addr::LOCALHOST;
+    match c % 3 {
+        0 => IpAddr::V4(v4),
+        1 => IpAddr::V6(v4.to_ipv6_mapped()),
+        _ => IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, c as u16)),
+    }
 }
 
 /// A server with a queue limit, and what happens to it.
@@ -241,6 +247,15 @@ impl Run {
         self.seen.advance(&step);
         self.trace.steps.push(step);
         let got = &self.trace.steps.last().unwrap().outputs;
+        let due = self.model.next_deadline();
+        let asked = self.broker.poll_timeout();
+        if due.is_some_and(|due| asked.is_none_or(|asked| asked > due)) {
+            let index = self.trace.steps.len() - 1;
+            return Err(format!(
+                "after step {index} the broker asks to be woken at {asked:?}, \
+                 but a connection is due to be closed at {due:?}"
+            ));
+        }
         if per_connection(got) != per_connection(&expected) {
             let index = self.trace.steps.len() - 1;
             return Err(format!(

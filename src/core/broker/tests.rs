@@ -586,3 +586,30 @@ fn refusals_and_timeouts_flush_their_notice() {
     assert!(CloseReason::Refused.flushes_queue());
     assert!(CloseReason::LoginTimeout.flushes_queue());
 }
+
+#[test]
+fn an_ipv6_host_counts_by_its_64_bit_prefix() {
+    let mut h = Harness::new(1024);
+    h.broker.max_connections_per_address = 2;
+    let host = |last: u16| IpAddr::V6(core::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, last));
+    h.input(opened_from(ALICE, host(1)));
+    h.input(opened_from(BOB, host(2)));
+    assert_eq!(
+        h.input(opened_from(CAROL, host(3))),
+        [
+            "c3 <- error: too many connections from your address",
+            "c3 closed: Refused"
+        ]
+    );
+    let mapped = IpAddr::V6(core::net::Ipv4Addr::new(127, 0, 0, 1).to_ipv6_mapped());
+    h.input(opened_from(ConnId(4), HOME));
+    h.input(opened_from(ConnId(5), HOME));
+    assert_eq!(
+        h.input(opened_from(ConnId(6), mapped)),
+        [
+            "c6 <- error: too many connections from your address",
+            "c6 closed: Refused"
+        ],
+        "an IPv4-mapped address is its IPv4 address"
+    );
+}
