@@ -4,8 +4,8 @@
 //!
 //! The model, the guarantee checks and the story-telling step type live in
 //! `tests/model/` (shared with the fuzz targets); this file only says how
-//! to draw scenarios. The generator is weighted towards trouble: four
-//! connections (from two addresses, under small connection limits), three
+//! to draw scenarios. The generator is weighted towards trouble: five
+//! connections (from three kinds of address, under small limits), three
 //! names and their look-alikes, many logins and disconnects, messages
 //! racing logins, control characters, time passing, and small queues so
 //! slow readers get cut.
@@ -36,7 +36,7 @@ const REGRESSIONS: &str = concat!(
 
 /// One of a few connections, so they meet often.
 fn conn() -> impl Strategy<Value = u64> {
-    1..=4u64
+    1..=5u64
 }
 
 /// Any of the names, or the one nobody logs in as.
@@ -91,6 +91,7 @@ fn step() -> impl Strategy<Value = Step> {
         12 => (conn(), 1..40usize).prop_map(|(c, n)| Step::Read(c, Amount::UpTo(n))),
         3 => (0..=2 * WRITE_TIMEOUT.as_millis() as u64).prop_map(Step::Wait),
         12 => conn().prop_map(Step::Disconnect),
+        12 => conn().prop_map(Step::Release),
         1 => Just(Step::Shutdown),
     ]
 }

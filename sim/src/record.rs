@@ -278,6 +278,7 @@ pub fn describe(now: Time, input: &Input, outputs: &[Output]) -> String {
         },
         Input::Flushed { conn, bytes } => format!("{conn} flushed {bytes}"),
         Input::Closed { conn } => format!("{conn} closed"),
+        Input::Released { conn } => format!("{conn} released"),
         Input::Shutdown => "shutdown".to_string(),
         Input::Timeout => format!("timeout at {now}"),
     };

@@ -63,6 +63,11 @@ pub enum Input {
     Flushed { conn: ConnId, bytes: usize },
     /// The peer closed the connection or it failed.
     Closed { conn: ConnId },
+    /// The shell let go of the socket: its draining and lingering are over,
+    /// and nothing more about `conn` will come. Until then a connection the
+    /// broker closed still holds a descriptor and up to `max_queue` bytes,
+    /// so it still counts against the connection limits.
+    Released { conn: ConnId },
     /// The server is shutting down.
     Shutdown,
     /// Time has passed: the time [`Broker::poll_timeout`] asked for, or any
@@ -174,7 +179,11 @@ pub struct Broker {
     stall_checks: BTreeSet<(Time, ConnId)>,
     /// Login deadlines, soonest first: one per connection not logged in.
     login_deadlines: BTreeSet<(Time, ConnId)>,
-    /// Open connections per address. Only looked up, never walked.
+    /// Connections closed by the broker and not yet released by the shell,
+    /// with their address: they still hold a descriptor and buffers.
+    releasing: HashMap<ConnId, IpAddr, FixedState>,
+    /// Connections held (open or releasing) per address. Only looked up,
+    /// never walked.
     per_address: HashMap<IpAddr, usize, FixedState>,
     /// The latest time an input came with; time never goes backwards.
     now: Time,
@@ -196,6 +205,7 @@ impl Broker {
             skeletons: HashMap::default(),
             stall_checks: BTreeSet::new(),
             login_deadlines: BTreeSet::new(),
+            releasing: HashMap::default(),
             per_address: HashMap::default(),
             now: Time::ZERO,
             shutting_down: false,
@@ -219,6 +229,7 @@ impl Broker {
             Input::Line { conn, ref frame } => self.line(conn, frame, out),
             Input::Flushed { conn, bytes } => self.flushed(conn, bytes),
             Input::Closed { conn } => self.close(conn, CloseReason::PeerClosed, out),
+            Input::Released { conn } => self.release(conn, out),
             Input::Shutdown => self.shutdown(out),
             Input::Timeout => {
                 self.cut_dead_peers(out);
@@ -261,7 +272,7 @@ impl Broker {
     /// line is accounted for like any other.
     fn open(&mut self, conn: ConnId, address: IpAddr, out: &mut Vec<Output>) {
         let address = address_group(address);
-        let open_before = self.connections.len();
+        let held_before = self.connections.len() + self.releasing.len();
         let from_address = self.per_address.get(&address).copied().unwrap_or(0);
         let login_deadline = self.now + self.login_timeout;
         let connection = Connection {
@@ -280,7 +291,7 @@ impl Broker {
             // Accepted just before the listener stopped: told and closed
             // like every other connection, under the same queue bound.
             Some((ErrorReply::ShuttingDown, CloseReason::ShuttingDown))
-        } else if open_before >= self.max_connections {
+        } else if held_before >= self.max_connections {
             Some((ErrorReply::ServerFull, CloseReason::Refused))
         } else if from_address >= self.max_connections_per_address {
             Some((ErrorReply::TooManyFromAddress, CloseReason::Refused))
@@ -501,16 +512,28 @@ impl Broker {
         if let Some(due) = connection.login_deadline {
             self.login_deadlines.remove(&(due, conn));
         }
-        let from_address = self
-            .per_address
-            .get_mut(&connection.address)
-            .expect("an open connection's address is counted");
-        *from_address -= 1;
-        if *from_address == 0 {
-            self.per_address.remove(&connection.address);
-        }
+        self.releasing.insert(conn, connection.address);
         let name = connection.name;
         out.push(Output::Close { conn, reason, name });
+    }
+
+    /// The shell let go of `conn`: it stops counting against the limits.
+    fn release(&mut self, conn: ConnId, out: &mut Vec<Output>) {
+        // Closed by the shell before the broker closed it (a failed write
+        // is reported just before the release): close it first.
+        self.close(conn, CloseReason::PeerClosed, out);
+        let address = self
+            .releasing
+            .remove(&conn)
+            .expect("the shell released a connection it never opened, or twice");
+        let from_address = self
+            .per_address
+            .get_mut(&address)
+            .expect("a held connection's address is counted");
+        *from_address -= 1;
+        if *from_address == 0 {
+            self.per_address.remove(&address);
+        }
     }
 
     /// The invariants every input must keep. O(connections), so debug
@@ -599,9 +622,15 @@ impl Broker {
         let counted: usize = self.per_address.values().sum();
         assert_eq!(
             counted,
-            self.connections.len(),
+            self.connections.len() + self.releasing.len(),
             "per-address counts disagree"
         );
+        for conn in self.releasing.keys() {
+            assert!(
+                !self.connections.contains_key(conn),
+                "{conn} is open and releasing"
+            );
+        }
         if self.shutting_down {
             assert!(
                 self.connections.is_empty(),

@@ -54,6 +54,8 @@ pub(super) enum Report {
     Flushed { conn: ConnId, bytes: usize },
     /// A write failed: the connection is gone.
     Failed { conn: ConnId },
+    /// The connection task has ended and dropped its socket.
+    Released { conn: ConnId },
 }
 
 /// Writers' reports. Kept apart from the bounded queue and read before it,
@@ -135,6 +137,7 @@ impl<O: Observer> Core<O> {
                 self.process(now, Input::Flushed { conn, bytes })
             }
             Event::Report(Report::Failed { conn }) => self.process(now, Input::Closed { conn }),
+            Event::Report(Report::Released { conn }) => self.process(now, Input::Released { conn }),
             Event::Queued(ToBroker::Open { conn, peer, outbox }) => {
                 self.links.insert(conn, Link { outbox, peer });
                 let address = peer.ip();

@@ -16,6 +16,7 @@ use std::cell::RefCell;
 use std::io;
 use std::ops::ControlFlow;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Poll, ready};
 use std::time::Duration;
 
@@ -96,6 +97,12 @@ pub(super) async fn run_connection<R, S>(
     if queue.send(open).await.is_err() {
         return;
     }
+    // Declared before the socket's halves, so dropped after them: the
+    // broker hears of the release only once the descriptor is gone.
+    let _release = Release {
+        conn,
+        reports: reports.clone(),
+    };
     let (mut socket_reader, socket_writer) = socket.split();
     let writer = Writer {
         runtime: runtime.clone(),
@@ -103,27 +110,44 @@ pub(super) async fn run_connection<R, S>(
         write_timeout,
         reports,
     };
-    let ending = {
-        let reading = read_frames(conn, &mut socket_reader, max_line, queue).fuse();
-        let writing = writer.run(socket_writer, inbox).fuse();
+    // Set once the broker has closed the connection: the reader stops
+    // queueing lines nobody will process.
+    let closing = AtomicBool::new(false);
+    let (peer_done, ending) = {
+        let reading = read_frames(conn, &mut socket_reader, max_line, queue, &closing).fuse();
+        let writing = writer.run(socket_writer, inbox, &closing).fuse();
         pin_mut!(reading, writing);
         select_biased! {
             // The broker closed the connection or the socket failed.
-            ending = writing => ending,
-            // The peer finished sending; the writer still delivers what the
-            // broker queued before it processed the close. Nothing more can
-            // arrive, so there is nothing to linger for.
-            () = reading => {
-                writing.await;
-                return;
-            }
+            ending = writing => (false, ending),
+            // The peer finished sending, or the reader stopped for the
+            // close; the writer still delivers what the broker queued.
+            peer_done = reading => (peer_done, writing.await),
         }
     };
-    if let Ending::HalfClosed(reason) = ending {
+    // A peer that finished sending has nothing left to read.
+    if let (false, Ending::HalfClosed(reason)) = (peer_done, ending) {
         let (bound, bytes_max) = linger_limits(reason, write_timeout);
         linger(&runtime, &mut socket_reader, bound, bytes_max).await;
     }
-    // Dropping both halves closes the socket.
+    // Dropping both halves closes the socket; then `_release` tells the
+    // broker.
+}
+
+/// Tells the broker, when dropped, that the connection's socket is gone,
+/// however the connection task ends.
+struct Release {
+    conn: ConnId,
+    reports: Reports,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        // If the broker task is gone the server is exiting; nothing to tell.
+        let _ = self
+            .reports
+            .unbounded_send(Report::Released { conn: self.conn });
+    }
 }
 
 /// After a graceful close, reads and discards what the peer still sends
@@ -165,13 +189,15 @@ async fn discard_until_end<S: AsyncRead + Unpin>(socket: &mut S, bytes_max: usiz
 
 /// Reads until end of stream or error, queueing the frames of each read for
 /// the broker in events of a few (see `MAX_FRAMES_PER_EVENT`), and then the
-/// close.
+/// close; returns true. Returns false, stopping early, once `closing` is
+/// set: the broker has closed the connection and would ignore the lines.
 async fn read_frames<S: AsyncRead + Unpin>(
     conn: ConnId,
     socket: &mut S,
     max_line: usize,
     mut queue: mpsc::Sender<ToBroker>,
-) {
+    closing: &AtomicBool,
+) -> bool {
     let mut decoder = LineDecoder::new(max_line);
     let mut frames = Vec::new();
     loop {
@@ -185,16 +211,19 @@ async fn read_frames<S: AsyncRead + Unpin>(
             // since the peer never finished sending it.
             Err(_) => true,
         };
+        if closing.load(Ordering::Relaxed) {
+            return end_of_stream;
+        }
         while !frames.is_empty() {
             let rest = frames.split_off(event_size(&frames));
             let frames = std::mem::replace(&mut frames, rest);
             if queue.send(ToBroker::Lines { conn, frames }).await.is_err() {
-                return;
+                return true;
             }
         }
         if end_of_stream {
             let _ = queue.send(ToBroker::Closed { conn }).await;
-            return;
+            return true;
         }
     }
 }
@@ -305,10 +334,13 @@ impl Batches {
 }
 
 impl<R: Runtime> Writer<R> {
+    /// Writes what the broker sends until it closes the connection (then
+    /// sets `closing`) or the socket fails.
     async fn run<S: AsyncWrite + Unpin>(
         self,
         mut socket: S,
         mut inbox: mpsc::UnboundedReceiver<Outbound>,
+        closing: &AtomicBool,
     ) -> Ending {
         let mut batches = Batches::default();
         // Whether a socket that accepts nothing is dead is the broker's call
@@ -317,6 +349,9 @@ impl<R: Runtime> Writer<R> {
         // armed the first time a draining write blocks.
         let mut drain_deadline: Option<Fuse<BoxFuture<'static, ()>>> = None;
         loop {
+            if batches.draining.is_some() {
+                closing.store(true, Ordering::Relaxed);
+            }
             if batches.unwritten().is_empty() {
                 if let Some(reason) = batches.draining {
                     return self.close(&mut socket, reason).await;

@@ -170,7 +170,8 @@ fn step_from(input: &mut Unstructured) -> Result<Step> {
         20..=22 => Step::Read(conn, Amount::Everything),
         23..=25 => Step::Read(conn, Amount::UpTo(input.int_in_range(1..=64)?)),
         26 => Step::Wait(input.int_in_range(0..=2 * WRITE_TIMEOUT.as_millis() as u64)?),
-        27..=30 => Step::Disconnect(conn),
+        27..=29 => Step::Disconnect(conn),
+        30 => Step::Release(conn),
         _ => Step::Shutdown,
     })
 }

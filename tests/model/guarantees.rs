@@ -259,7 +259,7 @@ pub fn guarantee_4_nothing_after_disconnect(trace: &Trace) -> Checked {
                 }
             }
         }
-        if let Input::Closed { conn } = step.input {
+        if let Input::Closed { conn } | Input::Released { conn } = step.input {
             if seen.is_open(conn) && !closed_now.contains(&conn) {
                 return fail(format!("{conn}'s peer closed but the broker kept it open"));
             }
@@ -374,7 +374,10 @@ pub fn guarantee_6_no_silent_loss(trace: &Trace) -> Checked {
                     let queued = unflushed.get(conn).copied();
                     let queued = queued.unwrap_or(seen.unflushed(*conn));
                     let caused = match reason {
-                        CloseReason::PeerClosed => step.input == Input::Closed { conn: *conn },
+                        CloseReason::PeerClosed => matches!(
+                            step.input,
+                            Input::Closed { conn: gone } | Input::Released { conn: gone } if gone == *conn
+                        ),
                         CloseReason::DeadPeer => {
                             step.input == Input::Timeout
                                 && seen.stalled_since(*conn).is_some_and(|since| {

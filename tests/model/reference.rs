@@ -42,6 +42,9 @@ fn same_address(a: IpAddr, b: IpAddr) -> bool {
 pub struct Model {
     config: Config,
     open: BTreeMap<ConnId, Connection>,
+    /// Connections closed and not yet let go of by the shell, with their
+    /// address: they still count against the connection limits.
+    releasing: BTreeMap<ConnId, IpAddr>,
     now: Time,
     shutting_down: bool,
 }
@@ -52,6 +55,7 @@ impl Model {
         Model {
             config: *config,
             open: BTreeMap::new(),
+            releasing: BTreeMap::new(),
             now: Time::ZERO,
             shutting_down: false,
         }
@@ -79,6 +83,10 @@ impl Model {
                 }
             }
             Input::Closed { conn } => self.close(*conn, CloseReason::PeerClosed, &mut out),
+            Input::Released { conn } => {
+                self.close(*conn, CloseReason::PeerClosed, &mut out);
+                self.releasing.remove(conn);
+            }
             Input::Shutdown => self.shutdown(&mut out),
             Input::Timeout => {
                 self.cut_dead_peers(&mut out);
@@ -109,11 +117,11 @@ impl Model {
     /// A new connection is told and closed at once if the server is
     /// shutting down, full, or holding its address's share already.
     fn open(&mut self, conn: ConnId, address: IpAddr, out: &mut Vec<Output>) {
-        let open_before = self.open.len();
-        let from_address = self
-            .open
-            .values()
-            .filter(|c| same_address(c.address, address))
+        let held_before = self.open.len() + self.releasing.len();
+        let held_addresses = self.open.values().map(|c| c.address);
+        let held_addresses = held_addresses.chain(self.releasing.values().copied());
+        let from_address = held_addresses
+            .filter(|held| same_address(*held, address))
             .count();
         let connection = Connection {
             name: None,
@@ -126,7 +134,7 @@ impl Model {
         if self.shutting_down {
             // Accepted as the listener stopped: told and closed like the rest.
             self.tell_and_close(conn, grammar::SHUTTING_DOWN, CloseReason::ShuttingDown, out);
-        } else if open_before >= self.config.max_connections {
+        } else if held_before >= self.config.max_connections {
             self.tell_and_close(conn, grammar::SERVER_FULL, CloseReason::Refused, out);
         } else if from_address >= self.config.max_connections_per_address {
             let notice = grammar::TOO_MANY_FROM_ADDRESS;
@@ -257,6 +265,7 @@ impl Model {
     /// Forgets an open connection (freeing its name) and says so, once.
     fn close(&mut self, conn: ConnId, reason: CloseReason, out: &mut Vec<Output>) {
         if let Some(connection) = self.open.remove(&conn) {
+            self.releasing.insert(conn, connection.address);
             let name = connection.name.map(Arc::from);
             out.push(Output::Close { conn, reason, name });
         }

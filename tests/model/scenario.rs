@@ -65,7 +65,7 @@ pub const BLANK: [&str; 3] = ["", "   ", "\t\u{3000}"];
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connection limits of every scenario: small, so that connections are
 /// refused now and then (connection `cN` connects from `address_of(N)`).
-pub const MAX_CONNECTIONS: usize = 3;
+pub const MAX_CONNECTIONS: usize = 4;
 pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 2;
 /// The login timeout of every scenario, within reach of a few `Wait`s.
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -82,6 +82,8 @@ pub enum Step {
     /// Time passes, in milliseconds, and the broker's timer fires.
     Wait(u64),
     Disconnect(u64),
+    /// The shell lets go of the connection's socket.
+    Release(u64),
     Shutdown,
 }
 
@@ -103,6 +105,7 @@ impl fmt::Debug for Step {
             Step::Read(c, Amount::UpTo(n)) => write!(f, "c{c} reads up to {n} bytes"),
             Step::Wait(ms) => write!(f, "{ms} ms pass"),
             Step::Disconnect(c) => write!(f, "c{c} disconnects"),
+            Step::Release(c) => write!(f, "c{c}'s socket is let go"),
             Step::Shutdown => write!(f, "the server shuts down"),
         }
     }
@@ -144,6 +147,7 @@ impl Step {
             }
             Step::Wait(_) => Input::Timeout,
             Step::Disconnect(c) => Input::Closed { conn: ConnId(*c) },
+            Step::Release(c) => Input::Released { conn: ConnId(*c) },
             Step::Shutdown => Input::Shutdown,
         };
         seen.permits(now, &input).then_some(input)

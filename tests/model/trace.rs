@@ -40,6 +40,8 @@ pub struct Observed {
     closed: BTreeSet<ConnId>,
     /// Connections whose peer the shell reported gone.
     peer_gone: BTreeSet<ConnId>,
+    /// Connections whose socket the shell let go of.
+    released: BTreeSet<ConnId>,
     /// The name each open connection was welcomed as.
     names: BTreeMap<ConnId, String>,
     /// Bytes sent to each connection minus bytes flushed.
@@ -60,13 +62,17 @@ impl Observed {
     /// `Opened` or after its `Closed`, `Flushed` never exceeds what is
     /// queued, the shutdown comes once, and time never goes backwards.
     pub fn permits(&self, time: Time, input: &Input) -> bool {
-        let reportable = |conn| self.opened.contains(conn) && !self.peer_gone.contains(conn);
+        let held = |conn| self.opened.contains(conn) && !self.released.contains(conn);
+        let reportable = |conn| held(conn) && !self.peer_gone.contains(conn);
         time >= self.now
             && match input {
                 Input::Opened { conn, .. } => !self.opened.contains(conn),
                 Input::Line { conn, .. } | Input::Closed { conn } => reportable(conn),
-                Input::Flushed { conn, bytes } => {
-                    self.opened.contains(conn) && *bytes <= self.unflushed(*conn)
+                Input::Flushed { conn, bytes } => held(conn) && *bytes <= self.unflushed(*conn),
+                // The shell lets go of a socket once the broker or the peer
+                // has closed the connection, and once only.
+                Input::Released { conn } => {
+                    held(conn) && (self.closed.contains(conn) || self.peer_gone.contains(conn))
                 }
                 Input::Shutdown => !self.shutdown,
                 Input::Timeout => true,
@@ -87,6 +93,9 @@ impl Observed {
             }
             Input::Closed { conn } => {
                 self.peer_gone.insert(*conn);
+            }
+            Input::Released { conn } => {
+                self.released.insert(*conn);
             }
             Input::Shutdown => self.shutdown = true,
             Input::Line { .. } | Input::Timeout => {}
@@ -205,6 +214,7 @@ impl fmt::Display for Trace {
                 } => format!("{conn} sends a line: {error}"),
                 Input::Flushed { conn, bytes } => format!("{conn} reads {bytes} bytes"),
                 Input::Closed { conn } => format!("{conn} disconnects"),
+                Input::Released { conn } => format!("{conn}'s socket is let go"),
                 Input::Shutdown => "the server shuts down".to_string(),
                 Input::Timeout => "the broker's timer fires".to_string(),
             };

@@ -535,10 +535,36 @@ fn a_connection_over_the_limit_is_told_and_closed_at_once() {
         ["c3 <- error: server full", "c3 closed: Refused"]
     );
     h.input(Input::Closed { conn: ALICE });
+    assert_eq!(
+        h.input(opened(ConnId(4))),
+        ["c4 <- error: server full", "c4 closed: Refused"],
+        "a closed connection holds its slot until the shell lets it go"
+    );
+    for conn in [ALICE, CAROL, ConnId(4)] {
+        assert!(h.input(Input::Released { conn }).is_empty());
+    }
     assert!(
-        h.input(opened(ConnId(4))).is_empty(),
+        h.input(opened(ConnId(5))).is_empty(),
         "a slot is free again"
     );
+}
+
+#[test]
+fn a_release_of_a_connection_still_open_closes_it_first() {
+    let mut h = Harness::with_users(&[(ALICE, "alice")]);
+    assert_eq!(
+        h.input(Input::Released { conn: ALICE }),
+        ["c1 closed: PeerClosed"]
+    );
+    assert_eq!(h.broker.connection_count(), 0);
+}
+
+#[test]
+#[should_panic(expected = "released a connection it never opened, or twice")]
+fn releasing_twice_is_a_shell_bug() {
+    let mut h = Harness::with_users(&[(ALICE, "alice")]);
+    h.input(Input::Released { conn: ALICE });
+    h.input(Input::Released { conn: ALICE });
 }
 
 #[test]
