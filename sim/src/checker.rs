@@ -26,8 +26,15 @@
 //! - Guarantees 6 and 8 after healing: each client's final session is
 //!   welcomed, and unless the broker cut it as a slow consumer (which the
 //!   model has already found due), the shutdown closes it, after it had
-//!   every line it sent processed and received every byte the broker sent
-//!   it, with a clean end of stream.
+//!   every line it sent processed (a client typing on into the shutdown:
+//!   every line it sent before it started) and received every byte the
+//!   broker sent it, with a clean end of stream.
+//! - PROTOCOL.md's "Connection limits" after healing: a final session the
+//!   broker refused (the model has found the refusal due) is told and
+//!   closed with a clean end of stream if it had sent nothing, and the
+//!   client tries again; a client refused every time is let off the
+//!   checks above. A connection that never logs in is closed by the login
+//!   timeout (or refused), and gets the notice and a clean end of stream.
 //!
 //! Client connections are matched to broker connection ids through the
 //! accept order each server incarnation recorded.
@@ -44,7 +51,7 @@ use crate::model::grammar;
 use crate::model::guarantees::{self, Guarantee};
 use crate::model::reference::{Model, per_connection};
 use crate::model::trace::{Trace, walk};
-use crate::record::{ClientConnection, End, Incarnation, Records};
+use crate::record::{ClientConnection, End, Incarnation, Records, Role};
 use crate::scenario::{Scenario, final_name};
 
 /// What a failing seed broke.
@@ -58,7 +65,15 @@ pub enum Broken {
     Protocol,
     /// A server task panicked or a host's software failed.
     Crash,
+    /// A rule of the PROTOCOL.md section named that no guarantee covers,
+    /// seen end to end: a refused or timed-out connection that was not
+    /// told and closed.
+    Rule(&'static str),
 }
+
+/// The section of PROTOCOL.md with the connection limits and the login
+/// timeout.
+const CONNECTION_LIMITS: &str = "Connection limits";
 
 impl fmt::Display for Broken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -68,6 +83,7 @@ impl fmt::Display for Broken {
                 f.write_str("protocol: the broker differs from the reference model")
             }
             Broken::Crash => f.write_str("the server crashed"),
+            Broken::Rule(section) => write!(f, "PROTOCOL.md \"{section}\""),
         }
     }
 }
@@ -99,6 +115,24 @@ pub struct Coverage {
     /// Connections closed by a shutdown without the notice, for want of
     /// room in their queue.
     pub notices_skipped: usize,
+    /// Connections refused with `error: server full`.
+    pub refused_full: usize,
+    /// Connections refused for their address (told so, or without the
+    /// notice if their queue had no room for it).
+    pub refused_per_address: usize,
+    /// Connections closed because they had not logged in in time.
+    pub login_timeouts: usize,
+    /// Messages refused for a control character.
+    pub control_refused: usize,
+    /// Logins refused because the name looked like one held, not equal to it.
+    pub look_alikes_taken: usize,
+    /// Lines final sessions typed on into the shutdown.
+    pub typed_into_shutdown: usize,
+    /// Connections that never logged in, opened after healing and checked
+    /// to be told and closed.
+    pub never_logins_checked: usize,
+    /// Clients whose every final session was refused by a connection limit.
+    pub finals_refused: usize,
 }
 
 /// Checks every guarantee over the records of a finished run.
@@ -113,12 +147,14 @@ pub fn check(scenario: &Scenario, records: &Records) -> Result<Coverage, Failure
         coverage.events += incarnation.log.steps.len();
         coverage.messages += messages(&incarnation.log);
         count_closes(&incarnation.log, &mut coverage);
+        count_hostile_replies(&incarnation.log, &mut coverage);
     }
     let logs: Vec<BTreeMap<ConnId, ConnectionLog>> =
         records.incarnations.iter().map(connection_logs).collect();
     let ids = connection_ids(records);
     let never_accepted = ConnectionLog::default();
     let mut final_sessions = vec![false; scenario.clients];
+    let mut welcomed = vec![false; scenario.clients];
     for (index, connection) in records.connections.iter().enumerate() {
         let accepted = ids.get(&connection.local).copied();
         let log = accepted
@@ -133,12 +169,28 @@ pub fn check(scenario: &Scenario, records: &Records) -> Result<Coverage, Failure
         judged.lines_in_send_order(scenario.config.max_line)?;
         judged.stream_as_sent()?;
         coverage.deliveries += judged.deliveries();
-        if connection.final_session {
-            final_sessions[connection.client] = true;
-            judged.complete_after_healing(scenario.config.max_line)?;
+        match connection.role {
+            Role::Final => {
+                final_sessions[connection.client] = true;
+                if !judged.refused_after_healing()? {
+                    welcomed[connection.client] = true;
+                    let max_line = scenario.config.max_line;
+                    coverage.typed_into_shutdown += judged.complete_after_healing(max_line)?;
+                }
+            }
+            Role::FinalNeverLogin => {
+                judged.closed_for_not_logging_in()?;
+                coverage.never_logins_checked += 1;
+            }
+            Role::Churn | Role::ChurnNeverLogin => {}
         }
         coverage.connections += 1;
     }
+    coverage.finals_refused = final_sessions
+        .iter()
+        .zip(&welcomed)
+        .filter(|&(&connected, &welcomed)| connected && !welcomed)
+        .count();
     if let Some(client) = final_sessions.iter().position(|connected| !connected) {
         let detail = format!("client{client} never connected after the network healed");
         return Err(failure(
@@ -234,10 +286,47 @@ fn count_closes(log: &Trace, coverage: &mut Coverage) {
                         coverage.notices_skipped += 1;
                     }
                 }
-                CloseReason::PeerClosed | CloseReason::Refused | CloseReason::LoginTimeout => {}
+                CloseReason::Refused => {
+                    let full = Output::Send {
+                        conn: *conn,
+                        line: grammar::SERVER_FULL.into(),
+                    };
+                    if step.outputs.contains(&full) {
+                        coverage.refused_full += 1;
+                    } else {
+                        coverage.refused_per_address += 1;
+                    }
+                }
+                CloseReason::LoginTimeout => coverage.login_timeouts += 1,
+                CloseReason::PeerClosed => {}
             }
         }
     }
+}
+
+/// Counts the replies to hostile lines worth seeing in a sweep's totals:
+/// control characters refused, and look-alike names taken (a login
+/// refused as taken while nobody holds that very name).
+fn count_hostile_replies(log: &Trace, coverage: &mut Coverage) {
+    let control = grammar::refusal(grammar::Refusal::ControlCharacter);
+    let walked = walk::<()>(log, |_, seen, step| {
+        for output in &step.outputs {
+            let Output::Send { line, .. } = output else {
+                continue;
+            };
+            let line = line.as_str();
+            if line == control {
+                coverage.control_refused += 1;
+            }
+            if let Some(name) = line.strip_prefix("error: name taken: ")
+                && seen.holder(name.trim_end_matches('\n')).is_none()
+            {
+                coverage.look_alikes_taken += 1;
+            }
+        }
+        Ok(())
+    });
+    debug_assert!(walked.is_ok());
 }
 
 /// What the witness log says about one connection.
@@ -313,9 +402,75 @@ impl Judged<'_> {
         }
     }
 
-    fn fail(&self, guarantee: Guarantee, what: String, at: Option<usize>) -> Result<(), Failure> {
+    fn fail<T>(&self, guarantee: Guarantee, what: String, at: Option<usize>) -> Result<T, Failure> {
+        self.broke(Broken::Guarantee(guarantee), what, at)
+    }
+
+    fn broke<T>(&self, broken: Broken, what: String, at: Option<usize>) -> Result<T, Failure> {
         let detail = format!("{}: {what}", self.name());
-        Err(failure(Broken::Guarantee(guarantee), detail, at))
+        Err(failure(broken, detail, at))
+    }
+
+    /// Whether the broker refused this connection of a final session (the
+    /// model has found the refusal due). If the client had sent nothing,
+    /// nothing was left unread when the server closed it, so the close must
+    /// be clean: the client received all the broker sent (its notice, if
+    /// it fitted) and then the end of stream.
+    fn refused_after_healing(&self) -> Result<bool, Failure> {
+        let Some((CloseReason::Refused, line)) = self.log.closed else {
+            return Ok(false);
+        };
+        if self.connection.sent.is_empty() {
+            self.closed_cleanly("refused", line)?;
+        }
+        Ok(true)
+    }
+
+    /// A connection that never logged in, opened on the healed network: the
+    /// login timeout closed it (or a limit refused it), and it was told and
+    /// closed cleanly. It sent at most blank lines, the last well before its
+    /// deadline, so the server had read them all when it closed it.
+    fn closed_for_not_logging_in(&self) -> Result<(), Failure> {
+        let last_read = self.connection.reads.last().map(|&(_, line)| line);
+        match self.log.closed {
+            Some((reason @ (CloseReason::LoginTimeout | CloseReason::Refused), line)) => {
+                let what = if reason == CloseReason::Refused {
+                    "refused"
+                } else {
+                    "timed out"
+                };
+                self.closed_cleanly(what, line)
+            }
+            Some((reason, line)) => {
+                let what = format!("never logged in, but was closed as {reason:?}");
+                self.broke(Broken::Rule(CONNECTION_LIMITS), what, Some(line))
+            }
+            None => {
+                let what = "never logged in and was never closed by the login timeout";
+                self.broke(Broken::Rule(CONNECTION_LIMITS), what.to_string(), last_read)
+            }
+        }
+    }
+
+    /// The client received every byte the broker sent before it closed the
+    /// connection (at trace line `closed_at`), then a clean end of stream.
+    fn closed_cleanly(&self, what: &str, closed_at: usize) -> Result<(), Failure> {
+        let last_read = self.connection.reads.last().map(|&(_, line)| line);
+        let (received, written) = (self.connection.received.len(), self.log.written.len());
+        let broken = Broken::Rule(CONNECTION_LIMITS);
+        if received != written {
+            let what =
+                format!("{what}: received {received} of the {written} bytes the broker sent it");
+            return self.broke(broken, what, last_read.or(Some(closed_at)));
+        }
+        if self.connection.end != Some(End::EndOfStream) {
+            let what = format!(
+                "{what}: the stream ended {:?}, not with a clean end of stream",
+                self.connection.end
+            );
+            return self.broke(broken, what, last_read.or(Some(closed_at)));
+        }
+        Ok(())
     }
 
     /// The trace line of the read that brought byte `offset`.
@@ -371,7 +526,8 @@ impl Judged<'_> {
     }
 
     /// Guarantees 6 and 8 for a final session on the healed network.
-    fn complete_after_healing(&self, max_line: usize) -> Result<(), Failure> {
+    /// Returns how many lines it typed on into the shutdown.
+    fn complete_after_healing(&self, max_line: usize) -> Result<usize, Failure> {
         let last_read = self.connection.reads.last().map(|&(_, line)| line);
         let written = &self.log.written;
         let welcome = format!("welcome {}\n", final_name(self.connection.client));
@@ -386,7 +542,7 @@ impl Judged<'_> {
             Some((CloseReason::ShuttingDown, _)) => {}
             // Due: the model and guarantee 6's check agree it would not fit.
             // What the client got until the cut was checked as a prefix.
-            Some((CloseReason::SlowConsumer, _)) => return Ok(()),
+            Some((CloseReason::SlowConsumer, _)) => return Ok(0),
             Some((reason, line)) => {
                 let what = format!("closed as {reason:?} on a healed network");
                 return self.fail(Guarantee::NoSilentLoss, what, Some(line));
@@ -396,10 +552,22 @@ impl Judged<'_> {
                 return self.fail(Guarantee::CleanShutdown, what, last_read);
             }
         }
-        let sent = frames_by_the_book(max_line, &self.connection.sent).len();
+        // A client that typed on into the shutdown is owed only what it
+        // sent before: the rest may come after the broker closed it.
+        let all = &self.connection.sent;
+        let owed = &all[..self.connection.owed.unwrap_or(all.len())];
+        let sent = frames_by_the_book(max_line, owed).len();
+        let typed = frames_by_the_book(max_line, all).len() - sent;
         let processed = self.log.processed.len();
-        if processed != sent {
-            let what = format!("{processed} of the {sent} lines it sent were processed");
+        if processed < sent {
+            let what = if typed == 0 {
+                format!("{processed} of the {sent} lines it sent were processed")
+            } else {
+                format!(
+                    "{processed} of the {sent} lines it sent before typing into the \
+                     shutdown were processed"
+                )
+            };
             return self.fail(Guarantee::NoSilentLoss, what, last_read);
         }
         let (received, written) = (self.connection.received.len(), written.len());
@@ -414,7 +582,7 @@ impl Judged<'_> {
             );
             return self.fail(Guarantee::CleanShutdown, what, last_read);
         }
-        Ok(())
+        Ok(typed)
     }
 }
 

@@ -10,10 +10,22 @@
 //! partition in turmoil silently swallows data: a session that stops hearing
 //! back simply ends, and the next one reconnects.
 //!
+//! Some clients are hostile, as the seed's [`Hostile`] switches say: they
+//! open connections that never log in (sending blank lines or nothing) and
+//! wait for the login timeout to close them, write lines a few bytes at a
+//! time with the LF held back (slowloris), send texts with control
+//! characters, log in as look-alikes of other names, and type on through
+//! the server's shutdown. A client the server refuses (`server full`, `too
+//! many connections from your address`) or times out reads to the end of
+//! the stream and tries again later.
+//!
 //! After the faults stop, each client holds one final session under a name
 //! of its own, sends a few messages and reads everything promptly until the
 //! server's graceful shutdown ends the stream: the checker demands that
-//! this session saw everything the broker sent it.
+//! this session saw everything the broker sent it. Where the connection
+//! limits can be reached, the final session listens a moment before it
+//! logs in, so a refusal comes before it has sent anything, and it retries
+//! until it gets in or the time for sending is over.
 //!
 //! The client asserts nothing itself; it records every byte it sent and
 //! received (see [`crate::record`]) and the checker judges afterwards.
@@ -28,13 +40,17 @@ use futures::future::{Either, select};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use turmoil::net::TcpStream;
 use turmoil::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use unicode_normalization::UnicodeNormalization;
 
 use crate::faults::MAX_LASTS_MS;
-use crate::record::{End, Recorder, client_source};
-use crate::scenario::{OFFLINE_NAMES, PORT, SERVER_HOST, SESSION_GRACE, Scenario, final_name};
+use crate::model::grammar;
+use crate::record::{End, Recorder, Role, client_source};
+use crate::scenario::{
+    Hostile, OFFLINE_NAMES, PORT, SERVER_HOST, SESSION_GRACE, Scenario, final_name,
+};
 
 /// How long a client waits for a connection to be accepted: longer than
 /// the longest hold, so held attempts do not pile up in the server's
@@ -53,6 +69,28 @@ const LOGIN_ATTEMPTS: usize = 3;
 const FINAL_ATTEMPTS: usize = 5;
 /// How long final sessions wait after login for the others to log in.
 const FINAL_SETTLE: Duration = Duration::from_secs(2);
+/// How long a final session listens before it logs in when the connection
+/// limits can be reached: longer than a refusal takes to arrive on the
+/// healed network (at most 155 ms of latency), so a refused final session
+/// has sent nothing and must see a clean end of stream.
+const FINAL_LISTEN: Duration = Duration::from_millis(400);
+/// A final session refused this close to the end of sending stops trying.
+const FINAL_LAST_TRY: Duration = Duration::from_secs(1);
+/// When, after the final sessions start, a client's extra connection that
+/// never logs in opens: after its final session has connected.
+const FINAL_NEVER_LOGIN_AFTER: Duration = Duration::from_secs(1);
+/// A connection that never logs in stops sending blank lines this long
+/// before its login deadline, so the server has read them all when it
+/// closes it (a socket closed with input unread resets the connection).
+const BLANK_MARGIN: Duration = Duration::from_millis(500);
+/// The shortest pause before a never-login connection's first blank line:
+/// longer than a refusal takes to arrive on the healed network.
+const FIRST_BLANK_AFTER_MS: u64 = 400;
+/// How long before the shutdown a final session typing on into it starts
+/// typing fast.
+const TYPIST_RUSH: Duration = Duration::from_millis(300);
+/// Blank lines, as the grammar sees them.
+const BLANK: [&str; 4] = ["", "   ", "\t", "\u{3000}"];
 
 /// What survives a crash of the client host.
 pub struct ClientState {
@@ -87,6 +125,70 @@ enum Ending {
     Graceful,
     /// Drop the connection on the spot.
     Abrupt,
+    /// The server refused the connection or timed its login out: read to
+    /// the end of the stream, then try again later.
+    Closed,
+}
+
+/// Why a login did not end in a welcome.
+enum LoginEnd {
+    /// No reply in time, a write failed, or every name was refused.
+    Failed,
+    /// The server is closing the connection: refused or timed out.
+    Closed,
+}
+
+/// How a final session's connection ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FinalEnd {
+    /// Refused by a connection limit: try again.
+    Refused,
+    /// Served to the end, or failed for good.
+    Done,
+}
+
+/// Where a line is written from, which decides how slowly it may go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pace {
+    /// A churn session: split writes, and slowloris lines over seconds.
+    Churn,
+    /// A final session's message: split writes, and slowloris lines short
+    /// enough to be done well before the shutdown.
+    Final,
+    /// A final session's login: split writes only.
+    FinalLogin,
+    /// At once, in one piece.
+    Plain,
+}
+
+/// Set once a connection's reader has seen the stream end.
+#[derive(Default)]
+struct Ended {
+    ended: Cell<bool>,
+    notify: Notify,
+}
+
+impl Ended {
+    fn set(&self) {
+        self.ended.set(true);
+        self.notify.notify_one();
+    }
+
+    fn get(&self) -> bool {
+        self.ended.get()
+    }
+}
+
+/// Whether `reply` says the server is closing a connection that has not
+/// logged in: refused by a connection limit, or its login timed out.
+fn closing(reply: &str) -> bool {
+    let line = format!("{reply}\n");
+    [
+        grammar::SERVER_FULL,
+        grammar::TOO_MANY_FROM_ADDRESS,
+        grammar::LOGIN_TIMED_OUT,
+    ]
+    .contains(&line.as_str())
 }
 
 /// One client host's software.
@@ -120,7 +222,7 @@ impl Client {
         let phases = self.scenario.phases.clone();
         while now() < phases.quiet_at {
             let cutoff = phases.quiet_at + SESSION_GRACE;
-            let session = tokio::time::timeout(until(cutoff), self.session());
+            let session = tokio::time::timeout(until(cutoff), self.churn_session());
             if session.await.is_err() {
                 self.note("session cut off: the fault window closed");
             }
@@ -128,8 +230,90 @@ impl Client {
             tokio::time::sleep(Duration::from_millis(pause)).await;
         }
         tokio::time::sleep(until(phases.final_at)).await;
-        self.final_session().await;
+        if self.hostile().final_never_login.on(self.index) {
+            let never_login = async {
+                tokio::time::sleep(FINAL_NEVER_LOGIN_AFTER).await;
+                if let Some(stream) = self.connect().await {
+                    self.unlogged(stream, Role::FinalNeverLogin).await;
+                }
+            };
+            futures::future::join(self.final_session(), never_login).await;
+        } else {
+            self.final_session().await;
+        }
         futures::future::pending().await
+    }
+
+    fn hostile(&self) -> &Hostile {
+        &self.scenario.hostile
+    }
+
+    /// One turn of the churn phase: a session, or for a client that opens
+    /// connections that never log in, sometimes one of those instead, or
+    /// one first and a session next to it while it is open (so a limit of
+    /// one connection per address refuses the second).
+    async fn churn_session(&self) {
+        if !self.chance(self.hostile().never_login.rate(self.index)) {
+            return self.session().await;
+        }
+        let Some(stream) = self.connect().await else {
+            return;
+        };
+        if self.chance(0.5) {
+            self.unlogged(stream, Role::ChurnNeverLogin).await;
+        } else {
+            let unlogged = self.unlogged(stream, Role::ChurnNeverLogin);
+            futures::future::join(unlogged, self.session()).await;
+        }
+    }
+
+    /// A connection that never logs in: it sends nothing, or blank lines
+    /// until shortly before its login deadline, and reads until the server
+    /// closes it, waiting at most a little longer than the login timeout.
+    /// The write side stays open: closing it would end the connection
+    /// before the timeout does.
+    async fn unlogged(&self, stream: TcpStream, role: Role) {
+        let Ok(local) = stream.local_addr() else {
+            return;
+        };
+        let conn = self.recorder.connected(self.index, local, role);
+        let talks = self.chance(0.5);
+        let how = if talks { "sends blank lines" } else { "silent" };
+        self.note(&format!("k{conn} never logs in: {how}"));
+        let login_timeout = self.scenario.config.login_timeout;
+        let stop_at = (now() + login_timeout).saturating_sub(BLANK_MARGIN);
+        let (reader, mut writer) = stream.into_split();
+        let (replies, _inbox) = mpsc::unbounded_channel();
+        let ended = Rc::new(Ended::default());
+        let reader = read(
+            reader,
+            conn,
+            Reading::Prompt,
+            replies,
+            Rc::new(Cell::new(false)),
+            ended,
+            self.recorder.clone(),
+        );
+        let blanks = async {
+            while talks && now() < stop_at {
+                let pause = self.random(|rng| rng.random_range(FIRST_BLANK_AFTER_MS..=900));
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                if now() >= stop_at {
+                    break;
+                }
+                let blank = BLANK[self.random(|rng| rng.random_range(0..BLANK.len()))];
+                let line = self.terminate(blank);
+                if !self.write(&mut writer, conn, &line, Pace::Plain).await {
+                    break;
+                }
+            }
+            futures::future::pending::<()>().await
+        };
+        let (reader, blanks) = (std::pin::pin!(reader), std::pin::pin!(blanks));
+        let waited = tokio::time::timeout(login_timeout + REPLY_TIMEOUT, select(reader, blanks));
+        if waited.await.is_err() {
+            self.note(&format!("k{conn} still open after the login timeout"));
+        }
     }
 
     /// One session of the churn phase.
@@ -140,7 +324,7 @@ impl Client {
         let Ok(local) = stream.local_addr() else {
             return;
         };
-        let conn = self.recorder.connected(self.index, local, false);
+        let conn = self.recorder.connected(self.index, local, Role::Churn);
         let reading = self.pick_reading();
         self.note(&format!("k{conn} reads {reading:?}"));
         let (reader, writer) = stream.into_split();
@@ -152,11 +336,14 @@ impl Client {
             reading,
             replies,
             logged_in.clone(),
+            Rc::new(Ended::default()),
             self.recorder.clone(),
         );
         let script = self.script(writer, conn, &mut inbox, &logged_in);
         let (reader, script) = (std::pin::pin!(reader), std::pin::pin!(script));
-        if let Either::Left((Ending::Graceful, reader)) = select(script, reader).await {
+        if let Either::Left((Ending::Graceful | Ending::Closed, reader)) =
+            select(script, reader).await
+        {
             let _ = tokio::time::timeout(CLOSE_WAIT, reader).await;
         }
     }
@@ -169,8 +356,15 @@ impl Client {
         inbox: &mut mpsc::UnboundedReceiver<String>,
         logged_in: &Cell<bool>,
     ) -> Ending {
-        let Some(name) = self.login(&mut writer, conn, inbox).await else {
-            return Ending::Abrupt;
+        let name = match self.login(&mut writer, conn, inbox).await {
+            Ok(name) => name,
+            Err(LoginEnd::Failed) => return Ending::Abrupt,
+            Err(LoginEnd::Closed) => {
+                self.note(&format!(
+                    "k{conn} is being closed: reads to the end, retries later"
+                ));
+                return Ending::Closed;
+            }
         };
         logged_in.set(true);
         let behaviour = &self.scenario.behaviour;
@@ -182,7 +376,7 @@ impl Client {
                 break;
             }
             let bytes = self.next_action(&name);
-            if !self.write(&mut writer, conn, &bytes).await {
+            if !self.write(&mut writer, conn, &bytes, Pace::Churn).await {
                 return Ending::Abrupt;
             }
         }
@@ -199,14 +393,15 @@ impl Client {
         Ending::Graceful
     }
 
-    /// Tries to log in, sometimes with an invalid name first; returns the
-    /// name the server welcomed.
+    /// Tries to log in, sometimes with an invalid name first, sometimes as
+    /// a look-alike of a name in the pool; returns the name the server
+    /// welcomed.
     async fn login(
         &self,
         writer: &mut OwnedWriteHalf,
         conn: usize,
         inbox: &mut mpsc::UnboundedReceiver<String>,
-    ) -> Option<String> {
+    ) -> Result<String, LoginEnd> {
         if self.chance(self.scenario.behaviour.invalid_login) {
             const INVALID: [&str; 4] = [
                 "not a name",
@@ -216,35 +411,67 @@ impl Client {
             ];
             let invalid = INVALID[self.random(|rng| rng.random_range(0..INVALID.len()))];
             let line = self.terminate(invalid);
-            if !self.write(writer, conn, &line).await {
-                return None;
+            if !self.write(writer, conn, &line, Pace::Churn).await {
+                return Err(LoginEnd::Failed);
             }
-            self.reply(inbox).await?;
+            let reply = self.reply(inbox).await.ok_or(LoginEnd::Failed)?;
+            if closing(&reply) {
+                return Err(LoginEnd::Closed);
+            }
         }
         for _ in 0..LOGIN_ATTEMPTS {
             let names = &self.scenario.names;
-            let name = names[self.random(|rng| rng.random_range(0..names.len()))].clone();
+            let mut name = names[self.random(|rng| rng.random_range(0..names.len()))].clone();
+            if self.chance(self.hostile().look_alike.rate(self.index)) {
+                name = self.look_alike(&name);
+            }
             let padded = if self.chance(0.2) {
                 format!(" {name}\t")
             } else {
                 name.clone()
             };
             let line = self.terminate(&padded);
-            if !self.write(writer, conn, &line).await {
-                return None;
+            if !self.write(writer, conn, &line, Pace::Churn).await {
+                return Err(LoginEnd::Failed);
             }
-            if self.reply(inbox).await?.starts_with("welcome ") {
-                return Some(name);
+            let reply = self.reply(inbox).await.ok_or(LoginEnd::Failed)?;
+            if let Some(welcomed) = reply.strip_prefix("welcome ") {
+                return Ok(welcomed.to_string());
+            }
+            if closing(&reply) {
+                return Err(LoginEnd::Closed);
             }
         }
-        None
+        Err(LoginEnd::Failed)
+    }
+
+    /// A name that looks like `name` and is spelt otherwise (for a name
+    /// with nothing to swap, the same name): fullwidth letters, Cyrillic
+    /// look-alikes, mathematical bold, or decomposed (NFD), which the
+    /// server puts back in NFC.
+    fn look_alike(&self, name: &str) -> String {
+        match self.random(|rng| rng.random_range(0..4)) {
+            0 => name.chars().map(fullwidth).collect(),
+            1 => name.chars().map(cyrillic).collect(),
+            2 => name.chars().map(mathematical_bold).collect(),
+            _ => name.nfd().collect(),
+        }
     }
 
     /// The last session: log in under a name of one's own, send a few
-    /// messages, and read everything until the server shuts down.
+    /// messages, and read everything until the server shuts down. Refused
+    /// by a connection limit, it reads to the end of the stream and tries
+    /// again until the time for sending is nearly over.
     async fn final_session(&self) {
         let name = final_name(self.index);
-        for _ in 0..FINAL_ATTEMPTS {
+        let last_try = self
+            .scenario
+            .phases
+            .send_until
+            .saturating_sub(FINAL_LAST_TRY);
+        let mut attempts = 0;
+        while attempts < FINAL_ATTEMPTS {
+            attempts += 1;
             let Some(stream) = self.connect().await else {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
@@ -252,43 +479,131 @@ impl Client {
             let Ok(local) = stream.local_addr() else {
                 continue;
             };
-            let conn = self.recorder.connected(self.index, local, true);
-            let (reader, mut writer) = stream.into_split();
-            let (replies, mut inbox) = mpsc::unbounded_channel();
-            let logged_in = Rc::new(Cell::new(false));
-            let reader = read(
-                reader,
-                conn,
-                Reading::Prompt,
-                replies,
-                logged_in,
-                self.recorder.clone(),
-            );
-            let script = async {
-                let line = self.terminate(&name);
-                if !self.write(&mut writer, conn, &line).await {
-                    return;
-                }
-                if self.reply(&mut inbox).await.is_none() {
-                    return;
-                }
-                tokio::time::sleep(FINAL_SETTLE).await;
-                let send_until = self.scenario.phases.send_until;
-                while now() < send_until {
-                    let bytes = self.final_message(&name);
-                    if !self.write(&mut writer, conn, &bytes).await {
-                        return;
-                    }
-                    let pause = self.random(|rng| rng.random_range(50..=600));
-                    tokio::time::sleep(Duration::from_millis(pause)).await;
-                }
-            };
-            // Reads on after the script is done: the write half stays open
-            // until the server's shutdown ends the stream.
-            futures::future::join(reader, script).await;
-            return;
+            let conn = self.recorder.connected(self.index, local, Role::Final);
+            if self.final_connection(stream, conn, &name).await == FinalEnd::Done {
+                return;
+            }
+            if now() >= last_try {
+                self.note("final session: refused until too late to send");
+                return;
+            }
+            attempts -= 1;
+            let pause = self.random(|rng| rng.random_range(300..=1000));
+            tokio::time::sleep(Duration::from_millis(pause)).await;
         }
         self.note("final session: could not connect");
+    }
+
+    /// One connection of the final session.
+    async fn final_connection(&self, stream: TcpStream, conn: usize, name: &str) -> FinalEnd {
+        let (reader, mut writer) = stream.into_split();
+        let (replies, mut inbox) = mpsc::unbounded_channel();
+        let ended = Rc::new(Ended::default());
+        let reader = read(
+            reader,
+            conn,
+            Reading::Prompt,
+            replies,
+            Rc::new(Cell::new(false)),
+            ended.clone(),
+            self.recorder.clone(),
+        );
+        let script = async {
+            if self.scenario.limits_connections() {
+                match tokio::time::timeout(FINAL_LISTEN, inbox.recv()).await {
+                    Ok(Some(reply)) => {
+                        self.note(&format!("k{conn} refused before logging in: {reply:?}"));
+                        return FinalEnd::Refused;
+                    }
+                    // Closed without a word: refused with no room for the notice.
+                    Ok(None) => {
+                        self.note(&format!("k{conn} closed before logging in"));
+                        return FinalEnd::Refused;
+                    }
+                    Err(_) => {}
+                }
+            }
+            let line = self.terminate(name);
+            if !self.write(&mut writer, conn, &line, Pace::FinalLogin).await {
+                return FinalEnd::Done;
+            }
+            let Some(reply) = self.reply(&mut inbox).await else {
+                return FinalEnd::Done;
+            };
+            if closing(&reply) {
+                self.note(&format!("k{conn} refused: {reply:?}"));
+                return FinalEnd::Refused;
+            }
+            tokio::time::sleep(FINAL_SETTLE).await;
+            let send_until = self.scenario.phases.send_until;
+            while now() < send_until {
+                let bytes = self.final_message(name);
+                if !self.write(&mut writer, conn, &bytes, Pace::Final).await {
+                    return FinalEnd::Done;
+                }
+                let pause = self.random(|rng| rng.random_range(50..=600));
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+            if self.hostile().typist.on(self.index) {
+                self.recorder.mark_owed(conn);
+                self.type_through_shutdown(&mut writer, conn, name, &ended)
+                    .await;
+            }
+            FinalEnd::Done
+        };
+        // Reads on after the script is done: the write half stays open
+        // until the server's shutdown ends the stream. A refused connection
+        // is read to its end, for a while.
+        let (reader, script) = (std::pin::pin!(reader), std::pin::pin!(script));
+        match select(script, reader).await {
+            Either::Left((FinalEnd::Done, reader)) => {
+                reader.await;
+                FinalEnd::Done
+            }
+            Either::Left((FinalEnd::Refused, reader)) => {
+                if tokio::time::timeout(CLOSE_WAIT, reader).await.is_err() {
+                    self.note(&format!("k{conn} still open after the refusal"));
+                }
+                FinalEnd::Refused
+            }
+            Either::Right(((), script)) => script.await,
+        }
+    }
+
+    /// Types lines and blank lines on through the shutdown's drain until
+    /// the server's end of stream, then closes the write side in answer.
+    /// The server keeps reading (and discarding) after its last line, so
+    /// the close is clean and nothing owed is lost to a reset.
+    async fn type_through_shutdown(
+        &self,
+        writer: &mut OwnedWriteHalf,
+        conn: usize,
+        name: &str,
+        ended: &Ended,
+    ) {
+        self.note(&format!("k{conn} types on through the shutdown"));
+        let give_up = self.scenario.phases.end_at;
+        while !ended.get() && now() < give_up {
+            let bytes = if self.chance(0.5) {
+                self.terminate(BLANK[self.random(|rng| rng.random_range(0..BLANK.len()))])
+            } else {
+                self.final_message(name)
+            };
+            if !self.write(writer, conn, &bytes, Pace::Plain).await {
+                return;
+            }
+            // Fast around the shutdown, so lines arrive while it drains.
+            let pause = if now() + TYPIST_RUSH < self.scenario.phases.shutdown_at {
+                self.random(|rng| rng.random_range(100..=300))
+            } else {
+                self.random(|rng| rng.random_range(5..=50))
+            };
+            let pause = std::pin::pin!(tokio::time::sleep(Duration::from_millis(pause)));
+            let notified = std::pin::pin!(ended.notify.notified());
+            select(notified, pause).await;
+        }
+        self.note(&format!("k{conn} closes its side after the end of stream"));
+        let _ = writer.shutdown().await;
     }
 
     async fn connect(&self) -> Option<TcpStream> {
@@ -317,9 +632,24 @@ impl Client {
         }
     }
 
-    /// Writes `bytes`, sometimes in two pieces with a pause between; false
-    /// if the connection failed or stayed full for the write timeout.
-    async fn write(&self, writer: &mut OwnedWriteHalf, conn: usize, bytes: &[u8]) -> bool {
+    /// Writes `bytes`, sometimes in two pieces with a pause between, or
+    /// for a slowloris client, sometimes a few bytes at a time; false if
+    /// the connection failed or stayed full for the write timeout.
+    async fn write(
+        &self,
+        writer: &mut OwnedWriteHalf,
+        conn: usize,
+        bytes: &[u8],
+        pace: Pace,
+    ) -> bool {
+        if pace == Pace::Plain {
+            return self.write_piece(writer, conn, bytes).await;
+        }
+        let one_line = bytes.iter().filter(|&&b| b == b'\n').count() == 1;
+        let slowloris = self.hostile().slowloris.rate(self.index);
+        if matches!(pace, Pace::Churn | Pace::Final) && one_line && self.chance(slowloris) {
+            return self.write_slowly(writer, conn, bytes, pace).await;
+        }
         let split = bytes.len() > 1 && self.chance(self.scenario.behaviour.split_write);
         let cut = if split {
             self.random(|rng| rng.random_range(1..bytes.len()))
@@ -327,22 +657,8 @@ impl Client {
             bytes.len()
         };
         for piece in [&bytes[..cut], &bytes[cut..]] {
-            let mut rest = piece;
-            while !rest.is_empty() {
-                match tokio::time::timeout(WRITE_TIMEOUT, writer.write(rest)).await {
-                    Ok(Ok(written)) if written > 0 => {
-                        self.recorder.sent(conn, &rest[..written]);
-                        rest = &rest[written..];
-                    }
-                    Ok(_) => {
-                        self.note(&format!("k{conn} write failed"));
-                        return false;
-                    }
-                    Err(_) => {
-                        self.note(&format!("k{conn} write timed out"));
-                        return false;
-                    }
-                }
+            if !self.write_piece(writer, conn, piece).await {
+                return false;
             }
             if split && !piece.is_empty() {
                 let pause = self.random(|rng| rng.random_range(1..=300));
@@ -352,10 +668,75 @@ impl Client {
         true
     }
 
+    /// Writes one line slowloris style: a few pieces of one to four bytes
+    /// with pauses between, then the rest of the line but its terminator,
+    /// then, after holding the line open a while longer, the terminator.
+    /// In the churn phase that takes seconds; in the final phase at most
+    /// about a second, so the line is processed well before the shutdown.
+    async fn write_slowly(
+        &self,
+        writer: &mut OwnedWriteHalf,
+        conn: usize,
+        line: &[u8],
+        pace: Pace,
+    ) -> bool {
+        let (max_pieces, max_pause, max_hold) = match pace {
+            Pace::Final => (4, 150, 300),
+            _ => (8, 700, 4000),
+        };
+        let terminator = if line.ends_with(b"\r\n") { 2 } else { 1 };
+        let body = &line[..line.len() - terminator];
+        let pieces = self.random(|rng| rng.random_range(2..=max_pieces));
+        self.note(&format!("k{conn} slowloris: a {}-byte line", line.len()));
+        let mut rest = body;
+        for _ in 0..pieces {
+            let size = self.random(|rng| rng.random_range(1..=4)).min(rest.len());
+            let (piece, after) = rest.split_at(size);
+            if !self.write_piece(writer, conn, piece).await {
+                return false;
+            }
+            rest = after;
+            let pause = self.random(|rng| rng.random_range(20..=max_pause));
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+        }
+        if !self.write_piece(writer, conn, rest).await {
+            return false;
+        }
+        let hold = self.random(|rng| rng.random_range(0..=max_hold));
+        tokio::time::sleep(Duration::from_millis(hold)).await;
+        self.write_piece(writer, conn, &line[body.len()..]).await
+    }
+
+    /// Writes all of `piece`; false if the connection failed or stayed full
+    /// for the write timeout.
+    async fn write_piece(&self, writer: &mut OwnedWriteHalf, conn: usize, piece: &[u8]) -> bool {
+        let mut rest = piece;
+        while !rest.is_empty() {
+            match tokio::time::timeout(WRITE_TIMEOUT, writer.write(rest)).await {
+                Ok(Ok(written)) if written > 0 => {
+                    self.recorder.sent(conn, &rest[..written]);
+                    rest = &rest[written..];
+                }
+                Ok(_) => {
+                    self.note(&format!("k{conn} write failed"));
+                    return false;
+                }
+                Err(_) => {
+                    self.note(&format!("k{conn} write timed out"));
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
     /// The bytes of one action of the churn phase.
     fn next_action(&self, name: &str) -> Vec<u8> {
         let behaviour = &self.scenario.behaviour;
         let max_line = self.scenario.config.max_line;
+        if self.chance(self.hostile().control_text.rate(self.index)) {
+            return self.control_message(name);
+        }
         if self.chance(behaviour.malformed) {
             const MALFORMED: [&str; 5] = [
                 "no colon at all",
@@ -381,7 +762,6 @@ impl Client {
             return line;
         }
         if self.chance(behaviour.blank) {
-            const BLANK: [&str; 4] = ["", "   ", "\t", "\u{3000}"];
             return self.terminate(BLANK[self.random(|rng| rng.random_range(0..BLANK.len()))]);
         }
         if self.chance(behaviour.flood) {
@@ -419,8 +799,46 @@ impl Client {
         if self.chance(behaviour.duplicate_dest) {
             dests.push(dests[0].clone());
         }
+        if self.chance(self.hostile().look_alike.rate(self.index)) {
+            let name = names[self.random(|rng| rng.random_range(0..names.len()))].clone();
+            dests.push(self.look_alike(&name));
+        }
         let padding = self.random(|rng| rng.random_range(0..=behaviour.max_padding));
         self.message_line(&dests, padding)
+    }
+
+    /// A message with a control character in it: in the text (refused as a
+    /// whole), in a destination (an invalid name), or at the edge of the
+    /// text, where the ones that are whitespace are trimmed away; or a TAB,
+    /// which is allowed.
+    fn control_message(&self, name: &str) -> Vec<u8> {
+        const CONTROLS: [&str; 10] = [
+            "\u{1b}[2J",
+            "\r",
+            "\u{7}",
+            "\u{7f}",
+            "\u{85}",
+            "\u{9b}",
+            "\u{202e}",
+            "\u{2069}",
+            "\u{0}",
+            "\u{8}",
+        ];
+        let control = CONTROLS[self.random(|rng| rng.random_range(0..CONTROLS.len()))];
+        let names = &self.scenario.names;
+        let dest = if self.chance(0.3) {
+            name.to_string()
+        } else {
+            names[self.random(|rng| rng.random_range(0..names.len()))].clone()
+        };
+        let id = self.next_id();
+        let line = match self.random(|rng| rng.random_range(0..4)) {
+            0 => format!("{dest}: {id} fake{control}from mallory: hi"),
+            1 => format!("{dest}{control}: {id} in the destination"),
+            2 => format!("{dest}: {control}{id} at the edge{control}"),
+            _ => format!("{dest}: {id} a tab\tis fine"),
+        };
+        self.terminate(&line)
     }
 
     /// One message of the final session, to other final sessions.
@@ -496,9 +914,23 @@ impl Client {
     }
 }
 
-/// Reads until the stream ends, recording every byte and passing each
-/// complete line to `replies` (the login waits on them).
+/// Reads until the stream ends, recording every byte, passing each
+/// complete line to `replies` (the login waits on them) and telling `ended`
+/// at the end.
 async fn read(
+    reader: OwnedReadHalf,
+    conn: usize,
+    reading: Reading,
+    replies: mpsc::UnboundedSender<String>,
+    logged_in: Rc<Cell<bool>>,
+    ended: Rc<Ended>,
+    recorder: Recorder,
+) {
+    read_to_end(reader, conn, reading, replies, logged_in, recorder).await;
+    ended.set();
+}
+
+async fn read_to_end(
     mut reader: OwnedReadHalf,
     conn: usize,
     reading: Reading,
@@ -542,6 +974,41 @@ async fn read(
     }
 }
 
+/// `c` in fullwidth, if it is an ASCII letter or digit.
+fn fullwidth(c: char) -> char {
+    if c.is_ascii_alphanumeric() {
+        char::from_u32(u32::from(c) + 0xfee0).unwrap_or(c)
+    } else {
+        c
+    }
+}
+
+/// `c` as the Cyrillic letter that looks like it, if there is one.
+fn cyrillic(c: char) -> char {
+    match c {
+        'a' => 'а',
+        'c' => 'с',
+        'e' => 'е',
+        'i' => 'і',
+        'j' => 'ј',
+        'o' => 'о',
+        'p' => 'р',
+        'x' => 'х',
+        'y' => 'у',
+        _ => c,
+    }
+}
+
+/// `c` in mathematical bold, if it is a lowercase ASCII letter or a digit.
+fn mathematical_bold(c: char) -> char {
+    let shifted = match c {
+        'a'..='z' => u32::from(c) - u32::from('a') + 0x1d41a,
+        '0'..='9' => u32::from(c) - u32::from('0') + 0x1d7ce,
+        _ => return c,
+    };
+    char::from_u32(shifted).unwrap_or(c)
+}
+
 /// The simulated time now.
 fn now() -> Duration {
     turmoil::sim_elapsed().unwrap_or_default()
@@ -550,4 +1017,41 @@ fn now() -> Duration {
 /// How long from now until `deadline` (zero if it has passed).
 fn until(deadline: Duration) -> Duration {
     deadline.saturating_sub(now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::NAME_POOL;
+
+    #[test]
+    fn look_alikes_of_the_pool_are_valid_names_that_look_alike() {
+        let swaps: [fn(&str) -> String; 4] = [
+            |name| name.chars().map(fullwidth).collect(),
+            |name| name.chars().map(cyrillic).collect(),
+            |name| name.chars().map(mathematical_bold).collect(),
+            |name| name.nfd().collect(),
+        ];
+        for name in NAME_POOL {
+            for swap in swaps {
+                let alike = swap(name);
+                let login = grammar::login_name(&alike);
+                assert!(login.is_some(), "{alike:?} is not a valid name");
+                assert!(grammar::look_alike(name, &login.unwrap()), "{alike:?}");
+            }
+        }
+        assert_eq!(fullwidth('a'), 'ａ');
+        assert_eq!(mathematical_bold('a'), '𝐚');
+        assert_eq!(cyrillic('o'), '\u{43e}');
+        assert_eq!(fullwidth('.'), '.');
+    }
+
+    #[test]
+    fn refusals_and_timeouts_are_closing_replies() {
+        assert!(closing("error: server full"));
+        assert!(closing("error: too many connections from your address"));
+        assert!(closing("error: login timed out"));
+        assert!(!closing("error: server shutting down"));
+        assert!(!closing("error: name taken: ann"));
+    }
 }

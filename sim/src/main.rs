@@ -82,6 +82,14 @@ struct Totals {
     slow_consumer_cuts: usize,
     dead_peer_cuts: usize,
     notices_skipped: usize,
+    refused_full: usize,
+    refused_per_address: usize,
+    login_timeouts: usize,
+    never_logins_checked: usize,
+    finals_refused: usize,
+    control_refused: usize,
+    look_alikes_taken: usize,
+    typed_into_shutdown: usize,
     faults: BTreeMap<&'static str, usize>,
 }
 
@@ -99,6 +107,14 @@ impl Totals {
             self.slow_consumer_cuts += coverage.slow_consumer_cuts;
             self.dead_peer_cuts += coverage.dead_peer_cuts;
             self.notices_skipped += coverage.notices_skipped;
+            self.refused_full += coverage.refused_full;
+            self.refused_per_address += coverage.refused_per_address;
+            self.login_timeouts += coverage.login_timeouts;
+            self.never_logins_checked += coverage.never_logins_checked;
+            self.finals_refused += coverage.finals_refused;
+            self.control_refused += coverage.control_refused;
+            self.look_alikes_taken += coverage.look_alikes_taken;
+            self.typed_into_shutdown += coverage.typed_into_shutdown;
         }
     }
 }
@@ -150,6 +166,20 @@ fn summarize(totals: &Totals, wall: Duration) {
     println!(
         "cuts checked:       {} slow consumers, {} dead peers, {} shutdowns without the notice",
         totals.slow_consumer_cuts, totals.dead_peer_cuts, totals.notices_skipped
+    );
+    println!(
+        "closes checked:     {} refused (server full), {} refused (per address), \
+         {} login timeouts; after healing {} never-login closes, {} clients refused throughout",
+        totals.refused_full,
+        totals.refused_per_address,
+        totals.login_timeouts,
+        totals.never_logins_checked,
+        totals.finals_refused
+    );
+    println!(
+        "hostile lines:      {} control characters refused, {} look-alike names taken, \
+         {} lines typed into the shutdown",
+        totals.control_refused, totals.look_alikes_taken, totals.typed_into_shutdown
     );
     let faults: usize = totals.faults.values().sum();
     println!("faults injected:    {faults} {:?}", totals.faults);

@@ -58,16 +58,45 @@ pub struct ClientConnection {
     pub client: usize,
     /// The client's address: the peer address the server accepted.
     pub local: SocketAddr,
-    /// Opened in the final, fault-free phase.
-    pub final_session: bool,
+    /// What the client opened it for.
+    pub role: Role,
     /// Every byte the socket accepted, in order.
     pub sent: Vec<u8>,
+    /// How many bytes of `sent` the broker owes processing, if the client
+    /// marked it: a final session marks what it sent before it started
+    /// typing into the shutdown.
+    pub owed: Option<usize>,
     /// Every byte read, in order.
     pub received: Vec<u8>,
     /// For each read, the length of `received` after it and its trace line.
     pub reads: Vec<(usize, usize)>,
     /// How the client saw the stream end, if it did.
     pub end: Option<End>,
+}
+
+/// What a client opened a connection for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A session of the churn phase, under faults.
+    Churn,
+    /// A connection of the churn phase that never logs in.
+    ChurnNeverLogin,
+    /// The final session, on the healed network.
+    Final,
+    /// A connection that never logs in, next to the final session.
+    FinalNeverLogin,
+}
+
+impl Role {
+    /// Opened in the final, fault-free phase.
+    pub fn is_final(self) -> bool {
+        matches!(self, Role::Final | Role::FinalNeverLogin)
+    }
+
+    /// Never sends a login name.
+    pub fn never_logs_in(self) -> bool {
+        matches!(self, Role::ChurnNeverLogin | Role::FinalNeverLogin)
+    }
 }
 
 /// How a client saw its connection end.
@@ -144,24 +173,26 @@ impl Recorder {
     }
 
     /// A client opened a connection from `local`; returns its index.
-    pub fn connected(&self, client: usize, local: SocketAddr, final_session: bool) -> usize {
+    pub fn connected(&self, client: usize, local: SocketAddr, role: Role) -> usize {
         let index = {
             let mut records = self.lock();
             records.connections.push(ClientConnection {
                 client,
                 local,
-                final_session,
+                role,
                 sent: Vec::new(),
+                owed: None,
                 received: Vec::new(),
                 reads: Vec::new(),
                 end: None,
             });
             records.connections.len() - 1
         };
-        let phase = if final_session {
-            " (final session)"
-        } else {
-            ""
+        let phase = match role {
+            Role::Churn => "",
+            Role::ChurnNeverLogin => " (never logs in)",
+            Role::Final => " (final session)",
+            Role::FinalNeverLogin => " (final, never logs in)",
         };
         self.note(
             &client_source(client),
@@ -179,6 +210,19 @@ impl Recorder {
             connection.client
         };
         let text = format!("k{index} send {}", show(bytes));
+        self.note(&client_source(client), &text);
+    }
+
+    /// The client marks everything it sent on connection `index` so far as
+    /// owed: the broker must process all of it.
+    pub fn mark_owed(&self, index: usize) {
+        let (client, owed) = {
+            let mut records = self.lock();
+            let connection = &mut records.connections[index];
+            connection.owed = Some(connection.sent.len());
+            (connection.client, connection.sent.len())
+        };
+        let text = format!("k{index} owed: the {owed} bytes sent so far");
         self.note(&client_source(client), &text);
     }
 

@@ -46,7 +46,7 @@ pub fn final_name(index: usize) -> String {
 
 /// Names the clients log in with before the final phase. When there are
 /// fewer names in the pool than clients, logins collide.
-const NAME_POOL: [&str; 16] = [
+pub(crate) const NAME_POOL: [&str; 16] = [
     "ann", "bob", "cyd", "dee", "eve", "fay", "gus", "hal", "ivy", "jo", "kai", "lu", "mo", "ned",
     "zoë", "名前",
 ];
@@ -81,6 +81,8 @@ pub struct Scenario {
     pub names: Vec<String>,
     pub faults: Vec<Fault>,
     pub phases: Phases,
+    /// Hostile client behaviours, each switched on for some clients.
+    pub hostile: Hostile,
 }
 
 /// The simulated network's baseline, before faults.
@@ -163,9 +165,9 @@ impl Scenario {
             max_queue: rng.random_range(512..=8192),
             write_timeout: Duration::from_millis(rng.random_range(1000..=5000)),
             shutdown_timeout: Duration::from_millis(rng.random_range(1000..=3000)),
-            // The connection limits and login timeout are the defaults: far
-            // above what the clients open, and longer than a client stays
-            // unlogged.
+            // The connection limits and login timeout start as the defaults,
+            // far above what the clients open and longer than a client stays
+            // unlogged; `limit_connections` tightens them for some seeds.
             ..Config::default()
         };
         let min_latency = Duration::from_millis(rng.random_range(0..=5));
@@ -204,6 +206,9 @@ impl Scenario {
         // Drawn last, so that every seed kept the network, clients and
         // faults it had before these were drawn (see `sim/tests/seeds.rs`).
         tighten(&mut rng, &mut config);
+        // Drawn after everything else, for the same reason.
+        limit_connections(&mut rng, &mut config, clients);
+        let hostile = Hostile::generate(&mut rng, &config, clients);
         Scenario {
             seed,
             config,
@@ -214,7 +219,16 @@ impl Scenario {
             names,
             faults,
             phases,
+            hostile,
         }
+    }
+
+    /// Whether this seed's connection limits are drawn small enough to be
+    /// reached (see [`limit_connections`]).
+    pub fn limits_connections(&self) -> bool {
+        let defaults = Config::default();
+        self.config.max_connections != defaults.max_connections
+            || self.config.max_connections_per_address != defaults.max_connections_per_address
     }
 
     /// A multi-line summary for the head of the trace.
@@ -233,6 +247,7 @@ impl Scenario {
             ),
             format!("names {:?}", self.names),
             format!("behaviour {:?}", self.behaviour),
+            format!("hostile {:?}", self.hostile),
             format!("phases {:?}", self.phases),
         ];
         lines.extend(self.faults.iter().map(|fault| format!("planned {fault}")));
@@ -281,6 +296,140 @@ fn tighten(rng: &mut ChaCha8Rng, config: &mut Config) {
     }
     if rng.random_ratio(1, 3) {
         config.write_timeout = Duration::from_millis(rng.random_range(200..1000));
+    }
+}
+
+/// Makes the connection limits and the login timeout small for some
+/// seeds: for one seed in three each, `max_connections` near the number of
+/// clients (a client's connection that never logs in, a reconnect racing
+/// the close of the last session, or a stale connection a partition left
+/// open takes the last slot) and `max_connections_per_address` of 1 or 2
+/// (every client host has an address of its own, so that client's second
+/// connection is refused while its first is open); and a login timeout of
+/// 1 to 5 seconds for one seed in three, or three in four of the seeds
+/// with a limit. turmoil never resends a FIN a partition dropped and has
+/// no keepalive, so a session abandoned during a partition stays open on
+/// the server, holding a slot, until the login timeout closes it (or, if
+/// it had logged in, until something is sent to it or the shutdown).
+fn limit_connections(rng: &mut ChaCha8Rng, config: &mut Config, clients: usize) {
+    let mut limited = false;
+    if rng.random_ratio(1, 3) {
+        config.max_connections = rng.random_range(clients..=clients + 2);
+        limited = true;
+    }
+    if rng.random_ratio(1, 3) {
+        config.max_connections_per_address = rng.random_range(1..=2);
+        limited = true;
+    }
+    let short_timeout = if limited {
+        rng.random_ratio(3, 4)
+    } else {
+        rng.random_ratio(1, 3)
+    };
+    if short_timeout {
+        config.login_timeout = Duration::from_millis(rng.random_range(1000..=5000));
+    }
+}
+
+/// The longest login timeout under which clients open connections that
+/// never log in: they wait for the timeout to close them.
+pub const SHORT_LOGIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Hostile client behaviours. Each is a per-seed switch: off, or on at some
+/// rate for some of the clients (at least one).
+#[derive(Clone, Debug)]
+pub struct Hostile {
+    /// Per churn session: a connection that never logs in (it sends blank
+    /// lines or nothing), alone or next to the session. On only with a
+    /// short login timeout, which must close it.
+    pub never_login: Switch,
+    /// Per line (a login, a message): written a few bytes at a time over
+    /// seconds, the LF held back a while longer.
+    pub slowloris: Switch,
+    /// Per action: a message with a control character in it.
+    pub control_text: Switch,
+    /// Per login and per destination: a look-alike of a name in the pool
+    /// (fullwidth, Cyrillic, mathematical bold, or decomposed).
+    pub look_alike: Switch,
+    /// The final session goes on typing lines and blank lines through the
+    /// shutdown's drain, until it reads the end of stream.
+    pub typist: Switch,
+    /// In the final phase, one more connection that never logs in, next to
+    /// the final session. On only with a short login timeout.
+    pub final_never_login: Switch,
+}
+
+impl Hostile {
+    fn generate(rng: &mut ChaCha8Rng, config: &Config, clients: usize) -> Hostile {
+        let short_timeout = config.login_timeout <= SHORT_LOGIN_TIMEOUT;
+        let mut hostile = Hostile {
+            never_login: Switch::draw(rng, clients, 0.1, 0.4),
+            slowloris: Switch::draw(rng, clients, 0.05, 0.3),
+            control_text: Switch::draw(rng, clients, 0.05, 0.2),
+            look_alike: Switch::draw(rng, clients, 0.1, 0.4),
+            typist: Switch::draw(rng, clients, 1.0, 1.0),
+            final_never_login: Switch::draw(rng, clients, 1.0, 1.0),
+        };
+        if !short_timeout {
+            hostile.never_login = Switch::default();
+            hostile.final_never_login = Switch::default();
+        }
+        hostile
+    }
+}
+
+/// One hostile behaviour: off, or on at `rate` for the clients listed.
+#[derive(Clone, Default)]
+pub struct Switch {
+    pub rate: f64,
+    pub clients: Vec<usize>,
+}
+
+impl Switch {
+    /// On for one seed in three, at a rate from `low` to `high`, for each
+    /// client with even odds (at least one).
+    fn draw(rng: &mut ChaCha8Rng, clients: usize, low: f64, high: f64) -> Switch {
+        if !rng.random_ratio(1, 3) {
+            return Switch::default();
+        }
+        let rate = rng.random_range(low..=high);
+        let mut chosen: Vec<usize> = (0..clients).filter(|_| rng.random_bool(0.5)).collect();
+        if chosen.is_empty() {
+            chosen.push(rng.random_range(0..clients));
+        }
+        Switch {
+            rate,
+            clients: chosen,
+        }
+    }
+
+    /// The rate for `client`: zero unless it is one of the clients chosen.
+    pub fn rate(&self, client: usize) -> f64 {
+        if self.clients.contains(&client) {
+            self.rate
+        } else {
+            0.0
+        }
+    }
+
+    /// Whether `client` behaves so at all.
+    pub fn on(&self, client: usize) -> bool {
+        self.rate(client) > 0.0
+    }
+
+    /// Whether any client behaves so.
+    pub fn any(&self) -> bool {
+        self.rate > 0.0 && !self.clients.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Switch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.any() {
+            write!(f, "{:.3} for clients {:?}", self.rate, self.clients)
+        } else {
+            f.write_str("off")
+        }
     }
 }
 
@@ -338,5 +487,61 @@ mod tests {
                 .any(|c| c.write_timeout < Duration::from_secs(1))
         );
         assert!(configs.iter().all(|c| c.max_queue >= *TINY_QUEUE.start()));
+    }
+
+    #[test]
+    fn some_seeds_have_connection_limits_and_hostile_clients() {
+        let scenarios: Vec<Scenario> = (0..200).map(Scenario::generate).collect();
+        let defaults = Config::default();
+        let limited = scenarios.iter().filter(|s| s.limits_connections()).count();
+        assert!(
+            (50..150).contains(&limited),
+            "{limited} of 200 seeds limited"
+        );
+        assert!(
+            scenarios
+                .iter()
+                .any(|s| s.config.max_connections == s.clients)
+        );
+        assert!(
+            scenarios
+                .iter()
+                .any(|s| s.config.max_connections_per_address == 1)
+        );
+        assert!(
+            scenarios
+                .iter()
+                .any(|s| s.config.login_timeout < Duration::from_secs(2))
+        );
+        assert!(
+            scenarios
+                .iter()
+                .any(|s| s.config.login_timeout == defaults.login_timeout)
+        );
+        for s in &scenarios {
+            let hostile = &s.hostile;
+            let switches = [
+                &hostile.never_login,
+                &hostile.slowloris,
+                &hostile.control_text,
+                &hostile.look_alike,
+                &hostile.typist,
+                &hostile.final_never_login,
+            ];
+            for switch in switches {
+                assert!(switch.clients.iter().all(|&c| c < s.clients));
+                assert!(!switch.any() || !switch.clients.is_empty());
+            }
+            if s.config.login_timeout > SHORT_LOGIN_TIMEOUT {
+                assert!(!hostile.never_login.any() && !hostile.final_never_login.any());
+            }
+        }
+        let on = |pick: fn(&Hostile) -> &Switch| scenarios.iter().any(|s| pick(&s.hostile).any());
+        assert!(on(|h| &h.never_login));
+        assert!(on(|h| &h.slowloris));
+        assert!(on(|h| &h.control_text));
+        assert!(on(|h| &h.look_alike));
+        assert!(on(|h| &h.typist));
+        assert!(on(|h| &h.final_never_login));
     }
 }
