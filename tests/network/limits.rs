@@ -11,6 +11,16 @@ use socket2::{Domain, Socket, Type};
 use crate::spawned::Spawned;
 use crate::support::{Client, Server, eventually};
 
+/// Connects a client that does not log in, once the server has taken it in:
+/// connections are taken in as their tasks reach the broker, not in the
+/// order they were accepted, so a test that counts slots waits for each.
+fn connect_held(server: &Server) -> Client {
+    let mut client = server.connect();
+    client.send("!");
+    client.expect("error: invalid name");
+    client
+}
+
 /// A client connecting from another loopback address than 127.0.0.1.
 fn connect_from(source: [u8; 4], server: std::net::SocketAddr) -> Client {
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
@@ -30,7 +40,7 @@ fn a_connection_over_max_connections_is_told_and_closed_at_once() {
         "--max-connections-per-address",
         "2",
     ]);
-    let first = server.connect();
+    let first = connect_held(&server);
     let _second = server.login("second");
     let mut third = server.connect();
     third.expect("error: server full");
@@ -48,7 +58,7 @@ fn a_connection_over_max_connections_is_told_and_closed_at_once() {
 #[test]
 fn one_address_cannot_take_every_slot() {
     let server = Server::start(&["--max-connections-per-address", "2"]);
-    let _held: Vec<Client> = (0..2).map(|_| server.connect()).collect();
+    let _held: Vec<Client> = (0..2).map(|_| connect_held(&server)).collect();
     let mut refused = server.connect();
     refused.expect("error: too many connections from your address");
     refused.expect_closed();
