@@ -138,6 +138,20 @@ struct Connection {
     login_deadline: Option<Time>,
 }
 
+/// Takes the connections whose deadline in `deadlines` has come by `now`,
+/// soonest first.
+fn take_due(deadlines: &mut BTreeSet<(Time, ConnId)>, now: Time) -> Vec<ConnId> {
+    let mut due = Vec::new();
+    while let Some(&(at, conn)) = deadlines.first() {
+        if at > now {
+            break;
+        }
+        deadlines.pop_first();
+        due.push(conn);
+    }
+    due
+}
+
 /// The address a connection counts against for the per-address limit: an
 /// IPv4 address, or an IPv6 address's /64 prefix. One host usually holds a
 /// whole /64, so counting single IPv6 addresses would let it rotate past
@@ -392,11 +406,7 @@ impl Broker {
     /// again for when they could next expire.
     fn cut_dead_peers(&mut self, out: &mut Vec<Output>) {
         let mut dead = Vec::new();
-        while let Some(&(due, conn)) = self.stall_checks.first() {
-            if due > self.now {
-                break;
-            }
-            self.stall_checks.pop_first();
+        for conn in take_due(&mut self.stall_checks, self.now) {
             let connection = self
                 .connections
                 .get_mut(&conn)
@@ -423,18 +433,13 @@ impl Broker {
     /// telling it why, in connection id order. Runs after `cut_dead_peers`
     /// on the same timeout, so a connection due both ways is a dead peer.
     fn expire_logins(&mut self, out: &mut Vec<Output>) {
-        let mut expired = Vec::new();
-        while let Some(&(due, conn)) = self.login_deadlines.first() {
-            if due > self.now {
-                break;
-            }
-            self.login_deadlines.pop_first();
+        let mut expired = take_due(&mut self.login_deadlines, self.now);
+        for conn in &expired {
             let connection = self
                 .connections
-                .get_mut(&conn)
+                .get_mut(conn)
                 .expect("a closed connection's login deadline is removed");
             connection.login_deadline = None;
-            expired.push(conn);
         }
         expired.sort_unstable();
         let notice = protocol::render_error(&ErrorReply::LoginTimedOut);
