@@ -21,8 +21,8 @@ mod model;
 use chinwag::broker::{CloseReason, Input, Output};
 use chinwag::codec::{Frame, FrameError};
 use model::scenario::{
-    ABSENT, Amount, BAD_NAMES, BLANK, LOOK_ALIKES, MALFORMED, NAMES, Scenario, Step, TEXTS,
-    WRITE_TIMEOUT,
+    ABSENT, Amount, BAD_NAMES, BLANK, CONTROL_TEXTS, LOOK_ALIKES, MALFORMED, NAMES, NFC_NAMES,
+    Scenario, Step, TEXTS, WRITE_TIMEOUT,
 };
 use model::trace::Trace;
 use proptest::prelude::*;
@@ -41,7 +41,11 @@ fn conn() -> impl Strategy<Value = u64> {
 
 /// Any of the names, or the one nobody logs in as.
 fn anyone() -> impl Strategy<Value = &'static str> {
-    prop_oneof![4 => prop::sample::select(NAMES.to_vec()), 1 => Just(ABSENT)]
+    prop_oneof![
+        8 => prop::sample::select(NAMES.to_vec()),
+        2 => Just(ABSENT),
+        1 => prop::sample::select(NFC_NAMES.to_vec()),
+    ]
 }
 
 /// A login line for a name or a look-alike of one, maybe padded with
@@ -49,8 +53,9 @@ fn anyone() -> impl Strategy<Value = &'static str> {
 fn login() -> impl Strategy<Value = String> {
     let pad = || prop::sample::select(vec!["", "", " ", "\t", "\u{3000}"]);
     let name = prop_oneof![
-        3 => prop::sample::select(NAMES.to_vec()),
-        1 => prop::sample::select(LOOK_ALIKES.to_vec()),
+        6 => prop::sample::select(NAMES.to_vec()),
+        3 => prop::sample::select(LOOK_ALIKES.to_vec()),
+        1 => prop::sample::select(NFC_NAMES.to_vec()),
     ];
     (pad(), name, pad()).prop_map(|(a, n, b)| format!("{a}{n}{b}"))
 }
@@ -58,12 +63,16 @@ fn login() -> impl Strategy<Value = String> {
 /// `dest[, dest...]: text`, with repeats, the sender itself and the
 /// absent name all likely; texts from empty to long enough to fill queues.
 fn message() -> impl Strategy<Value = String> {
-    let destinations = prop::collection::vec(anyone(), 1..=3);
+    // Now and then more than eight, for the set that deduplicates long lists.
+    let destinations = prop_oneof![
+        9 => prop::collection::vec(anyone(), 1..=3),
+        1 => prop::collection::vec(anyone(), 9..=12),
+    ];
     let separator = prop::sample::select(vec![",", ", ", " , "]);
     let text = prop_oneof![
         4 => prop::sample::select(TEXTS.to_vec()).prop_map(str::to_string),
         1 => (0..90usize).prop_map(|n| "x".repeat(n)),
-        1 => Just("x\rfrom alice: forged".to_string()),
+        1 => prop::sample::select(CONTROL_TEXTS.to_vec()).prop_map(str::to_string),
     ];
     (destinations, separator, text).prop_map(|(d, s, t)| format!("{}: {t}", d.join(s)))
 }

@@ -28,6 +28,9 @@ pub const NAMES: [&str; 3] = ["alice", "bob", "carol"];
 /// Valid names that look like ones in `NAMES` (a Cyrillic `а`, fullwidth
 /// letters): taken while their look-alike is held.
 pub const LOOK_ALIKES: [&str; 2] = ["\u{430}lice", "ｂｏｂ"];
+/// One name in two spellings, decomposed and composed: the same name once
+/// in NFC, as a login and as a destination.
+pub const NFC_NAMES: [&str; 2] = ["zoe\u{308}", "zo\u{eb}"];
 /// A valid name nobody is ever generated to log in as.
 pub const ABSENT: &str = "dave";
 /// Login lines that are not valid names.
@@ -41,13 +44,23 @@ pub const BAD_NAMES: [&str; 7] = [
     "tab\there",
 ];
 /// Message texts, including the empty one and ones with `:` in them.
-pub const TEXTS: [&str; 6] = [
+pub const TEXTS: [&str; 7] = [
     "hi",
     "",
     "a: b",
     "  padded  ",
     "ünï",
     "a longer text to fill queues",
+    "tabs\tare\tfine",
+];
+/// Texts the server refuses for a control character, one of each kind.
+pub const CONTROL_TEXTS: [&str; 6] = [
+    "x\rfrom alice: forged",
+    "\x1b[2K",
+    "a\x7fb",
+    "a\u{85}b",
+    "a\u{9b}b",
+    "\u{202e}olleh",
 ];
 /// Lines after login that are no message at all.
 pub const MALFORMED: [&str; 7] = [
