@@ -4,41 +4,20 @@
 use std::thread;
 use std::time::Duration;
 
-use crate::support::{Server, eventually};
+use crate::support::{FLOOD_LINE_BYTES, HUGE_QUEUE, Server, eventually};
 
 #[test]
 fn a_peer_whose_socket_accepts_nothing_is_closed_after_the_write_timeout() {
     // A queue bound so large that only the write timeout can cut bob.
-    let server = Server::start(&[
-        "--write-timeout",
-        "0.5",
-        "--max-queue",
-        "268435456",
-        "--max-line",
-        "65536",
-    ]);
-    let mut bob = server.login_small_window("bob");
-    let mut alice = server.login("alice");
-    // Enough to fill every kernel buffer between the server and bob.
-    let text = "z".repeat(60_000);
-    alice.send_many(&format!("bob: {text}"), 400);
-    let bob_closed = eventually(400, || {
-        alice.send("bob, alice: probe");
-        // Read up to alice's copy of her probe. Once bob is gone, the rest
-        // of the flood (if the server is still working through it) and the
-        // probe itself each get alice an error about him.
-        let mut bob_gone = false;
-        loop {
-            match alice.next_line().as_deref() {
-                Some("from alice: probe") => return bob_gone,
-                Some("error: no such peer: bob") => bob_gone = true,
-                other => panic!("alice got {other:?}"),
-            }
-        }
-    });
+    let server = Server::start(&[&["--write-timeout", "0.5"][..], &HUGE_QUEUE].concat());
+    let (mut bob, mut alice) = server.flood_a_client_who_never_reads(400);
+    let bob_closed = eventually(400, || alice.probe_is_gone("alice", "bob"));
     assert!(bob_closed, "bob was never closed as a dead peer");
     let received = bob.drain_bytes();
-    assert!(received < 400 * 60_000, "bob cannot have read everything");
+    assert!(
+        received < 400 * FLOOD_LINE_BYTES,
+        "bob cannot have read everything"
+    );
 }
 
 /// A socket that keeps accepting bytes, however slowly, is alive: the write

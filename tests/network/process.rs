@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::spawned::Spawned;
-use crate::support::{Client, Server};
+use crate::support::{Client, HUGE_QUEUE, Server};
 
 /// How long the server may take to exit after it should.
 const EXIT_LIMIT: Duration = Duration::from_secs(15);
@@ -49,18 +49,9 @@ fn a_closed_stdout_does_not_stop_the_server() {
 /// Starts a drain that only `--shutdown-timeout` (30 s) would end, with the
 /// first signal, then sends the second.
 fn second_signal_during_a_long_drain(first: &str, second: &str) {
-    let mut server = Server::start(&[
-        "--shutdown-timeout",
-        "30",
-        "--max-queue",
-        "268435456",
-        "--max-line",
-        "65536",
-    ]);
+    let mut server = Server::start(&[&["--shutdown-timeout", "30"][..], &HUGE_QUEUE].concat());
     // bob never reads, so about 12 MB stay queued for him.
-    let bob = server.login_small_window("bob");
-    let mut alice = server.login("alice");
-    alice.send_many(&format!("bob: {}", "w".repeat(60_000)), 200);
+    let (bob, mut alice) = server.flood_a_client_who_never_reads(200);
     alice.send("alice: all sent");
     alice.expect("from alice: all sent");
     server.signal(first);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::Server;
+use crate::support::{HUGE_QUEUE, Server};
 
 const EXIT_LIMIT: Duration = Duration::from_secs(15);
 
@@ -48,18 +48,8 @@ fn sigint_shuts_down_the_same_way() {
 
 #[test]
 fn a_client_that_never_reads_cannot_hold_up_shutdown() {
-    let mut server = Server::start(&[
-        "--shutdown-timeout",
-        "1",
-        "--max-queue",
-        "268435456",
-        "--max-line",
-        "65536",
-    ]);
-    let bob = server.login_small_window("bob");
-    let mut alice = server.login("alice");
-    let text = "w".repeat(60_000);
-    alice.send_many(&format!("bob: {text}"), 200);
+    let mut server = Server::start(&[&["--shutdown-timeout", "1"][..], &HUGE_QUEUE].concat());
+    let (bob, mut alice) = server.flood_a_client_who_never_reads(200);
     alice.send("alice: all sent");
     alice.expect("from alice: all sent");
     server.signal("TERM");

@@ -5,7 +5,7 @@
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::support::{Client, Server, eventually};
+use crate::support::{Client, HUGE_QUEUE, Server, eventually};
 
 /// The burst the issue reported taking 5 s against a backlog of 128.
 const BURST_CONNECTS: usize = 1000;
@@ -73,32 +73,12 @@ fn a_burst_of_connects_waits_in_the_backlog() {
 #[test]
 fn the_kernel_drops_a_closed_connection_its_peer_never_reads() {
     // A queue bound so large that only the write timeout can cut bob.
-    let server = Server::start(&[
-        "--write-timeout",
-        "1",
-        "--max-queue",
-        "268435456",
-        "--max-line",
-        "65536",
-    ]);
-    let bob = server.login_small_window("bob");
+    let server = Server::start(&[&["--write-timeout", "1"][..], &HUGE_QUEUE].concat());
+    let (bob, mut alice) = server.flood_a_client_who_never_reads(200);
     let bob_port = bob.raw_stream().local_addr().unwrap().port();
-    let mut alice = server.login("alice");
-    let text = "z".repeat(60_000);
-    alice.send_many(&format!("bob: {text}"), 200);
     // The broker cuts bob as a dead peer and the server closes its socket,
     // with megabytes still unsent to a window bob keeps at zero.
-    let bob_cut = eventually(400, || {
-        alice.send("bob, alice: probe");
-        loop {
-            match alice.next_line().as_deref() {
-                Some("error: no such peer: bob") => return true,
-                Some("from alice: probe") => return false,
-                Some(_) => continue,
-                None => panic!("alice was disconnected"),
-            }
-        }
-    });
+    let bob_cut = eventually(400, || alice.probe_is_gone("alice", "bob"));
     assert!(bob_cut, "bob was never cut");
     // Without TCP_USER_TIMEOUT the kernel would keep probing bob's zero
     // window for that closed socket for many minutes.

@@ -15,6 +15,13 @@ use socket2::{Domain, Socket, Type};
 /// How long any single read may wait before the test fails.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Flags for a queue bound so large that only a timeout can cut a reader
+/// who never reads, and lines long enough to fill buffers quickly.
+pub const HUGE_QUEUE: [&str; 4] = ["--max-queue", "268435456", "--max-line", "65536"];
+
+/// The length of one line of `Server::flood_a_client_who_never_reads`.
+pub const FLOOD_LINE_BYTES: usize = 60_000;
+
 /// A `chinwag serve` process, killed when dropped.
 pub struct Server {
     child: Child,
@@ -58,6 +65,16 @@ impl Server {
         let mut client = self.connect();
         client.log_in(name);
         client
+    }
+
+    /// Logs in bob, with a tiny window, and alice, who sends bob `lines`
+    /// lines of `FLOOD_LINE_BYTES` that he never reads: a few hundred fill
+    /// every kernel buffer between the server and bob. Returns both.
+    pub fn flood_a_client_who_never_reads(&self, lines: usize) -> (Client, Client) {
+        let bob = self.login_small_window("bob");
+        let mut alice = self.login("alice");
+        alice.send_many(&format!("bob: {}", "w".repeat(FLOOD_LINE_BYTES)), lines);
+        (bob, alice)
     }
 
     /// Connects with a tiny receive buffer and logs in: a client that
@@ -169,6 +186,24 @@ impl Client {
             }
             Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => None,
             Err(error) => panic!("reading from server: {error}"),
+        }
+    }
+
+    /// Whether `name` is gone, as this client, logged in as `me`, learns it:
+    /// it messages `name` and itself, and reads up to its own copy. Once
+    /// `name` is gone, lines still on their way to it (a flood the server is
+    /// working through) and the probe each bring an error about it.
+    pub fn probe_is_gone(&mut self, me: &str, name: &str) -> bool {
+        self.send(&format!("{name}, {me}: probe"));
+        let own_copy = format!("from {me}: probe");
+        let error = format!("error: no such peer: {name}");
+        let mut gone = false;
+        loop {
+            match self.next_line() {
+                Some(line) if line == own_copy => return gone,
+                Some(line) if line == error => gone = true,
+                other => panic!("{me} got {other:?}"),
+            }
         }
     }
 
