@@ -96,12 +96,16 @@ impl Runtime for AsyncStd {
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        async_std::task::spawn(async move {
+        // A combinator, not an `async` block: a block would hold the task
+        // twice over (once captured, once being polled), doubling the
+        // memory of every idle connection.
+        let guarded = AssertUnwindSafe(task).catch_unwind().map(|finished| {
             // The panic hook has already printed the message and location.
-            if AssertUnwindSafe(task).catch_unwind().await.is_err() {
+            if finished.is_err() {
                 std::process::abort();
             }
         });
+        async_std::task::spawn(guarded);
     }
 
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {

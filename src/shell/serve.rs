@@ -103,10 +103,10 @@ pub async fn serve_observed<R, S, I, F, O>(
             reports.clone(),
         );
         let open = connections_open.clone();
-        runtime.spawn(async move {
-            connection.await;
-            drop(open);
-        });
+        // A combinator, not an `async` block, which would hold the
+        // connection's future twice over (captured, and being polled):
+        // the future is most of what an idle connection costs.
+        runtime.spawn(connection.map(move |()| drop(open)));
     }
 
     info!("shutting down");
