@@ -10,8 +10,8 @@
 //!
 //! Being the one serial step, its cost per event bounds the whole server's
 //! throughput, so the hot path avoids what it can: a reader queues the
-//! lines of one read together as one event (a few dozen at most), and
-//! outboxes are found by hash.
+//! lines of one read together as one event (a few dozen at most), a burst
+//! of waiting events shares one clock reading, and links are found by hash.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -197,8 +197,10 @@ pub(super) async fn run_broker<R: Runtime>(
                 // reading: under load the events of one wake-up come as a
                 // burst, and reading the clock, re-arming the timer and
                 // re-entering the select for each would cost more than the
-                // event. (A burst takes microseconds: the time it hands the
-                // broker is never late by more.)
+                // event. (A burst is at most `BURST_EVENTS_MAX` events, so
+                // the time it hands the broker is late by at most that
+                // much work: microseconds for chat lines, longer for lines
+                // naming thousands of destinations.)
                 for _ in 1..BURST_EVENTS_MAX {
                     match events.next().now_or_never() {
                         Some(Some(event)) => core.event(now, event),
