@@ -66,10 +66,16 @@ struct ServeArgs {
     #[arg(long, value_name = "BYTES", default_value_t = Config::default().max_line, value_parser = parse_positive)]
     max_line: usize,
 
-    /// Bytes that may queue up for one connection. A connection whose queue
-    /// would grow past this is disconnected as a slow consumer.
+    /// Bytes that may queue up for one connection. A client whose message
+    /// takes someone's queue past this is paused (the server stops reading
+    /// from it) until that queue drains back under it.
     #[arg(long, value_name = "BYTES", default_value_t = Config::default().max_queue, value_parser = parse_positive)]
     max_queue: usize,
+
+    /// Seconds a connection's queue may stay past --max-queue before it is
+    /// disconnected as a slow consumer. Fractions are allowed.
+    #[arg(long, value_name = "SECS", default_value_t = Seconds(Config::default().slow_timeout), value_parser = parse_positive_seconds)]
+    slow_timeout: Seconds,
 
     /// Seconds a connection with data queued may accept no bytes before it
     /// is closed as a dead peer. Fractions are allowed.
@@ -214,6 +220,7 @@ fn server_config(args: &ServeArgs) -> Result<Config, String> {
         max_line,
         max_queue: args.max_queue,
         write_timeout: args.write_timeout.0,
+        slow_timeout: args.slow_timeout.0,
         shutdown_timeout: args.shutdown_timeout.0,
         max_connections,
         max_connections_per_address,

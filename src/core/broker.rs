@@ -10,8 +10,9 @@
 //! timer, the broker owns the rule.
 //!
 //! It owns who is logged in (by connection id; names are only a lookup
-//! table) and how many bytes are queued for each connection, so slow
-//! consumers and dead peers are decided here, from facts the shell reports.
+//! table) and how many bytes are queued for each connection, so flow
+//! control (whose reading pauses, who is too slow, who is dead) is decided
+//! here, from facts the shell reports.
 //! It does no I/O, reads no clock and draws no random numbers (the crate is
 //! `no_std`), so the same inputs always give the same outputs: that is what
 //! lets property tests and the simulator check it. Its maps are hash maps
@@ -26,7 +27,7 @@
 //! is a bug in the caller, and the broker panics, in release builds too,
 //! rather than go on with an account it knows is wrong.
 
-use alloc::collections::BTreeSet;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -81,6 +82,12 @@ pub enum Output {
     /// Queue this line (terminator included) for `conn`. One delivery is one
     /// shared buffer, however many recipients it has.
     Send { conn: ConnId, line: Line },
+    /// Stop reading from `conn`: a line it sent took some connection's queue
+    /// past `max_queue`. Its lines already on their way are still processed.
+    Pause { conn: ConnId },
+    /// Read from `conn` again: every queue its lines took past `max_queue`
+    /// is back under it, or closed.
+    Resume { conn: ConnId },
     /// The broker is done with `conn`: it sends nothing more to it and
     /// `name`, the name it was logged in as (if any), is free. The shell
     /// closes the socket.
@@ -96,7 +103,7 @@ pub enum Output {
 pub enum CloseReason {
     /// The peer closed its side or the connection failed.
     PeerClosed,
-    /// A delivery would have pushed its queue past `max_queue`.
+    /// Its queue stayed past `max_queue` for the slow timeout.
     SlowConsumer,
     /// Its socket accepted no bytes for the write timeout.
     DeadPeer,
@@ -136,6 +143,13 @@ struct Connection {
     /// When it must have logged in by, until it does (its key in
     /// `Broker::login_deadlines`).
     login_deadline: Option<Time>,
+    /// Since when its queue has been past `max_queue`, while it is; its
+    /// slow-consumer deadline (in `Broker::slow_deadlines`) is
+    /// `slow_timeout` later.
+    over_since: Option<Time>,
+    /// How many queues past `max_queue` its lines helped fill (its entries
+    /// in `Broker::blocked`). It is paused while this is not zero.
+    blocked_on: usize,
 }
 
 /// Takes the connections whose deadline in `deadlines` has come by `now`,
@@ -174,6 +188,7 @@ fn address_group(address: IpAddr) -> IpAddr {
 pub struct Broker {
     max_queue: usize,
     write_timeout: Duration,
+    slow_timeout: Duration,
     max_connections: usize,
     max_connections_per_address: usize,
     login_timeout: Duration,
@@ -193,6 +208,14 @@ pub struct Broker {
     stall_checks: BTreeSet<(Time, ConnId)>,
     /// Login deadlines, soonest first: one per connection not logged in.
     login_deadlines: BTreeSet<(Time, ConnId)>,
+    /// Slow-consumer deadlines, soonest first: one per connection whose
+    /// queue is past `max_queue`, removed when it drains back under.
+    slow_deadlines: BTreeSet<(Time, ConnId)>,
+    /// For each connection whose queue is past `max_queue`, the paused
+    /// senders whose lines went into it since it went past, in id order:
+    /// they resume when it drains back under or closes. Ordered sets, so
+    /// resuming them walks no hash order.
+    blocked: BTreeMap<ConnId, BTreeSet<ConnId>>,
     /// Connections closed by the broker and not yet released by the shell,
     /// with their address: they still hold a descriptor and buffers.
     releasing: HashMap<ConnId, IpAddr, FixedState>,
@@ -211,6 +234,7 @@ impl Broker {
         Broker {
             max_queue: config.max_queue,
             write_timeout: config.write_timeout,
+            slow_timeout: config.slow_timeout,
             max_connections: config.max_connections,
             max_connections_per_address: config.max_connections_per_address,
             login_timeout: config.login_timeout,
@@ -219,6 +243,8 @@ impl Broker {
             skeletons: HashMap::default(),
             stall_checks: BTreeSet::new(),
             login_deadlines: BTreeSet::new(),
+            slow_deadlines: BTreeSet::new(),
+            blocked: BTreeMap::new(),
             releasing: HashMap::default(),
             per_address: HashMap::default(),
             now: Time::ZERO,
@@ -241,12 +267,13 @@ impl Broker {
         match *input {
             Input::Opened { conn, address } => self.open(conn, address, out),
             Input::Line { conn, ref frame } => self.line(conn, frame, out),
-            Input::Flushed { conn, bytes } => self.flushed(conn, bytes),
+            Input::Flushed { conn, bytes } => self.flushed(conn, bytes, out),
             Input::Closed { conn } => self.close(conn, CloseReason::PeerClosed, out),
             Input::Released { conn } => self.release(conn, out),
             Input::Shutdown => self.shutdown(out),
             Input::Timeout => {
                 self.cut_dead_peers(out);
+                self.cut_slow_consumers(out);
                 self.expire_logins(out);
             }
         }
@@ -257,12 +284,13 @@ impl Broker {
     /// When the broker next needs an [`Input::Timeout`], if ever. It changes
     /// only when an input is handled, so the caller asks after each one.
     pub fn poll_timeout(&self) -> Option<Time> {
-        let stall = self.stall_checks.first().map(|&(due, _)| due);
-        let login = self.login_deadlines.first().map(|&(due, _)| due);
-        match (stall, login) {
-            (Some(stall), Some(login)) => Some(stall.min(login)),
-            (due, None) | (None, due) => due,
-        }
+        let deadlines = [
+            &self.stall_checks,
+            &self.slow_deadlines,
+            &self.login_deadlines,
+        ];
+        let soonest = deadlines.into_iter().filter_map(|set| set.first());
+        soonest.map(|&(due, _)| due).min()
     }
 
     /// The name `conn` is logged in as, if any.
@@ -273,6 +301,13 @@ impl Broker {
     /// Bytes queued for `conn` and not yet flushed, if it is open.
     pub fn queued_bytes(&self, conn: ConnId) -> Option<usize> {
         Some(self.connections.get(&conn)?.queued)
+    }
+
+    /// Whether the shell has been told to stop reading from `conn`.
+    pub fn is_paused(&self, conn: ConnId) -> bool {
+        self.connections
+            .get(&conn)
+            .is_some_and(|connection| connection.blocked_on > 0)
     }
 
     /// How many connections the broker holds open.
@@ -296,6 +331,8 @@ impl Broker {
             stall_check: None,
             address,
             login_deadline: Some(login_deadline),
+            over_since: None,
+            blocked_on: 0,
         };
         let reused = self.connections.insert(conn, connection).is_some();
         assert!(!reused, "the shell reused connection id {conn}");
@@ -354,7 +391,7 @@ impl Broker {
                 self.login_deadlines.remove(&(deadline, conn));
             }
         }
-        self.enqueue(conn, welcome, out);
+        self.enqueue(conn, welcome, Some(conn), out);
     }
 
     fn message(&mut self, conn: ConnId, sender: &str, line: &str, out: &mut Vec<Output>) {
@@ -366,7 +403,7 @@ impl Broker {
         let delivery = protocol::render_delivery(sender, message.text);
         for destination in message.destinations {
             match self.holders.get(&*destination) {
-                Some(&recipient) => self.enqueue(recipient, delivery.clone(), out),
+                Some(&recipient) => self.enqueue(recipient, delivery.clone(), Some(conn), out),
                 None => {
                     let error = ErrorReply::NoSuchPeer(destination.into_owned());
                     self.reply_error(conn, &error, out);
@@ -375,17 +412,27 @@ impl Broker {
         }
     }
 
-    fn flushed(&mut self, conn: ConnId, bytes: usize) {
-        if let Some(connection) = self.connections.get_mut(&conn) {
-            // The shell can only flush what was queued: more means its
-            // account and ours disagree, and every bound after is suspect.
-            assert!(
-                bytes <= connection.queued,
-                "{conn} flushed {bytes} bytes with {} queued",
-                connection.queued
-            );
-            connection.queued -= bytes;
-            connection.progress_at = self.now;
+    /// Accounts bytes the socket accepted. A queue that drains back under
+    /// `max_queue` is no longer slow, and the senders it held up resume.
+    fn flushed(&mut self, conn: ConnId, bytes: usize, out: &mut Vec<Output>) {
+        let Some(connection) = self.connections.get_mut(&conn) else {
+            return;
+        };
+        // The shell can only flush what was queued: more means its
+        // account and ours disagree, and every bound after is suspect.
+        assert!(
+            bytes <= connection.queued,
+            "{conn} flushed {bytes} bytes with {} queued",
+            connection.queued
+        );
+        connection.queued -= bytes;
+        connection.progress_at = self.now;
+        if connection.queued <= self.max_queue {
+            if let Some(since) = connection.over_since.take() {
+                self.slow_deadlines
+                    .remove(&(since + self.slow_timeout, conn));
+                self.unblock(conn, out);
+            }
         }
     }
 
@@ -429,6 +476,24 @@ impl Broker {
         }
     }
 
+    /// Cuts every connection whose queue has stayed past `max_queue` for the
+    /// slow timeout, in connection id order. Its senders have been paused
+    /// all that time, so it has had every chance to catch up.
+    fn cut_slow_consumers(&mut self, out: &mut Vec<Output>) {
+        let mut slow = take_due(&mut self.slow_deadlines, self.now);
+        for conn in &slow {
+            let connection = self
+                .connections
+                .get_mut(conn)
+                .expect("a closed connection's slow deadline is removed");
+            connection.over_since = None;
+        }
+        slow.sort_unstable();
+        for conn in slow {
+            self.close(conn, CloseReason::SlowConsumer, out);
+        }
+    }
+
     /// Closes every connection that has not logged in by its deadline,
     /// telling it why, in connection id order. Runs after `cut_dead_peers`
     /// on the same timeout, so a connection due both ways is a dead peer.
@@ -464,25 +529,29 @@ impl Broker {
             .get(&conn)
             .is_some_and(|connection| connection.queued + notice.len() <= self.max_queue);
         if fits {
-            self.enqueue(conn, notice.clone(), out);
+            // It fits, so it can take no queue past the bound: no sender to pause.
+            self.enqueue(conn, notice.clone(), None, out);
         }
         self.close(conn, reason, out);
     }
 
+    /// Replies to `conn` about the line it just sent.
     fn reply_error(&mut self, conn: ConnId, error: &ErrorReply, out: &mut Vec<Output>) {
-        self.enqueue(conn, protocol::render_error(error), out);
+        self.enqueue(conn, protocol::render_error(error), Some(conn), out);
     }
 
-    /// Queues `line` for `conn`, or cuts `conn` as a slow consumer if the
-    /// line would push its queue past `max_queue`.
-    fn enqueue(&mut self, conn: ConnId, line: Line, out: &mut Vec<Output>) {
+    /// Queues `line` for `conn`. `sender` is the connection whose line
+    /// caused it, if any: when `line` takes or keeps `conn`'s queue past
+    /// `max_queue`, the sender pays for it. It is paused until that queue
+    /// drains back under the bound, so TCP pushes back on it alone, and
+    /// `conn` is cut only if it stays past the bound for the slow timeout.
+    /// The line itself is never dropped: the sender's lines already on
+    /// their way when it is paused are few, so the overshoot is bounded.
+    fn enqueue(&mut self, conn: ConnId, line: Line, sender: Option<ConnId>, out: &mut Vec<Output>) {
         let Some(connection) = self.connections.get_mut(&conn) else {
             return;
         };
         let queued = connection.queued + line.len();
-        if queued > self.max_queue {
-            return self.close(conn, CloseReason::SlowConsumer, out);
-        }
         if connection.queued == 0 {
             // The socket has something to do from now on: the stall clock starts.
             connection.progress_at = self.now;
@@ -493,7 +562,50 @@ impl Broker {
             }
         }
         connection.queued = queued;
+        let over = queued > self.max_queue;
+        if over && connection.over_since.is_none() {
+            connection.over_since = Some(self.now);
+            self.slow_deadlines
+                .insert((self.now + self.slow_timeout, conn));
+        }
         out.push(Output::Send { conn, line });
+        if let (true, Some(sender)) = (over, sender) {
+            self.block(sender, conn, out);
+        }
+    }
+
+    /// Records that `sender`'s line went into `full`'s overfull queue, and
+    /// pauses `sender` if this is the first such queue it waits on.
+    fn block(&mut self, sender: ConnId, full: ConnId, out: &mut Vec<Output>) {
+        if !self.blocked.entry(full).or_default().insert(sender) {
+            return;
+        }
+        let connection = self
+            .connections
+            .get_mut(&sender)
+            .expect("a line is processed only from an open connection");
+        connection.blocked_on += 1;
+        if connection.blocked_on == 1 {
+            out.push(Output::Pause { conn: sender });
+        }
+    }
+
+    /// `full` drained back under `max_queue` or closed: the senders it held
+    /// up stop waiting on it, and those waiting on nothing else resume.
+    fn unblock(&mut self, full: ConnId, out: &mut Vec<Output>) {
+        let Some(senders) = self.blocked.remove(&full) else {
+            return;
+        };
+        for sender in senders {
+            // A sender closed meanwhile has nothing to resume.
+            let Some(connection) = self.connections.get_mut(&sender) else {
+                continue;
+            };
+            connection.blocked_on -= 1;
+            if connection.blocked_on == 0 {
+                out.push(Output::Resume { conn: sender });
+            }
+        }
     }
 
     /// Forgets `conn`, frees its name and tells the shell, once.
@@ -517,9 +629,16 @@ impl Broker {
         if let Some(due) = connection.login_deadline {
             self.login_deadlines.remove(&(due, conn));
         }
+        if let Some(since) = connection.over_since {
+            self.slow_deadlines
+                .remove(&(since + self.slow_timeout, conn));
+        }
         self.releasing.insert(conn, connection.address);
         let name = connection.name;
         out.push(Output::Close { conn, reason, name });
+        // Its senders wait on it no more. (What it was blocked on forgets it
+        // lazily: `unblock` skips closed senders.)
+        self.unblock(conn, out);
     }
 
     /// The shell let go of `conn`: it stops counting against the limits.
@@ -578,10 +697,6 @@ impl Broker {
         );
         let mut checks = 0;
         for (conn, connection) in &self.connections {
-            assert!(
-                connection.queued <= self.max_queue,
-                "{conn} queue over its bound"
-            );
             if connection.queued > 0 {
                 assert!(
                     connection.stall_check.is_some(),
@@ -624,6 +739,39 @@ impl Broker {
             self.login_deadlines.len(),
             "a deadline outlived its connection"
         );
+        for (conn, connection) in &self.connections {
+            let over = connection.queued > self.max_queue;
+            assert_eq!(connection.over_since.is_some(), over, "{conn}'s over_since");
+            if let Some(since) = connection.over_since {
+                let due = (since + self.slow_timeout, *conn);
+                assert!(
+                    self.slow_deadlines.contains(&due),
+                    "{conn}'s slow deadline is not indexed"
+                );
+            }
+            let waits_on = self
+                .blocked
+                .values()
+                .filter(|senders| senders.contains(conn));
+            assert_eq!(
+                waits_on.count(),
+                connection.blocked_on,
+                "{conn}'s blocked_on"
+            );
+        }
+        let over = self.connections.values().filter(|c| c.over_since.is_some());
+        assert_eq!(
+            over.count(),
+            self.slow_deadlines.len(),
+            "a slow deadline outlived its connection"
+        );
+        for full in self.blocked.keys() {
+            let over = self
+                .connections
+                .get(full)
+                .is_some_and(|c| c.over_since.is_some());
+            assert!(over, "{full} holds senders up but is not past the bound");
+        }
         let counted: usize = self.per_address.values().sum();
         assert_eq!(
             counted,

@@ -1,7 +1,8 @@
 //! The server's limits and timeouts, as chosen on the command line.
 //!
 //! One plain value shared by every layer: the codec reads `max_line`, the
-//! broker `max_queue` and `write_timeout`, the shell `shutdown_timeout`.
+//! broker `max_queue`, `write_timeout` and `slow_timeout`, the shell
+//! `shutdown_timeout`.
 //! The defaults are PROTOCOL.md's, and this is their one source: the
 //! command line and the load tool read them from here.
 
@@ -12,8 +13,12 @@ use core::time::Duration;
 pub struct Config {
     /// Longest accepted line in bytes, terminator not counted.
     pub max_line: usize,
-    /// Most bytes queued for one connection before it is cut as a slow consumer.
+    /// Most bytes queued for one connection before whoever sends it more is
+    /// paused (see `slow_timeout`).
     pub max_queue: usize,
+    /// How long a connection may have more than `max_queue` bytes queued
+    /// before it is cut as a slow consumer.
+    pub slow_timeout: Duration,
     /// How long a connection with data queued may have its socket accept no
     /// bytes before it is closed as a dead peer.
     pub write_timeout: Duration,
@@ -32,6 +37,7 @@ impl Default for Config {
         Config {
             max_line: 8192,
             max_queue: 1024 * 1024,
+            slow_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(5),
             // The command line derives both from the descriptor limit; these

@@ -247,5 +247,7 @@ fn route(output: Output, links: &mut Links) {
             }
             let _ = link.outbox.unbounded_send(Outbound::Close(reason));
         }
+        // Not carried out yet: the connection's reader pauses in the next commit.
+        Output::Pause { .. } | Output::Resume { .. } => {}
     }
 }

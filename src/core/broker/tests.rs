@@ -94,6 +94,8 @@ fn describe(output: &Output) -> String {
             format!("{conn} <- {}", line.as_str().trim_end_matches('\n'))
         }
         Output::Close { conn, reason, .. } => format!("{conn} closed: {reason:?}"),
+        Output::Pause { conn } => format!("{conn} paused"),
+        Output::Resume { conn } => format!("{conn} resumed"),
     }
 }
 
@@ -202,7 +204,7 @@ fn every_recipient_shares_one_rendered_line() {
         .iter()
         .filter_map(|output| match output {
             Output::Send { line, .. } => Some(line),
-            Output::Close { .. } => None,
+            _ => None,
         })
         .collect();
     assert_eq!(lines.len(), 2);
