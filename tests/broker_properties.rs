@@ -22,7 +22,7 @@ use chinwag::broker::{CloseReason, Input, Output};
 use chinwag::codec::{Frame, FrameError};
 use model::scenario::{
     ABSENT, Amount, BAD_NAMES, BLANK, CONTROL_TEXTS, LOOK_ALIKES, MALFORMED, NAMES, NFC_NAMES,
-    Scenario, Step, TEXTS, WRITE_TIMEOUT,
+    SLOW_TIMEOUT, Scenario, Step, TEXTS, WRITE_TIMEOUT,
 };
 use model::trace::Trace;
 use proptest::prelude::*;
@@ -99,6 +99,9 @@ fn step() -> impl Strategy<Value = Step> {
         16 => conn().prop_map(|c| Step::Read(c, Amount::Everything)),
         12 => (conn(), 1..40usize).prop_map(|(c, n)| Step::Read(c, Amount::UpTo(n))),
         3 => (0..=2 * WRITE_TIMEOUT.as_millis() as u64).prop_map(Step::Wait),
+        // Short of the write timeout, so a full queue is found slow before
+        // it is found dead.
+        3 => (0..=3 * SLOW_TIMEOUT.as_millis() as u64 / 2).prop_map(Step::Wait),
         12 => conn().prop_map(Step::Disconnect),
         12 => conn().prop_map(Step::Release),
         1 => Just(Step::Shutdown),
@@ -168,6 +171,8 @@ fn the_generator_reaches_the_interesting_cases() {
         deliveries,
         missing_peers,
         slow_consumer_cuts,
+        pauses,
+        resumes,
         dead_peers,
         refusals,
         login_timeouts,
@@ -182,6 +187,8 @@ fn the_generator_reaches_the_interesting_cases() {
         ("delivery", deliveries),
         ("no such peer", missing_peers),
         ("slow-consumer cut", slow_consumer_cuts),
+        ("pause", pauses),
+        ("resume", resumes),
         ("dead-peer close", dead_peers),
         ("refused connection", refusals),
         ("login timeout", login_timeouts),
@@ -209,6 +216,8 @@ struct Coverage {
     deliveries: usize,
     missing_peers: usize,
     slow_consumer_cuts: usize,
+    pauses: usize,
+    resumes: usize,
     dead_peers: usize,
     refusals: usize,
     login_timeouts: usize,
@@ -248,6 +257,8 @@ impl Coverage {
                         self.refusals += usize::from(*reason == CloseReason::Refused);
                         self.login_timeouts += usize::from(*reason == CloseReason::LoginTimeout);
                     }
+                    Output::Pause { .. } => self.pauses += 1,
+                    Output::Resume { .. } => self.resumes += 1,
                 }
             }
         }

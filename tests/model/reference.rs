@@ -1,12 +1,13 @@
 //! The reference model: the simplest description of PROTOCOL.md that is
 //! obviously correct, to hold the broker's every output against.
 //!
-//! It keeps, for each open connection, the name it holds and the bytes
-//! queued for it, and for each input says what the server must send and
-//! close. Names are found by scanning the connections, never through an
-//! index that could drift out of step with them.
+//! It keeps, for each open connection, the name it holds, the bytes queued
+//! for it and which over-full queues its lines went into, and for each
+//! input says what the server must send, close, pause and resume. Names,
+//! and who is paused, are found by scanning the connections, never through
+//! an index that could drift out of step with them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -26,6 +27,11 @@ struct Connection {
     progress_at: Time,
     address: IpAddr,
     opened_at: Time,
+    /// Since when its queue has been past `max_queue`, while it is.
+    over_since: Option<Time>,
+    /// The open connections whose over-full queues this one's lines went
+    /// into: it is paused while there is one.
+    blocked_on: BTreeSet<ConnId>,
 }
 
 /// Whether two connections count as one address for the per-address
@@ -71,7 +77,7 @@ impl Model {
             Input::Line { conn, frame } => {
                 if self.open.contains_key(conn) {
                     match frame {
-                        Err(error) => self.send(*conn, grammar::frame_error(*error), &mut out),
+                        Err(error) => self.reply(*conn, grammar::frame_error(*error), &mut out),
                         Ok(line) => self.line(*conn, line, &mut out),
                     }
                 }
@@ -80,6 +86,11 @@ impl Model {
                 if let Some(connection) = self.open.get_mut(conn) {
                     connection.queued -= bytes;
                     connection.progress_at = now;
+                    if connection.queued <= self.config.max_queue && connection.over_since.is_some()
+                    {
+                        connection.over_since = None;
+                        self.unblock(*conn, &mut out);
+                    }
                 }
             }
             Input::Closed { conn } => self.close(*conn, CloseReason::PeerClosed, &mut out),
@@ -90,6 +101,7 @@ impl Model {
             Input::Shutdown => self.shutdown(&mut out),
             Input::Timeout => {
                 self.cut_dead_peers(&mut out);
+                self.cut_slow_consumers(&mut out);
                 self.expire_logins(&mut out);
             }
         }
@@ -97,11 +109,12 @@ impl Model {
     }
 
     /// The earliest time a rule of time could next close a connection: a
-    /// dead-peer cut or a login timeout. The broker must ask to be woken
-    /// no later than this.
+    /// dead-peer cut, a slow-consumer cut or a login timeout. The broker
+    /// must ask to be woken no later than this.
     pub fn next_deadline(&self) -> Option<Time> {
         let stall =
             |c: &Connection| (c.queued > 0).then(|| c.progress_at + self.config.write_timeout);
+        let slow = |c: &Connection| c.over_since.map(|since| since + self.config.slow_timeout);
         let login = |c: &Connection| {
             c.name
                 .is_none()
@@ -109,7 +122,7 @@ impl Model {
         };
         self.open
             .values()
-            .flat_map(|c| [stall(c), login(c)])
+            .flat_map(|c| [stall(c), slow(c), login(c)])
             .flatten()
             .min()
     }
@@ -129,6 +142,8 @@ impl Model {
             progress_at: self.now,
             address,
             opened_at: self.now,
+            over_since: None,
+            blocked_on: BTreeSet::new(),
         };
         self.open.insert(conn, connection);
         if self.shutting_down {
@@ -171,14 +186,14 @@ impl Model {
 
     fn login(&mut self, conn: ConnId, line: &str, out: &mut Vec<Output>) {
         match grammar::login_name(line) {
-            None => self.send(conn, grammar::invalid_name(), out),
+            None => self.reply(conn, grammar::invalid_name(), out),
             Some(name) if self.look_alike_held(&name) => {
-                self.send(conn, grammar::name_taken(&name), out)
+                self.reply(conn, grammar::name_taken(&name), out)
             }
             Some(name) => {
                 let welcome = grammar::welcome(&name);
                 self.open.get_mut(&conn).unwrap().name = Some(name);
-                self.send(conn, welcome, out);
+                self.reply(conn, welcome, out);
             }
         }
     }
@@ -186,7 +201,7 @@ impl Model {
     fn message(&mut self, sender: ConnId, sender_name: &str, line: &str, out: &mut Vec<Output>) {
         let Message { destinations, text } = match grammar::parse_message(line) {
             Ok(message) => message,
-            Err(why) => return self.send(sender, grammar::refusal(why), out),
+            Err(why) => return self.reply(sender, grammar::refusal(why), out),
         };
         // Who is logged in is decided once, at the point the message is
         // processed; a cut it causes along the way changes nothing.
@@ -194,8 +209,8 @@ impl Model {
         let delivery = grammar::delivery(sender_name, &text);
         for (destination, holder) in destinations.iter().zip(holders) {
             match holder {
-                Some(recipient) => self.send(recipient, delivery.clone(), out),
-                None => self.send(sender, grammar::no_such_peer(destination), out),
+                Some(recipient) => self.send(recipient, delivery.clone(), Some(sender), out),
+                None => self.reply(sender, grammar::no_such_peer(destination), out),
             }
         }
     }
@@ -211,6 +226,23 @@ impl Model {
             .collect();
         for conn in dead {
             self.close(conn, CloseReason::DeadPeer, out);
+        }
+    }
+
+    /// A connection whose queue has been past `max_queue` for the slow
+    /// timeout is a slow consumer: cut, in connection id order.
+    fn cut_slow_consumers(&mut self, out: &mut Vec<Output>) {
+        let slow: Vec<ConnId> = self
+            .open
+            .iter()
+            .filter(|(_, c)| {
+                c.over_since
+                    .is_some_and(|since| since + self.config.slow_timeout <= self.now)
+            })
+            .map(|(conn, _)| *conn)
+            .collect();
+        for conn in slow {
+            self.close(conn, CloseReason::SlowConsumer, out);
         }
     }
 
@@ -238,28 +270,56 @@ impl Model {
             .get(&conn)
             .is_some_and(|c| c.queued + notice.len() <= self.config.max_queue);
         if fits {
-            self.send(conn, notice.to_string(), out);
+            self.send(conn, notice.to_string(), None, out);
         }
         self.close(conn, reason, out);
     }
 
-    /// Queues `line` for `conn`, or cuts `conn` as a slow consumer if it
-    /// does not fit. Nothing is sent to a connection that is not open.
-    fn send(&mut self, conn: ConnId, line: String, out: &mut Vec<Output>) {
+    /// Sends `conn` a reply to the line it just sent.
+    fn reply(&mut self, conn: ConnId, line: String, out: &mut Vec<Output>) {
+        self.send(conn, line, Some(conn), out);
+    }
+
+    /// Queues `line` for `conn`, always. If that leaves `conn`'s queue past
+    /// `max_queue`, the connection whose line caused it (`sender`) is
+    /// paused until `conn` drains back under the bound or closes, and the
+    /// slow clock of `conn` runs from the moment it went past. Nothing is
+    /// sent to a connection that is not open.
+    fn send(&mut self, conn: ConnId, line: String, sender: Option<ConnId>, out: &mut Vec<Output>) {
+        let now = self.now;
         let Some(connection) = self.open.get_mut(&conn) else {
             return;
         };
-        if connection.queued + line.len() > self.config.max_queue {
-            return self.close(conn, CloseReason::SlowConsumer, out);
-        }
         if connection.queued == 0 {
-            connection.progress_at = self.now;
+            connection.progress_at = now;
         }
         connection.queued += line.len();
+        let over = connection.queued > self.config.max_queue;
+        if over && connection.over_since.is_none() {
+            connection.over_since = Some(now);
+        }
         out.push(Output::Send {
             conn,
             line: Line::from(line),
         });
+        if let (true, Some(sender)) = (over, sender) {
+            let sender_state = self.open.get_mut(&sender).unwrap();
+            let was_paused = !sender_state.blocked_on.is_empty();
+            sender_state.blocked_on.insert(conn);
+            if !was_paused {
+                out.push(Output::Pause { conn: sender });
+            }
+        }
+    }
+
+    /// `full` is no longer past the bound (it drained, or closed): whoever
+    /// waited on it alone resumes, in connection id order.
+    fn unblock(&mut self, full: ConnId, out: &mut Vec<Output>) {
+        for (conn, connection) in &mut self.open {
+            if connection.blocked_on.remove(&full) && connection.blocked_on.is_empty() {
+                out.push(Output::Resume { conn: *conn });
+            }
+        }
     }
 
     /// Forgets an open connection (freeing its name) and says so, once.
@@ -268,7 +328,15 @@ impl Model {
             self.releasing.insert(conn, connection.address);
             let name = connection.name.map(Arc::from);
             out.push(Output::Close { conn, reason, name });
+            self.unblock(conn, out);
         }
+    }
+
+    /// Whether the server must not read from `conn` now.
+    pub fn is_paused(&self, conn: ConnId) -> bool {
+        self.open
+            .get(&conn)
+            .is_some_and(|c| !c.blocked_on.is_empty())
     }
 
     /// Whether some connection holds a name that looks like `name`.
@@ -291,7 +359,10 @@ impl Model {
 pub fn per_connection(outputs: &[Output]) -> BTreeMap<ConnId, Vec<&Output>> {
     let mut by_conn: BTreeMap<ConnId, Vec<&Output>> = BTreeMap::new();
     for output in outputs {
-        let (Output::Send { conn, .. } | Output::Close { conn, .. }) = output;
+        let (Output::Send { conn, .. }
+        | Output::Close { conn, .. }
+        | Output::Pause { conn }
+        | Output::Resume { conn }) = output;
         by_conn.entry(*conn).or_default().push(output);
     }
     by_conn

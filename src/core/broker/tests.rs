@@ -14,6 +14,7 @@ const BOB: ConnId = ConnId(2);
 const CAROL: ConnId = ConnId(3);
 
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+const SLOW_TIMEOUT: Duration = Duration::from_secs(10);
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
 const HOME: IpAddr = IpAddr::V4(core::net::Ipv4Addr::LOCALHOST);
 
@@ -38,6 +39,7 @@ impl Harness {
         let config = Config {
             max_queue,
             write_timeout: WRITE_TIMEOUT,
+            slow_timeout: SLOW_TIMEOUT,
             login_timeout: LOGIN_TIMEOUT,
             ..Config::default()
         };
@@ -298,27 +300,131 @@ fn queued_bytes_grow_with_sends_and_shrink_with_flushes() {
     assert_eq!(h.broker.queued_bytes(BOB), Some(line_len - 4));
 }
 
-#[test]
-fn a_delivery_past_max_queue_cuts_the_recipient_only() {
-    let line_len = "from alice: hi\n".len();
-    let mut h = Harness::new(2 * line_len);
-    for (conn, name) in [(ALICE, "alice"), (BOB, "bob")] {
+/// A broker whose queues hold two `from alice: hi` lines, with alice, bob
+/// and carol logged in and their welcomes flushed.
+fn two_line_queues() -> Harness {
+    let mut h = Harness::new(2 * HI.len());
+    for (conn, name) in [(ALICE, "alice"), (BOB, "bob"), (CAROL, "carol")] {
         h.input(opened(conn));
         h.line(conn, name);
         h.flush_all();
     }
+    h
+}
+
+/// The delivery of `hi` from alice.
+const HI: &str = "from alice: hi\n";
+
+#[test]
+fn a_line_past_max_queue_pauses_its_sender_and_cuts_nobody() {
+    let mut h = two_line_queues();
     assert_eq!(h.line(ALICE, "bob: hi"), ["c2 <- from alice: hi"]);
     assert_eq!(h.line(ALICE, "bob: hi"), ["c2 <- from alice: hi"]);
-    assert_eq!(h.broker.queued_bytes(BOB), Some(2 * line_len));
-    assert_eq!(h.line(ALICE, "bob: hi"), ["c2 closed: SlowConsumer"]);
-    assert_eq!(h.broker.name_of(ALICE), Some("alice"));
+    assert!(
+        !h.broker.is_paused(ALICE),
+        "a full queue is not past the bound"
+    );
+    assert_eq!(
+        h.line(ALICE, "bob: hi"),
+        ["c2 <- from alice: hi", "c1 paused"]
+    );
+    // Lines already on their way are still processed, and pause nobody twice.
+    assert_eq!(
+        h.line(ALICE, "bob, carol: hi"),
+        ["c2 <- from alice: hi", "c3 <- from alice: hi"]
+    );
+    assert_eq!(h.broker.queued_bytes(BOB), Some(4 * HI.len()));
+    assert_eq!(h.broker.name_of(BOB), Some("bob"));
+    // Bob reads: back at the bound is not yet under it...
+    assert!(
+        h.input(Input::Flushed {
+            conn: BOB,
+            bytes: 2 * HI.len() - 1
+        })
+        .is_empty()
+    );
+    // ...one more byte is, and alice reads on.
+    assert_eq!(
+        h.input(Input::Flushed {
+            conn: BOB,
+            bytes: 1
+        }),
+        ["c1 resumed"]
+    );
+    assert!(!h.broker.is_paused(ALICE));
+}
+
+#[test]
+fn a_queue_past_max_queue_for_the_slow_timeout_is_cut_and_frees_its_senders() {
+    let mut h = two_line_queues();
+    h.line(CAROL, "bob: a message long enough to fill a queue");
+    assert_eq!(
+        h.line(ALICE, "bob: hi"),
+        ["c2 <- from alice: hi", "c1 paused"]
+    );
+    assert_eq!(h.broker.poll_timeout(), Some(h.now + SLOW_TIMEOUT));
+    // Progress short of the bound does not stop the clock.
+    h.wait(SLOW_TIMEOUT / 2);
+    h.input(Input::Flushed {
+        conn: BOB,
+        bytes: 1,
+    });
+    assert!(
+        h.wait(SLOW_TIMEOUT / 2 - Duration::from_millis(1))
+            .is_empty()
+    );
+    assert_eq!(
+        h.wait(Duration::from_millis(1)),
+        ["c2 closed: SlowConsumer", "c1 resumed", "c3 resumed"]
+    );
     assert_eq!(h.line(ALICE, "bob: hi"), ["c1 <- error: no such peer: bob"]);
 }
 
 #[test]
+fn draining_under_the_bound_stops_the_slow_clock() {
+    let mut h = two_line_queues();
+    for _ in 0..3 {
+        h.line(ALICE, "bob: hi");
+    }
+    h.wait(SLOW_TIMEOUT - Duration::from_millis(1));
+    assert_eq!(
+        h.input(Input::Flushed {
+            conn: BOB,
+            bytes: HI.len()
+        }),
+        ["c1 resumed"]
+    );
+    assert!(h.wait(SLOW_TIMEOUT).is_empty(), "bob is no longer slow");
+    assert_eq!(h.broker.connection_count(), 3);
+}
+
+#[test]
+fn a_sender_resumes_only_when_every_queue_it_filled_has_drained() {
+    let mut h = two_line_queues();
+    for _ in 0..2 {
+        h.line(ALICE, "bob, carol: hi");
+    }
+    assert_eq!(
+        h.line(ALICE, "bob, carol: hi"),
+        ["c2 <- from alice: hi", "c1 paused", "c3 <- from alice: hi"]
+    );
+    assert!(
+        h.input(Input::Flushed {
+            conn: BOB,
+            bytes: HI.len()
+        })
+        .is_empty()
+    );
+    assert!(h.broker.is_paused(ALICE));
+    assert_eq!(
+        h.input(Input::Closed { conn: CAROL }),
+        ["c3 closed: PeerClosed", "c1 resumed"]
+    );
+}
+
+#[test]
 fn flushing_makes_room_so_a_reading_client_is_never_cut() {
-    let line_len = "from alice: hi\n".len();
-    let mut h = Harness::new(line_len);
+    let mut h = Harness::new(HI.len());
     for (conn, name) in [(ALICE, "alice"), (BOB, "bob")] {
         h.input(opened(conn));
         h.line(conn, name);
@@ -328,13 +434,13 @@ fn flushing_makes_room_so_a_reading_client_is_never_cut() {
         assert_eq!(h.line(ALICE, "bob: hi"), ["c2 <- from alice: hi"]);
         h.input(Input::Flushed {
             conn: BOB,
-            bytes: line_len,
+            bytes: HI.len(),
         });
     }
 }
 
 #[test]
-fn a_sender_whose_own_errors_overflow_is_cut_but_its_message_still_goes_out() {
+fn a_sender_whose_own_replies_overflow_pauses_itself_until_it_reads() {
     let mut h = Harness::with_users(&[(ALICE, "alice"), (BOB, "bob")]);
     h.broker.max_queue = "from alice: x\n".len() * 2;
     assert_eq!(
@@ -342,8 +448,16 @@ fn a_sender_whose_own_errors_overflow_is_cut_but_its_message_still_goes_out() {
         [
             "c2 <- from alice: x",
             "c1 <- from alice: x",
-            "c1 closed: SlowConsumer",
+            "c1 <- error: no such peer: nobody-here",
+            "c1 paused",
         ]
+    );
+    assert_eq!(
+        h.input(Input::Flushed {
+            conn: ALICE,
+            bytes: 20
+        }),
+        ["c1 resumed"]
     );
 }
 
