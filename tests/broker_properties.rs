@@ -1,6 +1,6 @@
 //! Model-based property tests of the broker: random event sequences, the
 //! broker's outputs held against the reference model after every step, and
-//! PROTOCOL.md's guarantees 1-8 checked over each whole run.
+//! PROTOCOL.md's guarantees 1-9 checked over each whole run.
 //!
 //! The model, the guarantee checks and the story-telling step type live in
 //! `tests/model/` (shared with the fuzz targets); this file only says how
