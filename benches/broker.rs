@@ -18,8 +18,8 @@ use chinwag::time::Time;
 const CLIENTS: u64 = 101;
 
 /// A broker with `CLIENTS` logged-in connections. The queue bound is so
-/// large that nobody is cut however much queues up: the bench measures
-/// routing, not flow control.
+/// large that no queue goes past it, however much queues up, so nobody is
+/// paused: the bench measures routing, not flow control.
 fn logged_in_broker() -> Broker {
     let config = Config {
         max_queue: usize::MAX / 2,
