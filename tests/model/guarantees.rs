@@ -1,4 +1,4 @@
-//! PROTOCOL.md's guarantees 1-8, each an invariant over a whole [`Trace`],
+//! PROTOCOL.md's guarantees 1-9, each an invariant over a whole [`Trace`],
 //! and [`Guarantee`], the names every check of them uses.
 //!
 //! Every check reads only the trace (what the shell reported and what the
@@ -14,12 +14,13 @@ use std::sync::Arc;
 use chinwag::broker::{CloseReason, ConnId, Input, Output};
 
 use super::grammar::{self, Message};
-use super::trace::{Observed, Trace, TraceStep, walk};
+use super::trace::{Observed, Trace, TraceStep, line_sender, walk};
 
 /// PROTOCOL.md's guarantees, numbered as its "Ordering and delivery
 /// guarantees" number them: 1-6 ordering and delivery, 7 the memory bound
-/// of its flow control, 8 its clean shutdown. The property tests, the fuzz
-/// targets and the simulator all name what broke with these.
+/// of its flow control, 8 its clean shutdown, 9 that a burst is paid for by
+/// its sender. The property tests, the fuzz targets and the simulator all
+/// name what broke with these.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Guarantee {
     /// 1: a message goes to exactly the destinations logged in when it is
@@ -39,11 +40,15 @@ pub enum Guarantee {
     /// 6: nothing accepted is lost silently: what is sent reaches the
     /// socket unless the connection is closed first.
     NoSilentLoss = 6,
-    /// 7: no connection ever has more than `--max-queue` bytes queued.
+    /// 7: a connection has more than `--max-queue` bytes queued only by
+    /// lines whose senders are then paused, and only for `--slow-timeout`.
     MemoryBound = 7,
     /// 8: shutdown delivers what was processed, tells every connection
     /// whose queue has room, and closes them all.
     CleanShutdown = 8,
+    /// 9: the senders paused are exactly those whose lines took or kept an
+    /// open queue past `--max-queue` that has not drained back since.
+    SenderPays = 9,
 }
 
 impl Guarantee {
@@ -63,6 +68,7 @@ impl Guarantee {
             Guarantee::NoSilentLoss => "no silent loss",
             Guarantee::MemoryBound => "memory bound",
             Guarantee::CleanShutdown => "clean shutdown",
+            Guarantee::SenderPays => "sender pays",
         }
     }
 }
@@ -104,12 +110,14 @@ pub fn check_all(trace: &Trace) -> Checked {
     guarantee_5_per_connection_order(trace)?;
     guarantee_6_no_silent_loss(trace)?;
     guarantee_7_memory_bound(trace)?;
-    guarantee_8_clean_shutdown(trace)
+    guarantee_8_clean_shutdown(trace)?;
+    guarantee_9_sender_pays(trace)
 }
 
 /// Guarantee 1: A message is delivered to exactly the destinations logged in
-/// when it is processed, once each (a recipient cut as a slow consumer instead
-/// is not a delivery, and guarantee 6 checks that cut was due).
+/// when it is processed, once each, in the step that processes it. A full
+/// queue is no excuse: the delivery is sent and its sender pays (guarantees 7
+/// and 9).
 pub fn guarantee_1_exact_delivery(trace: &Trace) -> Checked {
     const G: Guarantee = Guarantee::ExactDelivery;
     walk(trace, |index, seen, step| {
@@ -131,7 +139,7 @@ pub fn guarantee_1_exact_delivery(trace: &Trace) -> Checked {
             if copies > 1 {
                 return fail(format!("{recipient} got {line:?} {copies} times"));
             }
-            if copies == 0 && !cut_as_slow_consumer(step, recipient) {
+            if copies == 0 {
                 return fail(format!(
                     "{recipient} is a destination but never got {line:?}"
                 ));
@@ -214,9 +222,9 @@ pub fn guarantee_3_same_relative_order(trace: &Trace) -> Checked {
 }
 
 /// Guarantee 4: A connection gets nothing after its disconnect is processed
-/// (nor before it opened); `from X` comes only from the connection holding X; a
-/// name is held by one connection at a time; a peer's disconnect is processed
-/// as soon as it is reported.
+/// (nor before it opened), not even a `Pause` or `Resume`; `from X` comes only
+/// from the connection holding X; a name is held by one connection at a time;
+/// a peer's disconnect is processed as soon as it is reported.
 pub fn guarantee_4_nothing_after_disconnect(trace: &Trace) -> Checked {
     const G: Guarantee = Guarantee::NothingAfterDisconnect;
     walk(trace, |index, seen, step| {
@@ -233,9 +241,13 @@ pub fn guarantee_4_nothing_after_disconnect(trace: &Trace) -> Checked {
             if seen.was_closed(conn) || closed_now.contains(&conn) {
                 return fail(format!("{output:?} after {conn} was closed"));
             }
-            let Output::Send { line, .. } = output else {
-                closed_now.insert(conn);
-                continue;
+            let line = match output {
+                Output::Send { line, .. } => line,
+                Output::Close { .. } => {
+                    closed_now.insert(conn);
+                    continue;
+                }
+                Output::Pause { .. } | Output::Resume { .. } => continue,
             };
             let line = line.as_str();
             if let Some(sender_name) = sender_name(line) {
@@ -346,15 +358,17 @@ pub fn guarantee_5_per_connection_order(trace: &Trace) -> Checked {
 
 /// Guarantee 6: Nothing accepted is lost silently: every non-blank line from an
 /// open connection draws a visible effect, every close has its cause in the
-/// same step, and a slow-consumer cut happens only when the line due would
-/// really overflow the queue. Closes for a peer that left or for shutdown still
-/// write what was queued.
+/// same step, and a slow-consumer cut happens only on a timer step at least
+/// `slow_timeout` after the step whose line took the queue past `max_queue`,
+/// with the queue still past it. Closes for a peer that left or for shutdown
+/// still write what was queued.
 pub fn guarantee_6_no_silent_loss(trace: &Trace) -> Checked {
     const G: Guarantee = Guarantee::NoSilentLoss;
     if !CloseReason::PeerClosed.flushes_queue() || !CloseReason::ShuttingDown.flushes_queue() {
         let detail = "closing for a departed peer or shutdown discards the queue".to_string();
         return Err(violation(G, 0, detail));
     }
+    let slow_timeout = trace.config.slow_timeout;
     walk(trace, |index, seen, step| {
         let fail = |detail| Err(violation(G, index, detail));
         if let Input::Line { conn, frame } = &step.input {
@@ -363,80 +377,148 @@ pub fn guarantee_6_no_silent_loss(trace: &Trace) -> Checked {
                 return fail(format!("{conn}'s line {frame:?} had no effect at all"));
             }
         }
-        let accepted = accepted_message(seen, &step.input);
-        let mut unflushed: BTreeMap<ConnId, usize> = BTreeMap::new();
+        let mut during = seen.clone();
+        during.enter(step);
         for output in &step.outputs {
-            match output {
-                Output::Send { conn, line } => {
-                    *unflushed.entry(*conn).or_insert(seen.unflushed(*conn)) += line.len();
-                }
-                Output::Close { conn, reason, .. } => {
-                    let queued = unflushed.get(conn).copied();
-                    let queued = queued.unwrap_or(seen.unflushed(*conn));
-                    let caused = match reason {
-                        CloseReason::PeerClosed => matches!(
-                            step.input,
-                            Input::Closed { conn: gone } | Input::Released { conn: gone } if gone == *conn
-                        ),
-                        CloseReason::DeadPeer => {
-                            step.input == Input::Timeout
-                                && seen.stalled_since(*conn).is_some_and(|since| {
-                                    since + trace.config.write_timeout <= step.time
-                                })
-                        }
-                        CloseReason::ShuttingDown => match step.input {
-                            Input::Shutdown => true,
-                            Input::Opened { conn: opened, .. } => opened == *conn,
-                            _ => false,
-                        },
-                        CloseReason::Refused => {
-                            matches!(step.input, Input::Opened { conn: opened, .. } if opened == *conn)
-                        }
-                        CloseReason::LoginTimeout => {
-                            step.input == Input::Timeout
-                                && seen.name(*conn).is_none()
-                                && seen.opened_at(*conn).is_some_and(|opened| {
-                                    opened + trace.config.login_timeout <= step.time
-                                })
-                        }
-                        CloseReason::SlowConsumer => {
-                            slow_cut_is_due(trace.config.max_queue, *conn, queued, step, &accepted)
-                        }
-                    };
-                    if !caused {
-                        return fail(format!("{conn} closed as {reason:?} with no such cause"));
+            if let Output::Close { conn, reason, .. } = output {
+                let caused = match reason {
+                    CloseReason::PeerClosed => matches!(
+                        step.input,
+                        Input::Closed { conn: gone } | Input::Released { conn: gone } if gone == *conn
+                    ),
+                    CloseReason::DeadPeer => {
+                        step.input == Input::Timeout
+                            && seen.stalled_since(*conn).is_some_and(|since| {
+                                since + trace.config.write_timeout <= step.time
+                            })
                     }
+                    CloseReason::ShuttingDown => match step.input {
+                        Input::Shutdown => true,
+                        Input::Opened { conn: opened, .. } => opened == *conn,
+                        _ => false,
+                    },
+                    CloseReason::Refused => {
+                        matches!(step.input, Input::Opened { conn: opened, .. } if opened == *conn)
+                    }
+                    CloseReason::LoginTimeout => {
+                        step.input == Input::Timeout
+                            && seen.name(*conn).is_none()
+                            && seen.opened_at(*conn).is_some_and(|opened| {
+                                opened + trace.config.login_timeout <= step.time
+                            })
+                    }
+                    CloseReason::SlowConsumer => {
+                        if let Some(why) = slow_cut_undue(&during, *conn, step, slow_timeout) {
+                            return fail(format!(
+                                "{conn} closed as SlowConsumer with no such cause: {why}"
+                            ));
+                        }
+                        true
+                    }
+                };
+                if !caused {
+                    return fail(format!("{conn} closed as {reason:?} with no such cause"));
                 }
+            }
+            during.emit(step, output);
+        }
+        Ok(())
+    })
+}
+
+/// Why cutting `conn` as a slow consumer now, in `step`, with `during` the
+/// state just before the cut, is not due, or `None` if it is: it must be
+/// a timer step, its queue still past `max_queue`, since a step at least
+/// `slow_timeout` before this one.
+fn slow_cut_undue(
+    during: &Observed,
+    conn: ConnId,
+    step: &TraceStep,
+    slow_timeout: std::time::Duration,
+) -> Option<String> {
+    let queued = during.unflushed(conn);
+    let Some(since) = during.over_since(conn) else {
+        return Some(format!("its queue ({queued} bytes) is not past max_queue"));
+    };
+    if step.input != Input::Timeout {
+        return Some(format!("{:?} is no timer step", step.input));
+    }
+    let due = since + slow_timeout;
+    if step.time < due {
+        return Some(format!(
+            "its queue has been past max_queue only since {since}, and the slow timeout \
+             ({slow_timeout:?}) runs out at {due}, after {}",
+            step.time
+        ));
+    }
+    None
+}
+
+/// Guarantee 7: A queue goes past `max_queue` only by lines whose senders
+/// are then paused, and stays past it no longer than `slow_timeout`: a `Send`
+/// that leaves its connection's queue over `max_queue` must be in a step
+/// whose input is a line from some connection that is paused at the end of
+/// the step (so no notice and no unprompted line ever takes a queue over),
+/// and a timer step at or after `slow_timeout` past the step that took a
+/// queue over, with the queue still over, must close its connection.
+pub fn guarantee_7_memory_bound(trace: &Trace) -> Checked {
+    const G: Guarantee = Guarantee::MemoryBound;
+    let max_queue = trace.config.max_queue;
+    let slow_timeout = trace.config.slow_timeout;
+    walk(trace, |index, seen, step| {
+        let fail = |detail| Err(violation(G, index, detail));
+        if step.input == Input::Timeout {
+            for (conn, since) in seen.over_queues() {
+                let closes = |output: &Output| {
+                    matches!(output, Output::Close { .. }) && output_conn(output) == conn
+                };
+                let closed = step.outputs.iter().any(closes);
+                if since + slow_timeout <= step.time && !closed {
+                    let queued = seen.unflushed(conn);
+                    return fail(format!(
+                        "{conn} has had more than {max_queue} bytes queued ({queued} now) since \
+                         {since}, {slow_timeout:?} or more before the timer fired at {}, \
+                         and was not closed",
+                        step.time
+                    ));
+                }
+            }
+        }
+        let mut during = seen.clone();
+        during.enter(step);
+        let mut over = Vec::new();
+        for output in &step.outputs {
+            during.emit(step, output);
+            if let Output::Send { conn, line } = output {
+                if during.is_over(*conn) {
+                    over.push((*conn, line.as_str(), during.unflushed(*conn)));
+                }
+            }
+        }
+        for (conn, line, queued) in over {
+            let sent = format!(
+                "{conn} was sent {line:?}, leaving {queued} bytes queued, over {max_queue}"
+            );
+            match line_sender(&step.input) {
+                None => return fail(format!("{sent}, and no line caused it")),
+                Some(sender) if !during.is_paused(sender) => {
+                    return fail(format!(
+                        "{sent}, but {sender}, whose line caused it, is not paused after the step"
+                    ));
+                }
+                Some(_) => {}
             }
         }
         Ok(())
     })
 }
 
-/// Guarantee 7: The bytes queued for a connection and not yet flushed never
-/// exceed `max_queue`, after any step.
-pub fn guarantee_7_memory_bound(trace: &Trace) -> Checked {
-    let mut seen = Observed::default();
-    for (index, step) in trace.steps.iter().enumerate() {
-        seen.advance(step);
-        for conn in seen.every_connection() {
-            let queued = seen.unflushed(conn);
-            if queued > trace.config.max_queue {
-                let detail = format!(
-                    "{conn} has {queued} bytes queued, over {}",
-                    trace.config.max_queue
-                );
-                return Err(violation(Guarantee::MemoryBound, index, detail));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Guarantee 8: On shutdown every open connection is told, then closed in a way
 /// that writes all it had queued; one whose queue has no room left for the
 /// notice is closed the same way without it. Nothing else happens afterwards,
 /// except that a connection accepted late is told and closed the same way.
+/// The `Resume`s that closing a full queue releases may come in the
+/// shutdown step too (guarantee 9 checks them); a `Pause` may not.
 pub fn guarantee_8_clean_shutdown(trace: &Trace) -> Checked {
     const G: Guarantee = Guarantee::CleanShutdown;
     walk(trace, |index, seen, step| {
@@ -469,7 +551,7 @@ pub fn guarantee_8_clean_shutdown(trace: &Trace) -> Checked {
             let got: Vec<&Output> = step
                 .outputs
                 .iter()
-                .filter(|o| output_conn(o) == conn)
+                .filter(|o| output_conn(o) == conn && !matches!(o, Output::Resume { .. }))
                 .collect();
             if wanted != got {
                 return fail(format!("{conn} should get {wanted:?} but got {got:?}"));
@@ -477,6 +559,90 @@ pub fn guarantee_8_clean_shutdown(trace: &Trace) -> Checked {
         }
         Ok(())
     })
+}
+
+/// Guarantee 9: A burst is paid for by its sender. A connection is blocked on
+/// a queue when a line it sent made the broker send that queue something that
+/// left it past `max_queue`, until the queue drains back to `max_queue` or
+/// either of them closes. After every step the paused connections are
+/// exactly the open ones blocked on some queue; a `Pause` comes only for an
+/// open connection not paused and blocked (by the outputs before it), a
+/// `Resume` only for an open connection paused and blocked on nothing.
+pub fn guarantee_9_sender_pays(trace: &Trace) -> Checked {
+    const G: Guarantee = Guarantee::SenderPays;
+    walk(trace, |index, seen, step| {
+        let fail = |detail| Err(violation(G, index, detail));
+        let mut during = seen.clone();
+        during.enter(step);
+        for output in &step.outputs {
+            match *output {
+                Output::Pause { conn } => {
+                    if !during.is_open(conn) {
+                        return fail(format!("{conn} paused but it is not open"));
+                    }
+                    if during.is_paused(conn) {
+                        return fail(format!("{conn} paused but it was paused already"));
+                    }
+                    if during.blocked_on(conn).is_empty() {
+                        return fail(format!(
+                            "{conn} paused but no line of it took a queue past {}",
+                            trace.config.max_queue
+                        ));
+                    }
+                }
+                Output::Resume { conn } => {
+                    if !during.is_open(conn) {
+                        return fail(format!("{conn} resumed but it is not open"));
+                    }
+                    if !during.is_paused(conn) {
+                        return fail(format!("{conn} resumed but it was not paused"));
+                    }
+                    let blocking = during.blocked_on(conn);
+                    if !blocking.is_empty() {
+                        return fail(format!(
+                            "{conn} resumed while its lines still hold {} past {}",
+                            queues(&during, &blocking),
+                            trace.config.max_queue
+                        ));
+                    }
+                }
+                Output::Send { .. } | Output::Close { .. } => {}
+            }
+            during.emit(step, output);
+        }
+        let blocked = during.blocked();
+        if let Some(&conn) = blocked.difference(during.paused()).next() {
+            return fail(format!(
+                "{conn}'s lines hold {} past {}, but it is not paused",
+                queues(&during, &during.blocked_on(conn)),
+                trace.config.max_queue
+            ));
+        }
+        if let Some(&conn) = during.paused().difference(&blocked).next() {
+            return fail(format!(
+                "{conn} is still paused, but no queue its lines took past {} is still open \
+                 and past it",
+                trace.config.max_queue
+            ));
+        }
+        Ok(())
+    })
+}
+
+/// `c2's queue (75 bytes, over since 0.004000s)`, for each of `conns`,
+/// joined by `and`.
+fn queues(seen: &Observed, conns: &[ConnId]) -> String {
+    let described: Vec<String> = conns
+        .iter()
+        .map(|&conn| {
+            let queued = seen.unflushed(conn);
+            match seen.over_since(conn) {
+                Some(since) => format!("{conn}'s queue ({queued} bytes, over since {since})"),
+                None => format!("{conn}'s queue ({queued} bytes)"),
+            }
+        })
+        .collect();
+    described.join(" and ")
 }
 
 /// A message line the broker must process as a message: from an open,
@@ -584,41 +750,6 @@ fn received_messages(trace: &Trace) -> Result<Vec<Received>, (usize, String)> {
     Ok(received)
 }
 
-/// Whether `conn` was due a line in `step` that would not have fitted on
-/// top of the `queued` bytes it already had, as far as the trace can tell.
-fn slow_cut_is_due(
-    max_queue: usize,
-    conn: ConnId,
-    queued: usize,
-    step: &TraceStep,
-    accepted: &Option<Accepted>,
-) -> bool {
-    match (&step.input, accepted) {
-        // A recipient other than the sender is due exactly the delivery.
-        (_, Some(accepted)) if accepted.sender != conn => {
-            let line = grammar::delivery(&accepted.sender_name, &accepted.message.text);
-            queued + line.len() > max_queue
-        }
-        // Every connection is due the notice at shutdown, and a late one too.
-        (Input::Shutdown, _) => queued + grammar::SHUTTING_DOWN.len() > max_queue,
-        (Input::Opened { conn: opened, .. }, _) if *opened == conn => {
-            queued + grammar::SHUTTING_DOWN.len() > max_queue
-        }
-        // The sender of a line is due a reply (or its own message), and
-        // a reply's wording is free, so only the reference model knows its
-        // exact length.
-        (Input::Line { conn: sender, .. }, _) => *sender == conn,
-        _ => false,
-    }
-}
-
-fn cut_as_slow_consumer(step: &TraceStep, conn: ConnId) -> bool {
-    step.outputs.iter().any(|output| {
-        let slow = CloseReason::SlowConsumer;
-        matches!(output, Output::Close { conn: closed, reason, .. } if *closed == conn && *reason == slow)
-    })
-}
-
 /// The `from ` lines of a step, with their recipients.
 fn deliveries(step: &TraceStep) -> impl Iterator<Item = (ConnId, &str)> {
     step.outputs.iter().filter_map(|output| match output {
@@ -637,7 +768,10 @@ fn sender_name(line: &str) -> Option<&str> {
 
 fn output_conn(output: &Output) -> ConnId {
     match output {
-        Output::Send { conn, .. } | Output::Close { conn, .. } => *conn,
+        Output::Send { conn, .. }
+        | Output::Close { conn, .. }
+        | Output::Pause { conn }
+        | Output::Resume { conn } => *conn,
     }
 }
 

@@ -3,10 +3,12 @@
 //! A [`Trace`] is every input the broker was given with the outputs it
 //! produced. [`Observed`] replays a trace one step at a time and tracks only
 //! what the inputs and outputs themselves show: which connections the shell
-//! opened, which the broker closed, who was welcomed under which name, and
-//! how many bytes each connection has queued and not yet flushed. The
-//! guarantee checks read a trace through it, and the generators use it to
-//! keep their inputs within what the shell can really report.
+//! opened, which the broker closed, who was welcomed under which name, how
+//! many bytes each connection has queued and not yet flushed, since when a
+//! queue has been past `max_queue`, which senders' lines went into it since
+//! (the senders blocked on it), and whom the broker told the shell to pause.
+//! The guarantee checks read a trace through it, and the generators use it
+//! to keep their inputs within what the shell can really report.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -32,9 +34,14 @@ pub struct Trace {
     pub steps: Vec<TraceStep>,
 }
 
-/// The state of a run as seen from outside the broker, between two steps.
-#[derive(Clone, Debug, Default)]
+/// The state of a run as seen from outside the broker, between two steps
+/// (or, through [`Observed::enter`] and [`Observed::emit`], between two
+/// outputs of one step).
+#[derive(Clone, Debug)]
 pub struct Observed {
+    /// The queue bound the run had: a queue is over when its unflushed
+    /// bytes exceed it.
+    max_queue: usize,
     opened: BTreeSet<ConnId>,
     /// Connections the broker said it closed.
     closed: BTreeSet<ConnId>,
@@ -51,12 +58,55 @@ pub struct Observed {
     progress_at: BTreeMap<ConnId, Time>,
     /// When each connection was opened.
     opened_at: BTreeMap<ConnId, Time>,
+    /// For each open connection whose queue is over `max_queue`, the time of
+    /// the step whose `Send` took it over.
+    over_since: BTreeMap<ConnId, Time>,
+    /// For each open connection whose queue is over, the open connections
+    /// whose lines sent it something that left it over since it went over:
+    /// they are blocked on it until it drains back to `max_queue` or closes.
+    blocked_on: BTreeMap<ConnId, BTreeSet<ConnId>>,
+    /// The open connections the broker said to pause and has not resumed.
+    paused: BTreeSet<ConnId>,
     /// The time of the latest step.
     now: Time,
     shutdown: bool,
 }
 
+/// An observer that knows no queue bound: no queue is ever over, so it
+/// tracks no blocked senders (only what `Pause` and `Resume` say). Enough
+/// for what the shell may report next; the guarantee checks use
+/// [`Observed::new`].
+impl Default for Observed {
+    fn default() -> Self {
+        Observed::with_max_queue(usize::MAX)
+    }
+}
+
 impl Observed {
+    /// An observer of a run with `config`'s queue bound, before its first step.
+    pub fn new(config: &Config) -> Self {
+        Observed::with_max_queue(config.max_queue)
+    }
+
+    fn with_max_queue(max_queue: usize) -> Self {
+        Observed {
+            max_queue,
+            opened: BTreeSet::new(),
+            closed: BTreeSet::new(),
+            peer_gone: BTreeSet::new(),
+            released: BTreeSet::new(),
+            names: BTreeMap::new(),
+            unflushed: BTreeMap::new(),
+            progress_at: BTreeMap::new(),
+            opened_at: BTreeMap::new(),
+            over_since: BTreeMap::new(),
+            blocked_on: BTreeMap::new(),
+            paused: BTreeSet::new(),
+            now: Time::ZERO,
+            shutdown: false,
+        }
+    }
+
     /// Whether the shell could report `input` now: connection ids are fresh
     /// when opened and never reused, nothing comes before a connection's
     /// `Opened` or after its `Closed`, `Flushed` never exceeds what is
@@ -81,6 +131,14 @@ impl Observed {
 
     /// Moves past one step.
     pub fn advance(&mut self, step: &TraceStep) {
+        self.enter(step);
+        for output in &step.outputs {
+            self.emit(step, output);
+        }
+    }
+
+    /// Moves past `step`'s input, before any of its outputs.
+    pub fn enter(&mut self, step: &TraceStep) {
         self.now = step.time;
         match &step.input {
             Input::Opened { conn, .. } => {
@@ -88,7 +146,12 @@ impl Observed {
                 self.opened_at.insert(*conn, step.time);
             }
             Input::Flushed { conn, bytes } => {
-                *self.unflushed.entry(*conn).or_default() -= bytes;
+                let unflushed = self.unflushed.entry(*conn).or_default();
+                *unflushed -= bytes;
+                if *unflushed <= self.max_queue {
+                    self.over_since.remove(conn);
+                    self.blocked_on.remove(conn);
+                }
                 self.progress_at.insert(*conn, step.time);
             }
             Input::Closed { conn } => {
@@ -100,23 +163,45 @@ impl Observed {
             Input::Shutdown => self.shutdown = true,
             Input::Line { .. } | Input::Timeout => {}
         }
-        for output in &step.outputs {
-            match output {
-                Output::Send { conn, line } => {
-                    let unflushed = self.unflushed.entry(*conn).or_default();
-                    if *unflushed == 0 {
-                        self.progress_at.insert(*conn, step.time);
-                    }
-                    *unflushed += line.len();
-                    if let Some(name) = line.as_str().strip_prefix("welcome ") {
-                        self.names
-                            .insert(*conn, name.trim_end_matches('\n').to_string());
+    }
+
+    /// Moves past one output of `step`, after its input and the outputs
+    /// before this one.
+    pub fn emit(&mut self, step: &TraceStep, output: &Output) {
+        match output {
+            Output::Send { conn, line } => {
+                let unflushed = self.unflushed.entry(*conn).or_default();
+                if *unflushed == 0 {
+                    self.progress_at.insert(*conn, step.time);
+                }
+                *unflushed += line.len();
+                if *unflushed > self.max_queue {
+                    self.over_since.entry(*conn).or_insert(step.time);
+                    if let Some(sender) = line_sender(&step.input) {
+                        let blocked = self.blocked_on.entry(*conn).or_default();
+                        blocked.insert(sender);
                     }
                 }
-                Output::Close { conn, .. } => {
-                    self.closed.insert(*conn);
-                    self.names.remove(conn);
+                if let Some(name) = line.as_str().strip_prefix("welcome ") {
+                    self.names
+                        .insert(*conn, name.trim_end_matches('\n').to_string());
                 }
+            }
+            Output::Close { conn, .. } => {
+                self.closed.insert(*conn);
+                self.names.remove(conn);
+                self.over_since.remove(conn);
+                self.blocked_on.remove(conn);
+                for senders in self.blocked_on.values_mut() {
+                    senders.remove(conn);
+                }
+                self.paused.remove(conn);
+            }
+            Output::Pause { conn } => {
+                self.paused.insert(*conn);
+            }
+            Output::Resume { conn } => {
+                self.paused.remove(conn);
             }
         }
     }
@@ -164,6 +249,48 @@ impl Observed {
         self.progress_at.get(&conn).copied()
     }
 
+    /// Whether `conn`'s queue is past `max_queue`.
+    pub fn is_over(&self, conn: ConnId) -> bool {
+        self.unflushed(conn) > self.max_queue
+    }
+
+    /// Since when `conn`'s queue has been past `max_queue` (the time of the
+    /// step whose `Send` took it over), while it is open and over.
+    pub fn over_since(&self, conn: ConnId) -> Option<Time> {
+        self.over_since.get(&conn).copied()
+    }
+
+    /// The open connections whose queues are past `max_queue`, with since
+    /// when, in id order.
+    pub fn over_queues(&self) -> impl Iterator<Item = (ConnId, Time)> + '_ {
+        self.over_since.iter().map(|(conn, since)| (*conn, *since))
+    }
+
+    /// The open, over connections `sender` is blocked on: those its lines
+    /// sent something that left them over since they went over.
+    pub fn blocked_on(&self, sender: ConnId) -> Vec<ConnId> {
+        let blocking = self.blocked_on.iter();
+        let blocking = blocking.filter(|(_, senders)| senders.contains(&sender));
+        blocking.map(|(full, _)| *full).collect()
+    }
+
+    /// The open connections blocked on some queue, in id order: those the
+    /// broker should have paused.
+    pub fn blocked(&self) -> BTreeSet<ConnId> {
+        self.blocked_on.values().flatten().copied().collect()
+    }
+
+    /// Whether the broker said to pause `conn` and has not resumed it since
+    /// (and it is open).
+    pub fn is_paused(&self, conn: ConnId) -> bool {
+        self.paused.contains(&conn)
+    }
+
+    /// The connections paused now, in id order.
+    pub fn paused(&self) -> &BTreeSet<ConnId> {
+        &self.paused
+    }
+
     /// When `conn` was opened, if it was.
     pub fn opened_at(&self, conn: ConnId) -> Option<Time> {
         self.opened_at.get(&conn).copied()
@@ -174,13 +301,17 @@ impl Observed {
         self.now
     }
 
-    /// Every connection ever opened, in id order.
-    pub fn every_connection(&self) -> impl Iterator<Item = ConnId> + '_ {
-        self.opened.iter().copied()
-    }
-
     pub fn shutdown_seen(&self) -> bool {
         self.shutdown
+    }
+}
+
+/// The connection whose line `input` is, if it is one: every line a step
+/// with that input sends was caused by it.
+pub fn line_sender(input: &Input) -> Option<ConnId> {
+    match input {
+        Input::Line { conn, .. } => Some(*conn),
+        _ => None,
     }
 }
 
@@ -189,7 +320,7 @@ pub fn walk<E>(
     trace: &Trace,
     mut check: impl FnMut(usize, &Observed, &TraceStep) -> Result<(), E>,
 ) -> Result<(), E> {
-    let mut observed = Observed::default();
+    let mut observed = Observed::new(&trace.config);
     for (index, step) in trace.steps.iter().enumerate() {
         check(index, &observed, step)?;
         observed.advance(step);
@@ -225,6 +356,8 @@ impl fmt::Display for Trace {
                     Output::Close { conn, reason, .. } => {
                         writeln!(f, "      -> {conn} is closed: {reason:?}")?
                     }
+                    Output::Pause { conn } => writeln!(f, "      -> {conn} is paused")?,
+                    Output::Resume { conn } => writeln!(f, "      -> {conn} is resumed")?,
                 }
             }
         }
