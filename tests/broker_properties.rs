@@ -467,4 +467,279 @@ mod every_guarantee_check_bites {
         let trace = trace(1000, vec![(Input::Shutdown, closes.to_vec())]);
         broken(guarantees::guarantee_8_clean_shutdown, &trace, "should get");
     }
+
+    // Sender pays: a burst past max_queue pauses its sender; the queue's
+    // connection is cut only after slow_timeout with the queue still over.
+
+    fn pause(conn: ConnId) -> Output {
+        Output::Pause { conn }
+    }
+
+    fn resume(conn: ConnId) -> Output {
+        Output::Resume { conn }
+    }
+
+    fn flushed(conn: ConnId, bytes: usize) -> Input {
+        Input::Flushed { conn, bytes }
+    }
+
+    /// 47 bytes: with bob's 12-byte welcome unread, 59 queued for him.
+    const TOO_LONG_FOR_BOB: &str = "from alice: a message too long for bob's queue\n";
+
+    fn alice_floods_bob() -> Input {
+        says(ALICE, "bob: a message too long for bob's queue")
+    }
+
+    /// alice's line takes bob's queue past 40 bytes, and she is paused.
+    fn alice_floods_bob_and_pays() -> (Input, Vec<Output>) {
+        let sent = vec![send(BOB, TOO_LONG_FOR_BOB), pause(ALICE)];
+        (alice_floods_bob(), sent)
+    }
+
+    /// `trace`, with a slow timeout of one second and the last step at `ms`
+    /// milliseconds (the steps before it are 1 ms apart, from 1 ms).
+    fn slow_trace(max_queue: usize, rest: Vec<(Input, Vec<Output>)>, last_ms: u64) -> Trace {
+        let mut trace = trace(max_queue, rest);
+        trace.config.slow_timeout = Duration::from_secs(1);
+        let last = trace.steps.last_mut().unwrap();
+        last.time = Time::from_origin(Duration::from_millis(last_ms));
+        trace
+    }
+
+    #[test]
+    fn a_burst_paid_for_by_its_sender_passes_every_check() {
+        // Bob reads it all: alice resumes.
+        let drained = trace(
+            40,
+            vec![
+                alice_floods_bob_and_pays(),
+                (flushed(BOB, 59), vec![resume(ALICE)]),
+            ],
+        );
+        guarantees::check_all(&drained).unwrap();
+        // Bob reads nothing: cut a slow timeout later, and alice resumes.
+        let cut = slow_trace(
+            40,
+            vec![
+                alice_floods_bob_and_pays(),
+                (
+                    Input::Timeout,
+                    vec![close(BOB, CloseReason::SlowConsumer), resume(ALICE)],
+                ),
+            ],
+            1007,
+        );
+        guarantees::check_all(&cut).unwrap();
+        // The shutdown closes alice's full queue (without the notice, which
+        // does not fit) before bob, who resumes in that step.
+        let to_alice = "from bob: a message too long for alice's queue\n";
+        let notice = "error: server shutting down\n";
+        let shutdown = trace(
+            50,
+            vec![
+                (
+                    says(BOB, "alice: a message too long for alice's queue"),
+                    vec![send(ALICE, to_alice), pause(BOB)],
+                ),
+                (
+                    Input::Shutdown,
+                    vec![
+                        close(ALICE, CloseReason::ShuttingDown),
+                        resume(BOB),
+                        send(BOB, notice),
+                        close(BOB, CloseReason::ShuttingDown),
+                        send(CAROL, notice),
+                        close(CAROL, CloseReason::ShuttingDown),
+                    ],
+                ),
+            ],
+        );
+        guarantees::check_all(&shutdown).unwrap();
+    }
+
+    #[test]
+    fn guarantee_1_catches_a_delivery_dropped_for_a_full_queue() {
+        let cut = close(BOB, CloseReason::SlowConsumer);
+        let trace = trace(40, vec![(alice_floods_bob(), vec![cut])]);
+        broken(
+            guarantees::guarantee_1_exact_delivery,
+            &trace,
+            "c2 is a destination but never got",
+        );
+    }
+
+    #[test]
+    fn guarantee_4_catches_a_resume_after_close() {
+        let trace = trace(
+            40,
+            vec![
+                alice_floods_bob_and_pays(),
+                (
+                    Input::Closed { conn: ALICE },
+                    vec![close(ALICE, CloseReason::PeerClosed)],
+                ),
+                (flushed(BOB, 59), vec![resume(ALICE)]),
+            ],
+        );
+        broken(
+            guarantees::guarantee_4_nothing_after_disconnect,
+            &trace,
+            "after c1 was closed",
+        );
+    }
+
+    #[test]
+    fn guarantee_6_catches_a_slow_cut_before_the_slow_timeout() {
+        let trace = slow_trace(
+            40,
+            vec![
+                alice_floods_bob_and_pays(),
+                (
+                    Input::Timeout,
+                    vec![close(BOB, CloseReason::SlowConsumer), resume(ALICE)],
+                ),
+            ],
+            500,
+        );
+        broken(
+            guarantees::guarantee_6_no_silent_loss,
+            &trace,
+            "only since 0.007000s",
+        );
+    }
+
+    #[test]
+    fn guarantee_6_catches_a_slow_cut_of_a_queue_read_back_under() {
+        let trace = slow_trace(
+            40,
+            vec![
+                alice_floods_bob_and_pays(),
+                (flushed(BOB, 30), vec![resume(ALICE)]),
+                (Input::Timeout, vec![close(BOB, CloseReason::SlowConsumer)]),
+            ],
+            2000,
+        );
+        broken(
+            guarantees::guarantee_6_no_silent_loss,
+            &trace,
+            "is not past max_queue",
+        );
+    }
+
+    #[test]
+    fn guarantee_7_catches_a_send_over_the_bound_with_no_pause() {
+        let trace = trace(
+            40,
+            vec![(alice_floods_bob(), vec![send(BOB, TOO_LONG_FOR_BOB)])],
+        );
+        broken(
+            guarantees::guarantee_7_memory_bound,
+            &trace,
+            "but c1, whose line caused it, is not paused",
+        );
+    }
+
+    #[test]
+    fn guarantee_7_catches_a_notice_over_the_bound() {
+        // 14 + 28 bytes for alice, over 40: no room for the notice.
+        let notice = "error: server shutting down\n";
+        let closes = [ALICE, BOB, CAROL]
+            .map(|conn| [send(conn, notice), close(conn, CloseReason::ShuttingDown)]);
+        let trace = trace(40, vec![(Input::Shutdown, closes.concat())]);
+        broken(
+            guarantees::guarantee_7_memory_bound,
+            &trace,
+            "no line caused it",
+        );
+    }
+
+    #[test]
+    fn guarantee_7_catches_a_slow_consumer_left_open() {
+        let trace = slow_trace(
+            40,
+            vec![alice_floods_bob_and_pays(), (Input::Timeout, vec![])],
+            1007,
+        );
+        broken(
+            guarantees::guarantee_7_memory_bound,
+            &trace,
+            "c2 has had more than 40 bytes queued",
+        );
+    }
+
+    #[test]
+    fn guarantee_9_catches_a_pause_with_no_cause() {
+        let hi = "from alice: hi\n";
+        let trace = trace(
+            40,
+            vec![(says(ALICE, "bob: hi"), vec![send(BOB, hi), pause(ALICE)])],
+        );
+        broken(
+            guarantees::guarantee_9_sender_pays,
+            &trace,
+            "c1 paused but no line of it took a queue past 40",
+        );
+    }
+
+    #[test]
+    fn guarantee_9_catches_a_missing_pause() {
+        let trace = trace(
+            40,
+            vec![(alice_floods_bob(), vec![send(BOB, TOO_LONG_FOR_BOB)])],
+        );
+        broken(
+            guarantees::guarantee_9_sender_pays,
+            &trace,
+            "but it is not paused",
+        );
+    }
+
+    #[test]
+    fn guarantee_9_catches_a_missing_resume() {
+        let trace = trace(
+            40,
+            vec![alice_floods_bob_and_pays(), (flushed(BOB, 59), vec![])],
+        );
+        broken(
+            guarantees::guarantee_9_sender_pays,
+            &trace,
+            "c1 is still paused",
+        );
+    }
+
+    #[test]
+    fn guarantee_9_catches_a_resume_while_still_blocked() {
+        // Bob reads 10 of 59 bytes: 49 is still over 40.
+        let trace = trace(
+            40,
+            vec![
+                alice_floods_bob_and_pays(),
+                (flushed(BOB, 10), vec![resume(ALICE)]),
+            ],
+        );
+        broken(
+            guarantees::guarantee_9_sender_pays,
+            &trace,
+            "c1 resumed while its lines still hold c2's queue (49 bytes",
+        );
+    }
+
+    #[test]
+    fn guarantee_9_catches_a_resume_before_the_close_that_releases_it() {
+        let trace = trace(
+            40,
+            vec![
+                alice_floods_bob_and_pays(),
+                (
+                    Input::Closed { conn: BOB },
+                    vec![resume(ALICE), close(BOB, CloseReason::PeerClosed)],
+                ),
+            ],
+        );
+        broken(
+            guarantees::guarantee_9_sender_pays,
+            &trace,
+            "c1 resumed while its lines still hold",
+        );
+    }
 }

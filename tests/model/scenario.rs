@@ -248,7 +248,7 @@ impl Run {
         Run {
             broker: Broker::new(&config),
             model: Model::new(&config),
-            seen: Observed::default(),
+            seen: Observed::new(&config),
             trace: Trace {
                 config,
                 steps: Vec::new(),
