@@ -43,16 +43,20 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 
+use std::time::Duration;
+
 use chinwag::broker::{CloseReason, ConnId, Input, Output};
 use chinwag::codec::Frame;
+use chinwag::time::Time;
 
+use crate::faults::{Fault, FaultKind};
 use crate::model::framing::frames_by_the_book;
 use crate::model::grammar;
 use crate::model::guarantees::{self, Guarantee};
 use crate::model::reference::{Model, per_connection};
 use crate::model::trace::{Trace, walk};
 use crate::record::{ClientConnection, End, Incarnation, Records, Role};
-use crate::scenario::{Scenario, final_name};
+use crate::scenario::{PAUSED_IN_FLIGHT, Scenario, final_name, steady_budget};
 
 /// What a failing seed broke.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +78,16 @@ pub enum Broken {
 /// The section of PROTOCOL.md with the connection limits and the login
 /// timeout.
 const CONNECTION_LIMITS: &str = "Connection limits";
+
+/// The section of PROTOCOL.md on queues, pausing senders and slow
+/// consumers.
+const FLOW_CONTROL: &str = "Flow control";
+
+/// How long after a fault on a client's link or host ends its connections
+/// are still excused from the steady-reader check: segments held or slowed
+/// by it arrive late, and one dropped by a partition never frees its
+/// credit.
+const FAULT_AFTERMATH: Duration = Duration::from_secs(2);
 
 impl fmt::Display for Broken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -133,6 +147,28 @@ pub struct Coverage {
     pub never_logins_checked: usize,
     /// Clients whose every final session was refused by a connection limit.
     pub finals_refused: usize,
+    /// Senders paused because their line took a queue past `max_queue`.
+    pub pauses: usize,
+    /// Paused senders resumed.
+    pub resumes: usize,
+    /// The most bytes of lines the broker processed from one paused sender
+    /// before it resumed or closed (at most `PAUSED_IN_FLIGHT`).
+    pub max_in_flight: usize,
+    /// The most bytes any queue held past `max_queue`.
+    pub max_overshoot: usize,
+    /// Churn sessions that read steadily (owed never being cut).
+    pub steady_readers: usize,
+    /// Of those, the ones whose queue went past `max_queue` (and came back
+    /// or was excused): the check had something to judge.
+    pub steady_overfull: usize,
+    /// Steady readers cut as slow consumers and excused: a fault on their
+    /// link, their reading stopped, or more senders than their budget
+    /// covers.
+    pub steady_cuts_excused: usize,
+    /// Burst lines (`#`-filled, just under `max_line`) the broker processed.
+    pub burst_lines: usize,
+    /// Fan-out lines (many destinations at once) the broker processed.
+    pub fan_outs: usize,
 }
 
 /// Checks every guarantee over the records of a finished run.
@@ -144,6 +180,7 @@ pub fn check(scenario: &Scenario, records: &Records) -> Result<Coverage, Failure
     let mut coverage = Coverage::default();
     for (number, incarnation) in records.incarnations.iter().enumerate() {
         check_log(number, incarnation)?;
+        paused_senders_stop(number, incarnation, &mut coverage)?;
         coverage.events += incarnation.log.steps.len();
         coverage.messages += messages(&incarnation.log);
         count_closes(&incarnation.log, &mut coverage);
@@ -168,6 +205,11 @@ pub fn check(scenario: &Scenario, records: &Records) -> Result<Coverage, Failure
         };
         judged.lines_in_send_order(scenario.config.max_line)?;
         judged.stream_as_sent()?;
+        if let Some(accepted) = accepted {
+            let started_at = records.incarnations[accepted.0].started_at;
+            judged.steady_reader_kept(scenario, started_at, &mut coverage)?;
+        }
+        coverage.max_overshoot = coverage.max_overshoot.max(judged.log.max_overshoot);
         coverage.deliveries += judged.deliveries();
         match connection.role {
             Role::Final => {
@@ -267,9 +309,71 @@ fn messages(log: &Trace) -> usize {
     count
 }
 
+/// Flow control, the shell's half: a paused sender's lines already on
+/// their way are few. From a sender's `Pause` until its `Resume` or close,
+/// the broker may process at most [`PAUSED_IN_FLIGHT`] bytes of its lines
+/// (an oversized line counts as `max_line`). A shell that never stops
+/// reading from a paused connection breaks it with the first long burst.
+fn paused_senders_stop(
+    number: usize,
+    incarnation: &Incarnation,
+    coverage: &mut Coverage,
+) -> Result<(), Failure> {
+    let log = &incarnation.log;
+    let mut paused: BTreeMap<ConnId, usize> = BTreeMap::new();
+    for (index, step) in log.steps.iter().enumerate() {
+        if let Input::Line { conn, frame } = &step.input
+            && let Some(in_flight) = paused.get_mut(conn)
+        {
+            *in_flight += match frame {
+                Ok(line) => line.len() + 1,
+                Err(_) => log.config.max_line + 1,
+            };
+            coverage.max_in_flight = coverage.max_in_flight.max(*in_flight);
+            if *in_flight > PAUSED_IN_FLIGHT {
+                let detail = format!(
+                    "server#{number} step #{index}: the broker processed {in_flight} bytes of \
+                     {conn}'s lines after pausing it, more than the {PAUSED_IN_FLIGHT} \
+                     that can be on their way: the shell did not stop reading from it"
+                );
+                let line = incarnation.lines.get(index).copied();
+                return Err(failure(Broken::Rule(FLOW_CONTROL), detail, line));
+            }
+        }
+        for output in &step.outputs {
+            match output {
+                Output::Pause { conn } => {
+                    coverage.pauses += 1;
+                    paused.entry(*conn).or_insert(0);
+                }
+                Output::Resume { conn } => {
+                    coverage.resumes += 1;
+                    paused.remove(conn);
+                }
+                Output::Close { conn, .. } => {
+                    paused.remove(conn);
+                }
+                Output::Send { .. } => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Counts the closes worth seeing in a sweep's totals.
 fn count_closes(log: &Trace, coverage: &mut Coverage) {
     for step in &log.steps {
+        if let Input::Line {
+            frame: Ok(line), ..
+        } = &step.input
+            && !step.outputs.is_empty()
+        {
+            if line.ends_with("##") {
+                coverage.burst_lines += 1;
+            } else if line.ends_with(" fan") {
+                coverage.fan_outs += 1;
+            }
+        }
         for output in &step.outputs {
             let Output::Close { conn, reason, .. } = output else {
                 continue;
@@ -339,31 +443,78 @@ struct ConnectionLog {
     processed: Vec<(Frame, usize)>,
     /// Why the broker closed it, if it did, and the trace line of that step.
     closed: Option<(CloseReason, usize)>,
+    /// When the broker closed it, in the incarnation's time.
+    closed_time: Option<Time>,
+    /// The most bytes its queue held past `max_queue`.
+    max_overshoot: usize,
+    /// Each message line whose delivery went into its queue while it was
+    /// past `max_queue`: the step's time and the sender.
+    overfull_senders: Vec<(Time, ConnId)>,
 }
 
 fn connection_logs(incarnation: &Incarnation) -> BTreeMap<ConnId, ConnectionLog> {
+    let max_queue = incarnation.log.config.max_queue;
     let mut logs: BTreeMap<ConnId, ConnectionLog> = BTreeMap::new();
+    // Bytes sent minus flushed, per connection.
+    let mut queued: BTreeMap<ConnId, usize> = BTreeMap::new();
     for (index, step) in incarnation.log.steps.iter().enumerate() {
-        if let Input::Line { conn, frame } = &step.input {
-            let log = logs.entry(*conn).or_default();
-            log.processed
-                .push((frame.clone(), incarnation.lines[index]));
+        match &step.input {
+            Input::Line { conn, frame } => {
+                let log = logs.entry(*conn).or_default();
+                log.processed
+                    .push((frame.clone(), incarnation.lines[index]));
+            }
+            Input::Flushed { conn, bytes } => {
+                let queue = queued.entry(*conn).or_default();
+                *queue = queue.saturating_sub(*bytes);
+            }
+            _ => {}
         }
+        let sender = match &step.input {
+            Input::Line { conn, .. } => Some(*conn),
+            _ => None,
+        };
         for output in &step.outputs {
             match output {
                 Output::Send { conn, line } => {
                     let log = logs.entry(*conn).or_default();
                     log.written.extend_from_slice(line.as_bytes());
+                    let queue = queued.entry(*conn).or_default();
+                    *queue += line.len();
+                    if *queue > max_queue {
+                        log.max_overshoot = log.max_overshoot.max(*queue - max_queue);
+                        if let Some(sender) = sender {
+                            log.overfull_senders.push((step.time, sender));
+                        }
+                    }
                 }
                 Output::Close { conn, reason, .. } => {
                     let log = logs.entry(*conn).or_default();
-                    log.closed
-                        .get_or_insert((*reason, incarnation.lines[index]));
+                    if log.closed.is_none() {
+                        log.closed = Some((*reason, incarnation.lines[index]));
+                        log.closed_time = Some(step.time);
+                    }
                 }
+                Output::Pause { .. } | Output::Resume { .. } => {}
             }
         }
     }
     logs
+}
+
+/// Whether `fault` touched `client`'s link or host between `from` and
+/// `to` (or shortly before, see [`FAULT_AFTERMATH`]).
+fn touches(fault: &Fault, client: usize, from: Duration, to: Duration) -> bool {
+    let victim = match fault.kind {
+        FaultKind::Partition { client, .. }
+        | FaultKind::Hold { client, .. }
+        | FaultKind::Latency { client, .. }
+        | FaultKind::Flaky { client, .. }
+        | FaultKind::ClientCrash { client, .. }
+        | FaultKind::ClientBounce { client } => client,
+        FaultKind::ServerCrash { .. } | FaultKind::ServerRestart { .. } => return false,
+    };
+    victim == client && fault.at <= to && from <= fault.ends_at() + FAULT_AFTERMATH
 }
 
 /// Each accepted peer's incarnation and connection id: the shell numbers
@@ -471,6 +622,102 @@ impl Judged<'_> {
             return self.broke(broken, what, last_read.or(Some(closed_at)));
         }
         Ok(())
+    }
+
+    /// Flow control, the issue's promise: no client that keeps reading is
+    /// ever cut. A steady reader (see `client::Reading::Steady`) reads, every
+    /// `pause`, all that has arrived up to a budget chosen by
+    /// `scenario::steady_budget` so that its queue comes back under
+    /// `max_queue` within the slow timeout whatever its senders' lines in
+    /// flight. It must not be cut as a slow consumer, nor be told it is one,
+    /// unless it is excused: its reading loop had stopped by the cut, a
+    /// fault touched its link or host while it was connected, or more
+    /// connections sent it lines while it was overfull than its budget
+    /// covers.
+    fn steady_reader_kept(
+        &self,
+        scenario: &Scenario,
+        started_at: Duration,
+        coverage: &mut Coverage,
+    ) -> Result<(), Failure> {
+        let Some(steady) = self.connection.steady else {
+            return Ok(());
+        };
+        coverage.steady_readers += 1;
+        if self.log.max_overshoot > 0 {
+            coverage.steady_overfull += 1;
+        }
+        let told = self
+            .connection
+            .received
+            .split(|&b| b == b'\n')
+            .any(|line| line.starts_with(b"error:") && line.windows(4).any(|w| w == b"slow"));
+        let cut = match self.log.closed {
+            Some((CloseReason::SlowConsumer, line)) => Some(line),
+            _ => None,
+        };
+        if cut.is_none() && !told {
+            return Ok(());
+        }
+        let slow_timeout = scenario.config.slow_timeout;
+        let cut_time = self
+            .log
+            .closed_time
+            .map_or(Duration::MAX, |time| started_at + time.since_origin());
+        let over_since = cut_time.saturating_sub(slow_timeout);
+        let still_reading = self
+            .connection
+            .reading_until
+            .is_none_or(|until| until >= cut_time);
+        let client = self.connection.client;
+        let from = self.connection.connected_at;
+        let faulted = scenario
+            .faults
+            .iter()
+            .any(|fault| touches(fault, client, from, cut_time));
+        let over_since_time = self
+            .log
+            .closed_time
+            .map(|time| Time::from_origin(time.since_origin().saturating_sub(slow_timeout)));
+        let mut senders: Vec<ConnId> = self
+            .log
+            .overfull_senders
+            .iter()
+            .filter(|(time, _)| over_since_time.is_none_or(|since| *time >= since))
+            .map(|&(_, sender)| sender)
+            .collect();
+        senders.sort_unstable();
+        senders.dedup();
+        let covered = senders.len() <= steady.senders;
+        let budget_holds = steady_budget(
+            &scenario.config,
+            &scenario.network,
+            steady.senders,
+            steady.pause,
+        )
+        .is_some_and(|needed| steady.budget >= needed);
+        if !still_reading || faulted || !covered || !budget_holds {
+            coverage.steady_cuts_excused += 1;
+            return Ok(());
+        }
+        let what = format!(
+            "reads steadily (up to {} bytes every {:?}, enough for {} senders) and kept \
+             reading on a healthy link, yet was {} (overfull since about {}, {} senders, \
+             {} bytes past max_queue at most)",
+            steady.budget,
+            steady.pause,
+            steady.senders,
+            if cut.is_some() {
+                "cut as a slow consumer"
+            } else {
+                "told it is a slow consumer"
+            },
+            crate::trace::format_time(over_since),
+            senders.len(),
+            self.log.max_overshoot,
+        );
+        let last_read = self.connection.reads.last().map(|&(_, line)| line);
+        self.broke(Broken::Rule(FLOW_CONTROL), what, cut.or(last_read))
     }
 
     /// The trace line of the read that brought byte `offset`.

@@ -36,6 +36,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use futures::future::{Either, select};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -47,9 +48,10 @@ use unicode_normalization::UnicodeNormalization;
 
 use crate::faults::MAX_LASTS_MS;
 use crate::model::grammar;
-use crate::record::{End, Recorder, Role, client_source};
+use crate::record::{End, Recorder, Role, Steady, client_source};
 use crate::scenario::{
-    Hostile, OFFLINE_NAMES, PORT, SERVER_HOST, SESSION_GRACE, Scenario, final_name,
+    Hostile, MAX_CLIENTS, OFFLINE_NAMES, PORT, SERVER_HOST, SESSION_GRACE, Scenario, final_name,
+    steady_budget,
 };
 
 /// How long a client waits for a connection to be accepted: longer than
@@ -117,6 +119,9 @@ enum Reading {
     Slow { chunk: usize, pause: Duration },
     /// Not at all once logged in.
     Stalled,
+    /// Every `pause`, all that has arrived up to `budget` bytes: never
+    /// stops, and keeps up (see `scenario::steady_budget`).
+    Steady { budget: usize, pause: Duration },
 }
 
 /// How a session's script ended.
@@ -327,6 +332,15 @@ impl Client {
         let conn = self.recorder.connected(self.index, local, Role::Churn);
         let reading = self.pick_reading();
         self.note(&format!("k{conn} reads {reading:?}"));
+        if let Reading::Steady { budget, pause } = reading {
+            let senders = self.scenario.clients.saturating_sub(1).max(1);
+            let steady = Steady {
+                budget,
+                pause,
+                senders,
+            };
+            self.recorder.reads_steadily(conn, steady);
+        }
         let (reader, writer) = stream.into_split();
         let (replies, mut inbox) = mpsc::unbounded_channel();
         let logged_in = Rc::new(Cell::new(false));
@@ -339,7 +353,8 @@ impl Client {
             Rc::new(Ended::default()),
             self.recorder.clone(),
         );
-        let script = self.script(writer, conn, &mut inbox, &logged_in);
+        let steady = matches!(reading, Reading::Steady { .. });
+        let script = self.script(writer, conn, &mut inbox, &logged_in, steady);
         let (reader, script) = (std::pin::pin!(reader), std::pin::pin!(script));
         if let Either::Left((Ending::Graceful | Ending::Closed, reader)) =
             select(script, reader).await
@@ -355,6 +370,7 @@ impl Client {
         conn: usize,
         inbox: &mut mpsc::UnboundedReceiver<String>,
         logged_in: &Cell<bool>,
+        steady: bool,
     ) -> Ending {
         let name = match self.login(&mut writer, conn, inbox).await {
             Ok(name) => name,
@@ -368,12 +384,27 @@ impl Client {
         };
         logged_in.set(true);
         let behaviour = &self.scenario.behaviour;
-        let actions = self.random(|rng| rng.random_range(1..=behaviour.max_actions));
+        if steady {
+            // A target: it sends nothing more, and reads on for a while.
+            let stay = self.random(|rng| rng.random_range(3000..=15000));
+            tokio::time::sleep(Duration::from_millis(stay)).await;
+        }
+        let actions = if steady {
+            0
+        } else {
+            self.random(|rng| rng.random_range(1..=behaviour.max_actions))
+        };
         for _ in 0..actions {
             let pause = self.random(|rng| rng.random_range(Duration::ZERO..=behaviour.max_pause));
             tokio::time::sleep(pause).await;
             if now() >= self.scenario.phases.quiet_at {
                 break;
+            }
+            if self.chance(self.hostile().burster.rate(self.index)) {
+                if !self.burst(&mut writer, conn).await {
+                    return Ending::Abrupt;
+                }
+                continue;
             }
             let bytes = self.next_action(&name);
             if !self.write(&mut writer, conn, &bytes, Pace::Churn).await {
@@ -730,12 +761,76 @@ impl Client {
         true
     }
 
+    /// A burst: 40 to 120 lines just under `max_line` to one name, written
+    /// 4 to 16 lines at a time, back to back, as fast as the socket takes
+    /// them. False if the connection failed or stayed full for the write
+    /// timeout (a paused burster gives up).
+    async fn burst(&self, writer: &mut OwnedWriteHalf, conn: usize) -> bool {
+        let names = &self.scenario.names;
+        let target = names[self.random(|rng| rng.random_range(0..names.len()))].clone();
+        let count = self.random(|rng| rng.random_range(40..=120));
+        self.note(&format!("k{conn} bursts {count} lines at {target}"));
+        let max_line = self.scenario.config.max_line;
+        let mut left = count;
+        while left > 0 {
+            let lines = self.random(|rng| rng.random_range(4..=16)).min(left);
+            left -= lines;
+            let mut bytes = Vec::new();
+            for _ in 0..lines {
+                let id = self.next_id();
+                let head = format!("{target}: {id} ");
+                // Just under the limit, whatever the terminator.
+                let shorter = self.random(|rng| rng.random_range(1..=8));
+                let filler = (max_line - shorter).saturating_sub(head.len());
+                bytes.extend_from_slice(head.as_bytes());
+                bytes.extend(std::iter::repeat_n(b'#', filler));
+                bytes.push(b'\n');
+            }
+            if !self.write_piece(writer, conn, &bytes).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// One line naming many destinations at once: the whole pool in some
+    /// order, final names, offline names and repeats, as many as fit in
+    /// `max_line`.
+    fn fan_out(&self) -> Vec<u8> {
+        let mut pool: Vec<String> = self.scenario.names.clone();
+        pool.extend((0..self.scenario.clients).map(final_name));
+        pool.extend(OFFLINE_NAMES.iter().map(|name| name.to_string()));
+        for i in (1..pool.len()).rev() {
+            pool.swap(i, self.random(|rng| rng.random_range(0..=i)));
+        }
+        let repeats = self.random(|rng| rng.random_range(0..=3));
+        for _ in 0..repeats {
+            let again = pool[self.random(|rng| rng.random_range(0..pool.len()))].clone();
+            pool.push(again);
+        }
+        let id = self.next_id();
+        let room = self.scenario.config.max_line - id.len() - 4;
+        let mut dests: Vec<String> = Vec::new();
+        let mut used = 0;
+        for name in pool {
+            if used + name.len() + 1 > room {
+                break;
+            }
+            used += name.len() + 1;
+            dests.push(name);
+        }
+        self.terminate(&format!("{}: {id} fan", dests.join(",")))
+    }
+
     /// The bytes of one action of the churn phase.
     fn next_action(&self, name: &str) -> Vec<u8> {
         let behaviour = &self.scenario.behaviour;
         let max_line = self.scenario.config.max_line;
         if self.chance(self.hostile().control_text.rate(self.index)) {
             return self.control_message(name);
+        }
+        if self.chance(self.hostile().fan_out.rate(self.index)) {
+            return self.fan_out();
         }
         if self.chance(behaviour.malformed) {
             const MALFORMED: [&str; 5] = [
@@ -887,6 +982,16 @@ impl Client {
 
     fn pick_reading(&self) -> Reading {
         let behaviour = &self.scenario.behaviour;
+        if self.chance(self.hostile().steady_reader.rate(self.index)) {
+            let pause = Duration::from_millis(self.random(|rng| rng.random_range(10..=100)));
+            let (config, network) = (&self.scenario.config, &self.scenario.network);
+            let senders = self.scenario.clients.saturating_sub(1).max(1);
+            debug_assert!(senders < MAX_CLIENTS);
+            // Every seed's slow timeout leaves room for one (a scenario test).
+            if let Some(budget) = steady_budget(config, network, senders, pause) {
+                return Reading::Steady { budget, pause };
+            }
+        }
         if self.chance(behaviour.stalled_reader) {
             Reading::Stalled
         } else if self.chance(behaviour.slow_reader) {
@@ -926,8 +1031,26 @@ async fn read(
     ended: Rc<Ended>,
     recorder: Recorder,
 ) {
+    // A steady reader's loop is owed never being cut while it runs: note
+    // when it stops, however it stops (the session's future dropped too).
+    let _stops = matches!(reading, Reading::Steady { .. }).then(|| StopsReading {
+        recorder: recorder.clone(),
+        conn,
+    });
     read_to_end(reader, conn, reading, replies, logged_in, recorder).await;
     ended.set();
+}
+
+/// Tells the recorder, when dropped, that a connection's reading stopped.
+struct StopsReading {
+    recorder: Recorder,
+    conn: usize,
+}
+
+impl Drop for StopsReading {
+    fn drop(&mut self) {
+        self.recorder.stopped_reading(self.conn);
+    }
 }
 
 async fn read_to_end(
@@ -940,6 +1063,7 @@ async fn read_to_end(
 ) {
     let size = match reading {
         Reading::Slow { chunk, .. } => chunk,
+        Reading::Steady { budget, .. } => budget,
         Reading::Prompt | Reading::Stalled => 4096,
     };
     let mut buffer = vec![0u8; size];
@@ -948,7 +1072,7 @@ async fn read_to_end(
         if matches!(reading, Reading::Stalled) && logged_in.get() {
             futures::future::pending::<()>().await;
         }
-        let read = match reader.read(&mut buffer).await {
+        let mut read = match reader.read(&mut buffer).await {
             Ok(0) => {
                 recorder.ended(conn, End::EndOfStream);
                 return;
@@ -959,6 +1083,23 @@ async fn read_to_end(
                 return;
             }
         };
+        // A steady reader takes all that has arrived, up to its budget: a
+        // read stops at the end of a segment.
+        let mut ended = None;
+        if let Reading::Steady { .. } = reading {
+            while read < buffer.len() {
+                match reader.read(&mut buffer[read..]).now_or_never() {
+                    Some(Ok(0)) => ended = Some(End::EndOfStream),
+                    Some(Ok(more)) => {
+                        read += more;
+                        continue;
+                    }
+                    Some(Err(_)) => ended = Some(End::Reset),
+                    None => {}
+                }
+                break;
+            }
+        }
         recorder.received(conn, &buffer[..read]);
         for &byte in &buffer[..read] {
             if byte == b'\n' {
@@ -968,7 +1109,11 @@ async fn read_to_end(
                 line.push(byte);
             }
         }
-        if let Reading::Slow { pause, .. } = reading {
+        if let Some(end) = ended {
+            recorder.ended(conn, end);
+            return;
+        }
+        if let Reading::Slow { pause, .. } | Reading::Steady { pause, .. } = reading {
             tokio::time::sleep(pause).await;
         }
     }

@@ -37,13 +37,17 @@ struct Args {
     /// The first seed of the sweep.
     #[arg(long, default_value_t = 0)]
     from: u64,
+    /// Sweep on past failing seeds and list them all at the end, each with
+    /// what broke, instead of stopping at the first.
+    #[arg(long, conflicts_with = "seed")]
+    keep_going: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     match args.seed {
         Some(seed) => replay(seed),
-        None => sweep(args.from, args.seeds),
+        None => sweep(args.from, args.seeds, args.keep_going),
     }
 }
 
@@ -90,6 +94,15 @@ struct Totals {
     control_refused: usize,
     look_alikes_taken: usize,
     typed_into_shutdown: usize,
+    pauses: usize,
+    resumes: usize,
+    max_in_flight: usize,
+    max_overshoot: usize,
+    steady_readers: usize,
+    steady_overfull: usize,
+    steady_cuts_excused: usize,
+    burst_lines: usize,
+    fan_outs: usize,
     faults: BTreeMap<&'static str, usize>,
 }
 
@@ -115,12 +128,22 @@ impl Totals {
             self.control_refused += coverage.control_refused;
             self.look_alikes_taken += coverage.look_alikes_taken;
             self.typed_into_shutdown += coverage.typed_into_shutdown;
+            self.pauses += coverage.pauses;
+            self.resumes += coverage.resumes;
+            self.max_in_flight = self.max_in_flight.max(coverage.max_in_flight);
+            self.max_overshoot = self.max_overshoot.max(coverage.max_overshoot);
+            self.steady_readers += coverage.steady_readers;
+            self.steady_overfull += coverage.steady_overfull;
+            self.steady_cuts_excused += coverage.steady_cuts_excused;
+            self.burst_lines += coverage.burst_lines;
+            self.fan_outs += coverage.fan_outs;
         }
     }
 }
 
-/// Runs `count` seeds from `from`, stopping at the first failure.
-fn sweep(from: u64, count: u64) -> ExitCode {
+/// Runs `count` seeds from `from`, stopping at the first failure unless
+/// `keep_going`.
+fn sweep(from: u64, count: u64, keep_going: bool) -> ExitCode {
     let bar = ProgressBar::new(count);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} seeds  {per_sec}  eta {eta}  {msg}")
@@ -129,12 +152,17 @@ fn sweep(from: u64, count: u64) -> ExitCode {
     let started = Instant::now();
     let mut totals = Totals::default();
     let mut failure = None;
+    let mut failed: Vec<(u64, String)> = Vec::new();
     for seed in from..from.saturating_add(count) {
         bar.set_message(format!("seed {seed}"));
         let run = run(seed);
         totals.add(&run);
         bar.inc(1);
-        if run.verdict.is_err() {
+        if let Err(broken) = &run.verdict {
+            if keep_going {
+                failed.push((seed, broken.broken.to_string()));
+                continue;
+            }
             failure = Some(run);
             break;
         }
@@ -142,6 +170,17 @@ fn sweep(from: u64, count: u64) -> ExitCode {
     bar.finish_and_clear();
     let wall = started.elapsed();
     summarize(&totals, wall);
+    if keep_going {
+        println!("seeds failed:       {}", failed.len());
+        for (seed, broken) in &failed {
+            println!("  seed {seed}: {broken}");
+        }
+        return if failed.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     match failure {
         None => ExitCode::SUCCESS,
         Some(run) => {
@@ -180,6 +219,20 @@ fn summarize(totals: &Totals, wall: Duration) {
         "hostile lines:      {} control characters refused, {} look-alike names taken, \
          {} lines typed into the shutdown",
         totals.control_refused, totals.look_alikes_taken, totals.typed_into_shutdown
+    );
+    println!(
+        "flow control:       {} pauses, {} resumes; at most {} bytes from a paused sender, \
+         {} bytes past max-queue; {} burst lines, {} fan-out lines",
+        totals.pauses,
+        totals.resumes,
+        totals.max_in_flight,
+        totals.max_overshoot,
+        totals.burst_lines,
+        totals.fan_outs
+    );
+    println!(
+        "steady readers:     {} checked, {} overfull, {} cuts excused",
+        totals.steady_readers, totals.steady_overfull, totals.steady_cuts_excused
     );
     let faults: usize = totals.faults.values().sum();
     println!("faults injected:    {faults} {:?}", totals.faults);

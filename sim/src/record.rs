@@ -51,6 +51,8 @@ pub struct Incarnation {
     pub log: witness::Trace,
     /// The run's trace line of each step of `log`.
     pub lines: Vec<usize>,
+    /// The simulated time it started at: its log's times count from here.
+    pub started_at: Duration,
 }
 
 /// One connection as its client saw it.
@@ -72,6 +74,23 @@ pub struct ClientConnection {
     pub reads: Vec<(usize, usize)>,
     /// How the client saw the stream end, if it did.
     pub end: Option<End>,
+    /// When the client opened it (simulated time).
+    pub connected_at: Duration,
+    /// How it read, if steadily: a reader owed never being cut.
+    pub steady: Option<Steady>,
+    /// When its reading loop stopped (ended, or dropped with the session),
+    /// if it did.
+    pub reading_until: Option<Duration>,
+}
+
+/// A steady reader's pace: every `pause` (plus at most a tick) it reads
+/// all that has arrived, up to `budget` bytes. `budget` is
+/// `scenario::steady_budget` for `senders` paused senders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Steady {
+    pub budget: usize,
+    pub pause: Duration,
+    pub senders: usize,
 }
 
 /// What a client opened a connection for.
@@ -134,6 +153,7 @@ impl Recorder {
     /// Starts a new server incarnation running with `config`; returns its
     /// number.
     pub fn begin_incarnation(&self, config: &Config) -> usize {
+        let started_at = turmoil::sim_elapsed().unwrap_or_default();
         let number = {
             let mut records = self.lock();
             records.incarnations.push(Incarnation {
@@ -143,6 +163,7 @@ impl Recorder {
                     steps: Vec::new(),
                 },
                 lines: Vec::new(),
+                started_at,
             });
             records.incarnations.len() - 1
         };
@@ -174,6 +195,7 @@ impl Recorder {
 
     /// A client opened a connection from `local`; returns its index.
     pub fn connected(&self, client: usize, local: SocketAddr, role: Role) -> usize {
+        let connected_at = turmoil::sim_elapsed().unwrap_or_default();
         let index = {
             let mut records = self.lock();
             records.connections.push(ClientConnection {
@@ -185,6 +207,9 @@ impl Recorder {
                 received: Vec::new(),
                 reads: Vec::new(),
                 end: None,
+                connected_at,
+                steady: None,
+                reading_until: None,
             });
             records.connections.len() - 1
         };
@@ -236,6 +261,27 @@ impl Recorder {
         let connection = &mut records.connections[index];
         connection.received.extend_from_slice(bytes);
         connection.reads.push((connection.received.len(), line));
+    }
+
+    /// Connection `index` reads steadily at `steady`'s pace.
+    pub fn reads_steadily(&self, index: usize, steady: Steady) {
+        self.lock().connections[index].steady = Some(steady);
+    }
+
+    /// The reading loop of connection `index` stopped.
+    /// Outside a host (the simulation being torn down) nothing is recorded:
+    /// it read to the end.
+    pub fn stopped_reading(&self, index: usize) {
+        let Some(time) = turmoil::sim_elapsed() else {
+            return;
+        };
+        let client = {
+            let mut records = self.lock();
+            let connection = &mut records.connections[index];
+            connection.reading_until.get_or_insert(time);
+            connection.client
+        };
+        self.note(&client_source(client), &format!("k{index} stops reading"));
     }
 
     /// The client saw connection `index` end.
@@ -331,6 +377,8 @@ pub fn describe(now: Time, input: &Input, outputs: &[Output]) -> String {
         let _ = match output {
             Output::Send { conn, line } => write!(text, "{conn} {line:?}"),
             Output::Close { conn, reason, .. } => write!(text, "{conn} close {reason:?}"),
+            Output::Pause { conn } => write!(text, "{conn} pause"),
+            Output::Resume { conn } => write!(text, "{conn} resume"),
         };
     }
     text

@@ -209,6 +209,8 @@ impl Scenario {
         // Drawn after everything else, for the same reason.
         limit_connections(&mut rng, &mut config, clients);
         let hostile = Hostile::generate(&mut rng, &config, clients);
+        // Drawn after everything else, for the same reason.
+        config.slow_timeout = Duration::from_millis(rng.random_range(SLOW_TIMEOUT_MS));
         Scenario {
             seed,
             config,
@@ -357,6 +359,15 @@ pub struct Hostile {
     /// In the final phase, one more connection that never logs in, next to
     /// the final session. On only with a short login timeout.
     pub final_never_login: Switch,
+    /// Per action: a burst of many lines near `max_line` to one name,
+    /// written as fast as the socket takes them.
+    pub burster: Switch,
+    /// Per action: one line naming many destinations at once.
+    pub fan_out: Switch,
+    /// Per churn session: read steadily, a budget of bytes at regular
+    /// intervals, fast enough to be owed never being cut (see
+    /// [`steady_budget`]), and send nothing after the login: a target.
+    pub steady_reader: Switch,
 }
 
 impl Hostile {
@@ -369,6 +380,9 @@ impl Hostile {
             look_alike: Switch::draw(rng, clients, 0.1, 0.4),
             typist: Switch::draw(rng, clients, 1.0, 1.0),
             final_never_login: Switch::draw(rng, clients, 1.0, 1.0),
+            burster: Switch::draw(rng, clients, 0.02, 0.1),
+            fan_out: Switch::draw(rng, clients, 0.05, 0.3),
+            steady_reader: Switch::draw(rng, clients, 0.3, 0.8),
         };
         if !short_timeout {
             hostile.never_login = Switch::default();
@@ -431,6 +445,69 @@ impl std::fmt::Debug for Switch {
             f.write_str("off")
         }
     }
+}
+
+/// The slow timeouts drawn, in milliseconds: around the write timeouts
+/// (0.2 to 5 s), so stalled readers are cut either way, and at least 1.5 s,
+/// so a steady reader's budget (see [`steady_budget`]) stays finite.
+pub const SLOW_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 1500..=6000;
+
+/// The most bytes of lines the broker may process from a sender after
+/// pausing it and before resuming it (or closing it): its lines already on
+/// their way when the shell stops reading from it. Four of the shell's
+/// 4 KiB reads. The checker holds the shell to it; a steady reader's
+/// budget is sized by it.
+pub const PAUSED_IN_FLIGHT: usize = 16 * 1024;
+
+/// The most bytes one of the simulated clients' lines can put in another
+/// connection's queue per byte of the line, rounded up: a message line is
+/// at least 12 bytes (`jo: <m1.2>` and its LF) and its delivery at most 19
+/// longer (`from ` and a sender name of at most 16 bytes, less the
+/// destination list of at least 2 and its `: `).
+pub const DELIVERY_EXPANSION: usize = 3;
+
+/// Slack in the slow timeout that a steady reader's budget leaves over:
+/// the broker's timer, the Flushed report and the step it takes.
+pub const STEADY_MARGIN: Duration = Duration::from_millis(300);
+
+/// The bytes `senders` paused senders can put in one queue past
+/// `max_queue` during one overfull period: each its lines in flight
+/// ([`PAUSED_IN_FLIGHT`] plus the line that paused it) as deliveries.
+pub fn overshoot_bound(config: &Config, senders: usize) -> usize {
+    senders * (PAUSED_IN_FLIGHT + config.max_line + 2) * DELIVERY_EXPANSION
+}
+
+/// The smallest per-interval read budget with which a steady reader,
+/// reading every `pause` on a healthy link, brings its queue back under
+/// `max_queue` within the slow timeout, whatever `senders` paused senders
+/// put in it; `None` if no budget can (the timeout is too short for the
+/// latency and the pause).
+///
+/// The argument: while a queue is past the bound the shell's writer is
+/// blocked on turmoil's flow control (with room it writes its whole batch
+/// at once). The queue, and so any write (one segment), holds at most
+/// `S = max_queue + overshoot_bound(senders)` bytes. A credit comes back
+/// each time the reader starts a new segment: it finishes the one it is in
+/// (at most `S` bytes, `ceil(S / budget)` intervals of at most `pause +
+/// tick`) and waits at most the latency plus a tick for the next. Each
+/// credit lets the writer write everything queued, so within three credits
+/// the senders' lines in flight are written too and the queue is empty.
+/// The budget is chosen so that three such rounds fit in the slow timeout
+/// less [`STEADY_MARGIN`].
+pub fn steady_budget(
+    config: &Config,
+    network: &Network,
+    senders: usize,
+    pause: Duration,
+) -> Option<usize> {
+    let full = config.max_queue + overshoot_bound(config, senders);
+    let interval = pause + network.tick;
+    let round = config.slow_timeout.checked_sub(STEADY_MARGIN)? / 3;
+    let reading = round.checked_sub(network.max_latency + network.tick)?;
+    // Intervals to finish a segment, plus one to start the next.
+    let intervals = (reading.as_nanos() / interval.as_nanos()) as usize;
+    let intervals = intervals.checked_sub(1).filter(|&n| n > 0)?;
+    Some(full.div_ceil(intervals))
 }
 
 /// The queue bounds of the tightest seeds.
@@ -527,6 +604,9 @@ mod tests {
                 &hostile.look_alike,
                 &hostile.typist,
                 &hostile.final_never_login,
+                &hostile.burster,
+                &hostile.fan_out,
+                &hostile.steady_reader,
             ];
             for switch in switches {
                 assert!(switch.clients.iter().all(|&c| c < s.clients));
@@ -543,5 +623,21 @@ mod tests {
         assert!(on(|h| &h.look_alike));
         assert!(on(|h| &h.typist));
         assert!(on(|h| &h.final_never_login));
+        assert!(on(|h| &h.burster));
+        assert!(on(|h| &h.fan_out));
+        assert!(on(|h| &h.steady_reader));
+    }
+
+    #[test]
+    fn every_seed_has_a_steady_budget() {
+        for seed in 0..300 {
+            let s = Scenario::generate(seed);
+            assert!(SLOW_TIMEOUT_MS.contains(&(s.config.slow_timeout.as_millis() as u64)));
+            for pause in [10, 50, 100] {
+                let pause = Duration::from_millis(pause);
+                let budget = steady_budget(&s.config, &s.network, MAX_CLIENTS, pause);
+                assert!(budget.is_some(), "seed {seed}: {:?}", s.config);
+            }
+        }
     }
 }

@@ -19,8 +19,11 @@ use chinwag_sim::{replay_command, run};
 /// Cheap seeds that between them inject every kind of fault and reach
 /// every kind of cut and close, each at least twice (a change to the
 /// clients shifts what a seed does). Seeds 204 and 205 close connections
-/// at shutdown without the notice, for want of room in their queues.
-const SEEDS: [u64; 9] = [29, 34, 37, 75, 204, 205, 234, 250, 290];
+/// at shutdown without the notice, for want of room in their queues, and
+/// pause senders on steady readers' full queues; 70 and 181 cut slow
+/// consumers (rare since a full queue pauses its senders and is cut only
+/// after the slow timeout); 75 has a burster, 70 and 205 fan-out lines.
+const SEEDS: [u64; 11] = [29, 34, 37, 70, 75, 181, 204, 205, 234, 250, 290];
 
 /// Reads one count off a seed's coverage.
 type Count = fn(&Coverage) -> usize;
@@ -40,7 +43,13 @@ fn fixed_seeds_keep_every_guarantee() {
             ),
         }
     }
-    let closes: [(&str, Count); 10] = [
+    let closes: [(&str, Count); 14] = [
+        ("a sender paused", |c| c.pauses),
+        ("a steady reader's queue past max-queue", |c| {
+            c.steady_overfull
+        }),
+        ("a burst line", |c| c.burst_lines),
+        ("a fan-out line", |c| c.fan_outs),
         ("a slow consumer cut", |c| c.slow_consumer_cuts),
         ("a dead peer cut", |c| c.dead_peer_cuts),
         ("a shutdown without the notice", |c| c.notices_skipped),
