@@ -8,6 +8,13 @@
 //! progress) by the time of the last report. Both run in one task; when the
 //! writer is done the socket is dropped, which closes it.
 //!
+//! The broker can pause the reader (a line of this connection took some
+//! queue past `max_queue`): the reader then reads nothing from the socket
+//! and queues nothing until it is resumed, so the kernel's buffers fill
+//! and TCP pushes back on this sender alone. Pause and resume come to the
+//! writer, in order with the lines, and it sets a flag the reader checks;
+//! `run_connection` says why the reader needs no wake-up of its own.
+//!
 //! An idle connection holds as little as possible: no read buffer (one per
 //! thread is shared), no write buffers and no timer, since a server may
 //! hold tens of thousands of them.
@@ -113,10 +120,32 @@ pub(super) async fn run_connection<R, S>(
     // Set once the broker has closed the connection: the reader stops
     // queueing lines nobody will process.
     let closing = AtomicBool::new(false);
+    // Set while the broker has paused the connection: the reader neither
+    // reads nor queues. Only the writer changes it, as it takes `Pause`
+    // and `Resume` off its queue.
+    //
+    // A paused reader returns Pending without arranging a wake-up of its
+    // own, and that is safe because of how the two share this task:
+    // - the select below polls the writer first, then the reader, on
+    //   every wake-up of the task, so once the writer has taken a
+    //   `Resume` the reader is polled after it, in the same pass;
+    // - the writer returns Pending only once it has polled its queue and
+    //   found it empty (idle, or racing a blocked write against it), so a
+    //   `Resume` sent to it later wakes this task, which re-polls both;
+    // - once the writer is draining a graceful close it no longer listens
+    //   to its queue, but the broker sends nothing after `Close`, the
+    //   reader has nothing left to queue (`closing` is set), and the task
+    //   ends with the writer, however the drain ends (done, failed, or its
+    //   deadline).
+    // So a paused reader is re-polled after every message the writer
+    // takes, and the broker ends every pause with `Resume` or `Close`.
+    let paused = AtomicBool::new(false);
     let (peer_done, ending) = {
-        let reading = read_frames(conn, &mut socket_reader, max_line, queue, &closing).fuse();
-        let writing = writer.run(socket_writer, inbox, &closing).fuse();
+        let reading =
+            read_frames(conn, &mut socket_reader, max_line, queue, &closing, &paused).fuse();
+        let writing = writer.run(socket_writer, inbox, &closing, &paused).fuse();
         pin_mut!(reading, writing);
+        // Biased, writer first: see `paused` above.
         select_biased! {
             // The broker closed the connection or the socket failed.
             ending = writing => (false, ending),
@@ -191,17 +220,21 @@ async fn discard_until_end<S: AsyncRead + Unpin>(socket: &mut S, bytes_max: usiz
 /// the broker in events of a few (see `MAX_FRAMES_PER_EVENT`), and then the
 /// close; returns true. Returns false, stopping early, once `closing` is
 /// set: the broker has closed the connection and would ignore the lines.
+/// While `paused` is set it waits before each read and before each event,
+/// so at most the event it was queueing goes to the broker after a pause.
 async fn read_frames<S: AsyncRead + Unpin>(
     conn: ConnId,
     socket: &mut S,
     max_line: usize,
     mut queue: mpsc::Sender<ToBroker>,
     closing: &AtomicBool,
+    paused: &AtomicBool,
 ) -> bool {
     let mut decoder = LineDecoder::new(max_line);
     let mut frames = Vec::new();
     loop {
-        let end_of_stream = match read_and_decode(socket, &mut decoder, &mut frames).await {
+        let read = read_and_decode(socket, &mut decoder, &mut frames, paused).await;
+        let end_of_stream = match read {
             Ok(0) => {
                 decoder.finish(&mut frames);
                 true
@@ -215,6 +248,7 @@ async fn read_frames<S: AsyncRead + Unpin>(
             return end_of_stream;
         }
         while !frames.is_empty() {
+            unpaused(paused).await;
             let rest = frames.split_off(event_size(&frames));
             let frames = std::mem::replace(&mut frames, rest);
             if queue.send(ToBroker::Lines { conn, frames }).await.is_err() {
@@ -244,14 +278,35 @@ fn event_size(frames: &[Frame]) -> usize {
     count
 }
 
-/// Reads once into the thread's shared buffer and decodes what arrived into
-/// `frames`. Returns the bytes read: 0 at end of stream.
+/// Completes once `paused` is clear. Pending while it is set, with no
+/// wake-up arranged: the writer, polled first in the same task, clears it
+/// (see `run_connection`).
+async fn unpaused(paused: &AtomicBool) {
+    poll_fn(|_| {
+        if paused.load(Ordering::Relaxed) {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await
+}
+
+/// Reads once into the thread's shared buffer, once `paused` is clear, and
+/// decodes what arrived into `frames`. Returns the bytes read: 0 at end of
+/// stream.
 async fn read_and_decode<S: AsyncRead + Unpin>(
     socket: &mut S,
     decoder: &mut LineDecoder,
     frames: &mut Vec<Frame>,
+    paused: &AtomicBool,
 ) -> io::Result<usize> {
     poll_fn(|cx| {
+        // Paused: leave the socket unread, so its buffers fill and TCP
+        // pushes back on the peer. No wake-up is needed (see `unpaused`).
+        if paused.load(Ordering::Relaxed) {
+            return Poll::Pending;
+        }
         READ_BUFFER.with_borrow_mut(|buffer| {
             // Pending leaves the buffer untouched: nothing is held across it.
             let read = ready!(Pin::new(&mut *socket).poll_read(cx, buffer))?;
@@ -298,7 +353,8 @@ struct Batches {
 
 impl Batches {
     /// Applies one message from the broker; `Break` means close at once.
-    fn accept(&mut self, message: Outbound) -> ControlFlow<()> {
+    /// `Pause` and `Resume` set `paused`, for the reader.
+    fn accept(&mut self, message: Outbound, paused: &AtomicBool) -> ControlFlow<()> {
         debug_assert!(self.draining.is_none(), "a message after the close");
         match message {
             Outbound::Line(line) => {
@@ -309,6 +365,8 @@ impl Batches {
                 }
                 self.next.extend_from_slice(line.as_bytes());
             }
+            Outbound::Pause => paused.store(true, Ordering::Relaxed),
+            Outbound::Resume => paused.store(false, Ordering::Relaxed),
             Outbound::Close(reason) if reason.flushes_queue() => self.draining = Some(reason),
             Outbound::Close(_) => return ControlFlow::Break(()),
         }
@@ -335,12 +393,16 @@ impl Batches {
 
 impl<R: Runtime> Writer<R> {
     /// Writes what the broker sends until it closes the connection (then
-    /// sets `closing`) or the socket fails.
+    /// sets `closing`) or the socket fails, and sets `paused` as the broker
+    /// pauses and resumes the reader. Whenever it returns Pending short of
+    /// draining a close, it has just found `inbox` empty: the reader relies
+    /// on that (see `run_connection`).
     async fn run<S: AsyncWrite + Unpin>(
         self,
         mut socket: S,
         mut inbox: mpsc::UnboundedReceiver<Outbound>,
         closing: &AtomicBool,
+        paused: &AtomicBool,
     ) -> Ending {
         let mut batches = Batches::default();
         // Whether a socket that accepts nothing is dead is the broker's call
@@ -362,13 +424,13 @@ impl<R: Runtime> Writer<R> {
                 let Some(message) = inbox.next().await else {
                     return Ending::Abandoned;
                 };
-                if batches.accept(message).is_break() {
+                if batches.accept(message, paused).is_break() {
                     return Ending::Abandoned;
                 }
                 while batches.draining.is_none() {
                     match inbox.try_recv() {
                         Ok(message) => {
-                            if batches.accept(message).is_break() {
+                            if batches.accept(message, paused).is_break() {
                                 return Ending::Abandoned;
                             }
                         }
@@ -404,7 +466,7 @@ impl<R: Runtime> Writer<R> {
                 },
                 message = message => match message.flatten() {
                     Some(message) => {
-                        if batches.accept(message).is_break() {
+                        if batches.accept(message, paused).is_break() {
                             return Ending::Abandoned;
                         }
                     }
