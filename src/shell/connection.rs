@@ -2,11 +2,12 @@
 //!
 //! The reader turns bytes into frames with the codec and queues them for
 //! the broker, the frames of one read as one event. The writer writes what
-//! the broker sends it, batching every line that is already waiting into
-//! one write, and reports each write's progress back, so the broker can
-//! account queued bytes and tell a dead peer (one whose socket makes no
-//! progress) by the time of the last report. Both run in one task; when the
-//! writer is done the socket is dropped, which closes it.
+//! the broker sends it, batching the lines that are already waiting into
+//! one write of at most `BATCH_BYTES_MAX`, and reports each write's
+//! progress back, so the broker can account queued bytes and tell a dead
+//! peer (one whose socket makes no progress) by the time of the last
+//! report. Both run in one task; when the writer is done the socket is
+//! dropped, which closes it.
 //!
 //! The broker can pause the reader (a line of this connection took some
 //! queue past `max_queue`): the reader then reads nothing from the socket
@@ -20,6 +21,7 @@
 //! hold tens of thousands of them.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io;
 use std::ops::ControlFlow;
 use std::pin::Pin;
@@ -37,6 +39,7 @@ use super::runtime::Runtime;
 use super::serve::Accepted;
 use crate::broker::{CloseReason, ConnId};
 use crate::codec::{Frame, LineDecoder};
+use crate::protocol::Line;
 
 /// Bytes read from the socket per read call.
 const READ_CHUNK: usize = 4096;
@@ -53,6 +56,14 @@ const MAX_BYTES_PER_EVENT: usize = 1024;
 /// Bytes a writer allocates when a burst of lines starts (it frees them
 /// when idle again).
 const FIRST_BATCH_CAPACITY: usize = 1024;
+
+/// The most bytes a writer copies into its write buffer at once. Lines
+/// past it wait as they are, shared with their other recipients: a queue
+/// may hold more than `max_queue` (lines of paused senders still on their
+/// way), and a delivery to 500 recipients copied whole into 500 buffers
+/// would cost 500 times its size. 64 KiB is a loopback socket buffer's
+/// worth, so one write still moves as much as the kernel will take.
+const BATCH_BYTES_MAX: usize = 64 * 1024;
 
 /// The most bytes a lingering close at shutdown reads and throws away
 /// before it gives up on the peer: a client that keeps sending after the
@@ -338,17 +349,42 @@ struct Writer<R> {
 }
 
 /// Bytes on their way to the socket.
+///
+/// Lines are copied into one write buffer, the batch, at most
+/// `BATCH_BYTES_MAX` bytes of them at a time; lines past it wait in
+/// `waiting` as the broker sent them, shared with their other recipients.
+/// Lines go straight into the batch while nothing waits and they fit, so a
+/// burst of chat lines costs one allocation, as before.
 #[derive(Default)]
 struct Batches {
-    /// The batch being written.
-    writing: Vec<u8>,
-    /// How much of `writing` the socket has accepted.
+    /// The batch being written: whole lines, and at its end the first part
+    /// of a line too long for the room that was left.
+    batch: Vec<u8>,
+    /// How much of `batch` the socket has accepted.
     written: usize,
-    /// Lines that arrived while `writing` was in progress: the next batch.
-    next: Vec<u8>,
+    /// Lines not yet copied into a batch, oldest first.
+    waiting: VecDeque<Line>,
+    /// How many bytes of the first waiting line are already in a batch.
+    first_copied: usize,
     /// The broker closed the connection gracefully, for this reason: write
     /// what is queued, then close.
     draining: Option<CloseReason>,
+}
+
+/// Makes room in `batch` for `bytes` more, never growing its capacity past
+/// `BATCH_BYTES_MAX` (nor its length: callers copy no more than that). A
+/// burst starts with room for a dozen chat lines, so most bursts never
+/// grow their buffer.
+fn reserve(batch: &mut Vec<u8>, bytes: usize) {
+    let needed = batch.len() + bytes;
+    debug_assert!(needed <= BATCH_BYTES_MAX, "a batch past its bound");
+    if needed > batch.capacity() {
+        let capacity = (batch.capacity() * 2)
+            .max(FIRST_BATCH_CAPACITY)
+            .max(needed)
+            .min(BATCH_BYTES_MAX);
+        batch.reserve_exact(capacity - batch.len());
+    }
 }
 
 impl Batches {
@@ -357,14 +393,7 @@ impl Batches {
     fn accept(&mut self, message: Outbound, paused: &AtomicBool) -> ControlFlow<()> {
         debug_assert!(self.draining.is_none(), "a message after the close");
         match message {
-            Outbound::Line(line) => {
-                if self.next.capacity() == 0 {
-                    // A burst starts with room for a dozen chat lines, so
-                    // most bursts never grow their buffer.
-                    self.next.reserve(FIRST_BATCH_CAPACITY.max(line.len()));
-                }
-                self.next.extend_from_slice(line.as_bytes());
-            }
+            Outbound::Line(line) => self.push(line),
             Outbound::Pause => paused.store(true, Ordering::Relaxed),
             Outbound::Resume => paused.store(false, Ordering::Relaxed),
             Outbound::Close(reason) if reason.flushes_queue() => self.draining = Some(reason),
@@ -373,21 +402,50 @@ impl Batches {
         ControlFlow::Continue(())
     }
 
+    /// Takes one line: into the batch if nothing waits and it fits, or
+    /// else to wait, uncopied.
+    fn push(&mut self, line: Line) {
+        if self.waiting.is_empty() && self.batch.len() + line.len() <= BATCH_BYTES_MAX {
+            reserve(&mut self.batch, line.len());
+            self.batch.extend_from_slice(line.as_bytes());
+        } else {
+            self.waiting.push_back(line);
+        }
+    }
+
+    /// Copies waiting lines into the (empty) batch, up to `BATCH_BYTES_MAX`
+    /// bytes, cutting the last one if it does not fit whole.
+    fn refill(&mut self) {
+        debug_assert!(self.batch.is_empty());
+        while let Some(line) = self.waiting.front() {
+            let rest = &line.as_bytes()[self.first_copied..];
+            let take = rest.len().min(BATCH_BYTES_MAX - self.batch.len());
+            reserve(&mut self.batch, take);
+            self.batch.extend_from_slice(&rest[..take]);
+            if take < rest.len() {
+                self.first_copied += take;
+                return;
+            }
+            self.waiting.pop_front();
+            self.first_copied = 0;
+        }
+    }
+
     /// The unwritten rest of the current batch, starting a new batch from
     /// the lines waiting if the current one is done. Empty when idle; an
     /// idle writer frees its buffers, so idle connections stay small (a
-    /// burst costs one allocation, far less than its writes).
+    /// burst costs an allocation or two, far less than its writes).
     fn unwritten(&mut self) -> &[u8] {
-        if self.written == self.writing.len() {
-            self.writing.clear();
+        if self.written == self.batch.len() {
+            self.batch.clear();
             self.written = 0;
-            std::mem::swap(&mut self.writing, &mut self.next);
-            if self.writing.is_empty() {
-                self.writing = Vec::new();
-                self.next = Vec::new();
+            self.refill();
+            if self.batch.is_empty() {
+                self.batch = Vec::new();
+                self.waiting = VecDeque::new();
             }
         }
-        &self.writing[self.written..]
+        &self.batch[self.written..]
     }
 }
 
