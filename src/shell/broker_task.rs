@@ -41,10 +41,18 @@ pub enum Outbound {
     Line(Line),
     /// Nothing more will follow; close the connection for this reason.
     Close(CloseReason),
+    /// Stop reading from the socket (and queueing lines for the broker)
+    /// until `Resume`: a line of this connection took some queue past
+    /// `max_queue`, so TCP pushes back on this sender alone.
+    Pause,
+    /// Read from the socket again.
+    Resume,
 }
 
 /// A connection's writer queue. Unbounded as a channel, but bounded in
-/// bytes: the broker never queues more than `max_queue` unflushed bytes.
+/// bytes: once a connection has more than `max_queue` unflushed bytes the
+/// broker pauses every sender whose lines go into it, so it grows past
+/// that only by lines already on their way to the broker.
 pub(super) type Outbox = mpsc::UnboundedSender<Outbound>;
 
 /// What a writer tells the broker about its socket.
@@ -127,7 +135,7 @@ impl<O: Observer> Core<O> {
         self.broker.handle(now, &input, &mut self.outputs);
         self.observer.processed(now, &input, &self.outputs);
         for output in self.outputs.drain(..) {
-            route(output, &mut self.links);
+            route(output, &mut self.links, &self.broker);
         }
     }
 
@@ -213,7 +221,8 @@ pub(super) async fn run_broker<R: Runtime>(
     }
 }
 
-fn route(output: Output, links: &mut Links) {
+/// Carries out one output; `broker` is asked only for names, for the logs.
+fn route(output: Output, links: &mut Links, broker: &Broker) {
     match output {
         Output::Send { conn, line } => {
             if let Some(link) = links.get(&conn) {
@@ -230,7 +239,7 @@ fn route(output: Output, links: &mut Links) {
             let name = name.as_deref().unwrap_or("(not logged in)");
             match reason {
                 CloseReason::SlowConsumer => {
-                    info!(%conn, %peer, name, "closing slow consumer: its queue is full")
+                    info!(%conn, %peer, name, "closing slow consumer: its queue stayed full")
                 }
                 CloseReason::DeadPeer => {
                     info!(%conn, %peer, name, "closing dead peer: its socket accepts nothing")
@@ -247,7 +256,21 @@ fn route(output: Output, links: &mut Links) {
             }
             let _ = link.outbox.unbounded_send(Outbound::Close(reason));
         }
-        // Not carried out yet: the connection's reader pauses in the next commit.
-        Output::Pause { .. } | Output::Resume { .. } => {}
+        // The writer carries these out (it shares a task with the reader;
+        // see `connection.rs`), so they travel in order with the lines.
+        Output::Pause { conn } => {
+            if let Some(link) = links.get(&conn) {
+                let name = broker.name_of(conn).unwrap_or("(not logged in)");
+                debug!(%conn, peer = %link.peer, name, "pausing: a queue it filled is full");
+                let _ = link.outbox.unbounded_send(Outbound::Pause);
+            }
+        }
+        Output::Resume { conn } => {
+            if let Some(link) = links.get(&conn) {
+                let name = broker.name_of(conn).unwrap_or("(not logged in)");
+                debug!(%conn, peer = %link.peer, name, "resuming: the queues it filled drained or closed");
+                let _ = link.outbox.unbounded_send(Outbound::Resume);
+            }
+        }
     }
 }

@@ -2,17 +2,26 @@
 //!
 //! The reader turns bytes into frames with the codec and queues them for
 //! the broker, the frames of one read as one event. The writer writes what
-//! the broker sends it, batching every line that is already waiting into
-//! one write, and reports each write's progress back, so the broker can
-//! account queued bytes and tell a dead peer (one whose socket makes no
-//! progress) by the time of the last report. Both run in one task; when the
-//! writer is done the socket is dropped, which closes it.
+//! the broker sends it, batching the lines that are already waiting into
+//! one write of at most `BATCH_BYTES_MAX`, and reports each write's
+//! progress back, so the broker can account queued bytes and tell a dead
+//! peer (one whose socket makes no progress) by the time of the last
+//! report. Both run in one task; when the writer is done the socket is
+//! dropped, which closes it.
+//!
+//! The broker can pause the reader (a line of this connection took some
+//! queue past `max_queue`): the reader then reads nothing from the socket
+//! and queues nothing until it is resumed, so the kernel's buffers fill
+//! and TCP pushes back on this sender alone. Pause and resume come to the
+//! writer, in order with the lines, and it sets a flag the reader checks;
+//! `run_connection` says why the reader needs no wake-up of its own.
 //!
 //! An idle connection holds as little as possible: no read buffer (one per
 //! thread is shared), no write buffers and no timer, since a server may
 //! hold tens of thousands of them.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io;
 use std::ops::ControlFlow;
 use std::pin::Pin;
@@ -30,6 +39,7 @@ use super::runtime::Runtime;
 use super::serve::Accepted;
 use crate::broker::{CloseReason, ConnId};
 use crate::codec::{Frame, LineDecoder};
+use crate::protocol::Line;
 
 /// Bytes read from the socket per read call.
 const READ_CHUNK: usize = 4096;
@@ -46,6 +56,14 @@ const MAX_BYTES_PER_EVENT: usize = 1024;
 /// Bytes a writer allocates when a burst of lines starts (it frees them
 /// when idle again).
 const FIRST_BATCH_CAPACITY: usize = 1024;
+
+/// The most bytes a writer copies into its write buffer at once. Lines
+/// past it wait as they are, shared with their other recipients: a queue
+/// may hold more than `max_queue` (lines of paused senders still on their
+/// way), and a delivery to 500 recipients copied whole into 500 buffers
+/// would cost 500 times its size. 64 KiB is a loopback socket buffer's
+/// worth, so one write still moves as much as the kernel will take.
+const BATCH_BYTES_MAX: usize = 64 * 1024;
 
 /// The most bytes a lingering close at shutdown reads and throws away
 /// before it gives up on the peer: a client that keeps sending after the
@@ -113,10 +131,32 @@ pub(super) async fn run_connection<R, S>(
     // Set once the broker has closed the connection: the reader stops
     // queueing lines nobody will process.
     let closing = AtomicBool::new(false);
+    // Set while the broker has paused the connection: the reader neither
+    // reads nor queues. Only the writer changes it, as it takes `Pause`
+    // and `Resume` off its queue.
+    //
+    // A paused reader returns Pending without arranging a wake-up of its
+    // own, and that is safe because of how the two share this task:
+    // - the select below polls the writer first, then the reader, on
+    //   every wake-up of the task, so once the writer has taken a
+    //   `Resume` the reader is polled after it, in the same pass;
+    // - the writer returns Pending only once it has polled its queue and
+    //   found it empty (idle, or racing a blocked write against it), so a
+    //   `Resume` sent to it later wakes this task, which re-polls both;
+    // - once the writer is draining a graceful close it no longer listens
+    //   to its queue, but the broker sends nothing after `Close`, the
+    //   reader has nothing left to queue (`closing` is set), and the task
+    //   ends with the writer, however the drain ends (done, failed, or its
+    //   deadline).
+    // So a paused reader is re-polled after every message the writer
+    // takes, and the broker ends every pause with `Resume` or `Close`.
+    let paused = AtomicBool::new(false);
     let (peer_done, ending) = {
-        let reading = read_frames(conn, &mut socket_reader, max_line, queue, &closing).fuse();
-        let writing = writer.run(socket_writer, inbox, &closing).fuse();
+        let reading =
+            read_frames(conn, &mut socket_reader, max_line, queue, &closing, &paused).fuse();
+        let writing = writer.run(socket_writer, inbox, &closing, &paused).fuse();
         pin_mut!(reading, writing);
+        // Biased, writer first: see `paused` above.
         select_biased! {
             // The broker closed the connection or the socket failed.
             ending = writing => (false, ending),
@@ -191,17 +231,21 @@ async fn discard_until_end<S: AsyncRead + Unpin>(socket: &mut S, bytes_max: usiz
 /// the broker in events of a few (see `MAX_FRAMES_PER_EVENT`), and then the
 /// close; returns true. Returns false, stopping early, once `closing` is
 /// set: the broker has closed the connection and would ignore the lines.
+/// While `paused` is set it waits before each read and before each event,
+/// so at most the event it was queueing goes to the broker after a pause.
 async fn read_frames<S: AsyncRead + Unpin>(
     conn: ConnId,
     socket: &mut S,
     max_line: usize,
     mut queue: mpsc::Sender<ToBroker>,
     closing: &AtomicBool,
+    paused: &AtomicBool,
 ) -> bool {
     let mut decoder = LineDecoder::new(max_line);
     let mut frames = Vec::new();
     loop {
-        let end_of_stream = match read_and_decode(socket, &mut decoder, &mut frames).await {
+        let read = read_and_decode(socket, &mut decoder, &mut frames, paused).await;
+        let end_of_stream = match read {
             Ok(0) => {
                 decoder.finish(&mut frames);
                 true
@@ -215,6 +259,7 @@ async fn read_frames<S: AsyncRead + Unpin>(
             return end_of_stream;
         }
         while !frames.is_empty() {
+            unpaused(paused).await;
             let rest = frames.split_off(event_size(&frames));
             let frames = std::mem::replace(&mut frames, rest);
             if queue.send(ToBroker::Lines { conn, frames }).await.is_err() {
@@ -244,14 +289,35 @@ fn event_size(frames: &[Frame]) -> usize {
     count
 }
 
-/// Reads once into the thread's shared buffer and decodes what arrived into
-/// `frames`. Returns the bytes read: 0 at end of stream.
+/// Completes once `paused` is clear. Pending while it is set, with no
+/// wake-up arranged: the writer, polled first in the same task, clears it
+/// (see `run_connection`).
+async fn unpaused(paused: &AtomicBool) {
+    poll_fn(|_| {
+        if paused.load(Ordering::Relaxed) {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await
+}
+
+/// Reads once into the thread's shared buffer, once `paused` is clear, and
+/// decodes what arrived into `frames`. Returns the bytes read: 0 at end of
+/// stream.
 async fn read_and_decode<S: AsyncRead + Unpin>(
     socket: &mut S,
     decoder: &mut LineDecoder,
     frames: &mut Vec<Frame>,
+    paused: &AtomicBool,
 ) -> io::Result<usize> {
     poll_fn(|cx| {
+        // Paused: leave the socket unread, so its buffers fill and TCP
+        // pushes back on the peer. No wake-up is needed (see `unpaused`).
+        if paused.load(Ordering::Relaxed) {
+            return Poll::Pending;
+        }
         READ_BUFFER.with_borrow_mut(|buffer| {
             // Pending leaves the buffer untouched: nothing is held across it.
             let read = ready!(Pin::new(&mut *socket).poll_read(cx, buffer))?;
@@ -283,64 +349,118 @@ struct Writer<R> {
 }
 
 /// Bytes on their way to the socket.
+///
+/// Lines are copied into one write buffer, the batch, at most
+/// `BATCH_BYTES_MAX` bytes of them at a time; lines past it wait in
+/// `waiting` as the broker sent them, shared with their other recipients.
+/// Lines go straight into the batch while nothing waits and they fit, so a
+/// burst of chat lines costs one allocation, as before.
 #[derive(Default)]
 struct Batches {
-    /// The batch being written.
-    writing: Vec<u8>,
-    /// How much of `writing` the socket has accepted.
+    /// The batch being written: whole lines, and at its end the first part
+    /// of a line too long for the room that was left.
+    batch: Vec<u8>,
+    /// How much of `batch` the socket has accepted.
     written: usize,
-    /// Lines that arrived while `writing` was in progress: the next batch.
-    next: Vec<u8>,
+    /// Lines not yet copied into a batch, oldest first.
+    waiting: VecDeque<Line>,
+    /// How many bytes of the first waiting line are already in a batch.
+    first_copied: usize,
     /// The broker closed the connection gracefully, for this reason: write
     /// what is queued, then close.
     draining: Option<CloseReason>,
 }
 
+/// Makes room in `batch` for `bytes` more, never growing its capacity past
+/// `BATCH_BYTES_MAX` (nor its length: callers copy no more than that). A
+/// burst starts with room for a dozen chat lines, so most bursts never
+/// grow their buffer.
+fn reserve(batch: &mut Vec<u8>, bytes: usize) {
+    let needed = batch.len() + bytes;
+    debug_assert!(needed <= BATCH_BYTES_MAX, "a batch past its bound");
+    if needed > batch.capacity() {
+        let capacity = (batch.capacity() * 2)
+            .max(FIRST_BATCH_CAPACITY)
+            .max(needed)
+            .min(BATCH_BYTES_MAX);
+        batch.reserve_exact(capacity - batch.len());
+    }
+}
+
 impl Batches {
     /// Applies one message from the broker; `Break` means close at once.
-    fn accept(&mut self, message: Outbound) -> ControlFlow<()> {
+    /// `Pause` and `Resume` set `paused`, for the reader.
+    fn accept(&mut self, message: Outbound, paused: &AtomicBool) -> ControlFlow<()> {
         debug_assert!(self.draining.is_none(), "a message after the close");
         match message {
-            Outbound::Line(line) => {
-                if self.next.capacity() == 0 {
-                    // A burst starts with room for a dozen chat lines, so
-                    // most bursts never grow their buffer.
-                    self.next.reserve(FIRST_BATCH_CAPACITY.max(line.len()));
-                }
-                self.next.extend_from_slice(line.as_bytes());
-            }
+            Outbound::Line(line) => self.push(line),
+            Outbound::Pause => paused.store(true, Ordering::Relaxed),
+            Outbound::Resume => paused.store(false, Ordering::Relaxed),
             Outbound::Close(reason) if reason.flushes_queue() => self.draining = Some(reason),
             Outbound::Close(_) => return ControlFlow::Break(()),
         }
         ControlFlow::Continue(())
     }
 
+    /// Takes one line: into the batch if nothing waits and it fits, or
+    /// else to wait, uncopied.
+    fn push(&mut self, line: Line) {
+        if self.waiting.is_empty() && self.batch.len() + line.len() <= BATCH_BYTES_MAX {
+            reserve(&mut self.batch, line.len());
+            self.batch.extend_from_slice(line.as_bytes());
+        } else {
+            self.waiting.push_back(line);
+        }
+    }
+
+    /// Copies waiting lines into the (empty) batch, up to `BATCH_BYTES_MAX`
+    /// bytes, cutting the last one if it does not fit whole.
+    fn refill(&mut self) {
+        debug_assert!(self.batch.is_empty());
+        while let Some(line) = self.waiting.front() {
+            let rest = &line.as_bytes()[self.first_copied..];
+            let take = rest.len().min(BATCH_BYTES_MAX - self.batch.len());
+            reserve(&mut self.batch, take);
+            self.batch.extend_from_slice(&rest[..take]);
+            if take < rest.len() {
+                self.first_copied += take;
+                return;
+            }
+            self.waiting.pop_front();
+            self.first_copied = 0;
+        }
+    }
+
     /// The unwritten rest of the current batch, starting a new batch from
     /// the lines waiting if the current one is done. Empty when idle; an
     /// idle writer frees its buffers, so idle connections stay small (a
-    /// burst costs one allocation, far less than its writes).
+    /// burst costs an allocation or two, far less than its writes).
     fn unwritten(&mut self) -> &[u8] {
-        if self.written == self.writing.len() {
-            self.writing.clear();
+        if self.written == self.batch.len() {
+            self.batch.clear();
             self.written = 0;
-            std::mem::swap(&mut self.writing, &mut self.next);
-            if self.writing.is_empty() {
-                self.writing = Vec::new();
-                self.next = Vec::new();
+            self.refill();
+            if self.batch.is_empty() {
+                self.batch = Vec::new();
+                self.waiting = VecDeque::new();
             }
         }
-        &self.writing[self.written..]
+        &self.batch[self.written..]
     }
 }
 
 impl<R: Runtime> Writer<R> {
     /// Writes what the broker sends until it closes the connection (then
-    /// sets `closing`) or the socket fails.
+    /// sets `closing`) or the socket fails, and sets `paused` as the broker
+    /// pauses and resumes the reader. Whenever it returns Pending short of
+    /// draining a close, it has just found `inbox` empty: the reader relies
+    /// on that (see `run_connection`).
     async fn run<S: AsyncWrite + Unpin>(
         self,
         mut socket: S,
         mut inbox: mpsc::UnboundedReceiver<Outbound>,
         closing: &AtomicBool,
+        paused: &AtomicBool,
     ) -> Ending {
         let mut batches = Batches::default();
         // Whether a socket that accepts nothing is dead is the broker's call
@@ -362,13 +482,13 @@ impl<R: Runtime> Writer<R> {
                 let Some(message) = inbox.next().await else {
                     return Ending::Abandoned;
                 };
-                if batches.accept(message).is_break() {
+                if batches.accept(message, paused).is_break() {
                     return Ending::Abandoned;
                 }
                 while batches.draining.is_none() {
                     match inbox.try_recv() {
                         Ok(message) => {
-                            if batches.accept(message).is_break() {
+                            if batches.accept(message, paused).is_break() {
                                 return Ending::Abandoned;
                             }
                         }
@@ -404,7 +524,7 @@ impl<R: Runtime> Writer<R> {
                 },
                 message = message => match message.flatten() {
                     Some(message) => {
-                        if batches.accept(message).is_break() {
+                        if batches.accept(message, paused).is_break() {
                             return Ending::Abandoned;
                         }
                     }

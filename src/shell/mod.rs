@@ -19,8 +19,11 @@
 //!
 //! The broker's queue is bounded, so a flood of input slows the readers
 //! (and through TCP, their peers) instead of growing memory. Writers' queues
-//! are bounded in bytes by the broker's own accounting (`max_queue`), so the
-//! broker task never waits on a writer and one slow reader slows nobody.
+//! are bounded in bytes by the broker's own accounting (`max_queue`): the
+//! broker task never waits on a writer, and when a queue passes the bound
+//! the broker pauses the readers of the connections filling it (`Pause`,
+//! `Resume`, carried by the writer of each), so a slow reader slows only
+//! those who send to it, and TCP pushes back on them alone.
 
 mod broker_task;
 mod connection;

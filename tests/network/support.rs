@@ -4,7 +4,7 @@
 //! Every wait is bounded: sockets have read timeouts and polls have a fixed
 //! number of attempts, so a broken server fails a test instead of hanging it.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
@@ -85,12 +85,7 @@ impl Server {
 
     /// Connects with a receive buffer of `bytes` and logs in.
     pub fn login_with_window(&self, name: &str, bytes: usize) -> Client {
-        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        socket.set_recv_buffer_size(bytes).unwrap();
-        socket.connect(&self.addr.into()).unwrap();
-        let mut client = Client::from_stream(TcpStream::from(socket));
-        client.log_in(name);
-        client
+        login_with_buffers(self.addr, name, Some(bytes), None)
     }
 
     pub fn signal(&self, signal: &str) {
@@ -132,6 +127,29 @@ impl Drop for Server {
     }
 }
 
+/// Connects to `addr` with the given kernel buffer sizes (the system's,
+/// autotuned, where `None`) and logs in as `name`. Small buffers make
+/// flow control show quickly: a receive buffer on a client that stops
+/// reading, a send buffer on a client whose writes should stall.
+pub fn login_with_buffers(
+    addr: SocketAddr,
+    name: &str,
+    receive: Option<usize>,
+    send: Option<usize>,
+) -> Client {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    if let Some(bytes) = receive {
+        socket.set_recv_buffer_size(bytes).unwrap();
+    }
+    if let Some(bytes) = send {
+        socket.set_send_buffer_size(bytes).unwrap();
+    }
+    socket.connect(&addr.into()).unwrap();
+    let mut client = Client::from_stream(TcpStream::from(socket));
+    client.log_in(name);
+    client
+}
+
 /// A blocking line client.
 pub struct Client {
     reader: BufReader<TcpStream>,
@@ -166,13 +184,50 @@ impl Client {
         }
     }
 
-    fn log_in(&mut self, name: &str) {
+    pub fn log_in(&mut self, name: &str) {
         self.send(name);
         self.expect(&format!("welcome {name}"));
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
         self.writer.write_all(bytes).expect("write to server");
+    }
+
+    /// Writes copies of `line` (which ends with LF) until the server stops
+    /// taking them: until no byte is accepted for `stall`, or `limit`
+    /// bytes were written without such a stall. Returns the bytes written
+    /// and, if the writes stalled, the unwritten rest of the copy they
+    /// stalled in (empty if none), which must be sent before anything else.
+    pub fn write_until_stalled(
+        &mut self,
+        line: &[u8],
+        stall: Duration,
+        limit: usize,
+    ) -> (usize, Option<Vec<u8>>) {
+        self.writer.set_write_timeout(Some(stall)).unwrap();
+        let mut total = 0;
+        let mut rest = None;
+        'lines: while total < limit {
+            let mut sent = 0;
+            while sent < line.len() {
+                match self.writer.write(&line[sent..]) {
+                    Ok(0) => panic!("the server closed while we wrote"),
+                    Ok(bytes) => {
+                        sent += bytes;
+                        total += bytes;
+                    }
+                    Err(error)
+                        if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                    {
+                        rest = Some(line[sent..].to_vec());
+                        break 'lines;
+                    }
+                    Err(error) => panic!("writing to server: {error}"),
+                }
+            }
+        }
+        self.writer.set_write_timeout(None).unwrap();
+        (total, rest)
     }
 
     /// The next line from the server, without its LF; `None` at end of stream.

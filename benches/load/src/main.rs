@@ -20,7 +20,7 @@
 //! | --- | --- | --- |
 //! | `dm` | C clients each send M messages to K seeded-random names | every delivery arrives once, in per-sender order, correctly attributed |
 //! | `fanout` | S senders each send M messages to all C clients | the same |
-//! | `slow` | one client never reads while others flood it; a healthy pair pings | the slow client is cut; the pair's messages all arrive in order |
+//! | `slow` | one client never reads while others flood it (they are paused, and it is cut after the server's slow timeout); a healthy pair pings | the slow client is cut; the pair's messages all arrive in order |
 //! | `idle` | C logged-in connections held open | every login is welcomed and the server still delivers |
 //!
 //! Each run prints a summary table and then one JSON line with the same
@@ -115,6 +115,13 @@ struct ServerArgs {
     #[arg(long, global = true, value_name = "BYTES", default_value_t = Config::default().max_queue)]
     max_queue: usize,
 
+    /// The server's --slow-timeout in seconds: passed on with --spawn if
+    /// given (leave it out for a server older than the flag), and checked
+    /// by `slow` against --duration. The server's own default is 10 s, so
+    /// `slow` against a spawned server needs a shorter one, e.g. 1.
+    #[arg(long, global = true, value_name = "SECS")]
+    slow_timeout: Option<f64>,
+
     /// Give up (and fail) if the run has not finished after this many seconds.
     #[arg(long, global = true, value_name = "SECS", default_value_t = 120)]
     timeout: u64,
@@ -151,7 +158,12 @@ fn main() -> ExitCode {
     let result = match args.scenario {
         Scenario::Dm(dm) => dm.run(&target, seed, deadline),
         Scenario::Fanout(fanout) => fanout.run(&target, deadline),
-        Scenario::Slow(slow) => slow.run(&target, args.server.max_queue, deadline),
+        Scenario::Slow(slow) => slow.run(
+            &target,
+            args.server.max_queue,
+            args.server.slow_timeout,
+            deadline,
+        ),
         Scenario::Idle(idle) => idle.run(&target, deadline),
     };
     match result {

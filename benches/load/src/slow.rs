@@ -4,6 +4,11 @@
 //! The slow client logs in and never reads. Flooders send it large messages
 //! as fast as the server takes them, until the server cuts it as a slow
 //! consumer; the flooders learn of the cut from `error: no such peer`.
+//! Once its queue is past `--max-queue` the server pauses the flooders
+//! (it stops reading from them, so their writes block) and cuts the slow
+//! client only after its `--slow-timeout`; each flooder reads its replies
+//! on a thread of its own, so a blocked write holds up nothing else.
+//! (A server older than `--slow-timeout` cuts at once instead.)
 //! The slow client then closes its socket and logs in again under a fresh
 //! name (`slow<n>`, so each error names the cycle it belongs to), and the
 //! flood moves on to the new name, for `--duration` seconds. Meanwhile a
@@ -15,8 +20,8 @@
 //! Figures: the server's peak RSS above its idle baseline (sampled every
 //! few milliseconds), how long after the flooders had sent `--max-queue`
 //! bytes for a slow client the cut was seen (an upper bound on the
-//! server's reaction: kernel socket buffers absorb some bytes first), and
-//! the healthy pair's latency.
+//! server's reaction: kernel socket buffers absorb some bytes first; with
+//! the pause, about the slow timeout), and the healthy pair's latency.
 
 use std::io::{self, ErrorKind, Write};
 use std::net::TcpStream;
@@ -107,10 +112,21 @@ impl Expectation for Pair {
 }
 
 impl SlowArgs {
-    pub fn run(self, target: &Target, max_queue: usize, deadline: Duration) -> io::Result<Report> {
+    pub fn run(
+        self,
+        target: &Target,
+        max_queue: usize,
+        slow_timeout: Option<f64>,
+        deadline: Duration,
+    ) -> io::Result<Report> {
         let duration = Duration::from_secs_f64(self.duration.max(0.0));
         if duration + DRAIN > deadline {
             return Err(io::Error::other("--duration does not fit in --timeout"));
+        }
+        if slow_timeout.is_some_and(|slow| slow >= self.duration) {
+            return Err(io::Error::other(
+                "--duration must be longer than --slow-timeout, or no slow client is ever cut",
+            ));
         }
         let interval = Duration::from_secs_f64(self.interval_ms.max(0.001) / 1e3);
         let pings = (duration.as_secs_f64() / interval.as_secs_f64()) as u32;
@@ -173,7 +189,11 @@ impl SlowArgs {
         let cycles = flood.cycles.into_inner().expect("no thread panicked");
         let cut_count = cycles.iter().filter(|cycle| cycle.cut.is_some()).count();
         if cut_count == 0 {
-            faults.push(Fault::Other("the slow client was never cut".into()));
+            faults.push(Fault::Other(
+                "the slow client was never cut (is the server's --slow-timeout \
+                 longer than --duration?)"
+                    .into(),
+            ));
         }
         let mut cut_after_pass = Latencies::default();
         for cycle in &cycles {

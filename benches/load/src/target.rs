@@ -91,9 +91,14 @@ fn spawn(args: &ServerArgs) -> io::Result<Target> {
             binary
         }
     };
-    let mut child = Command::new(&binary)
+    let mut command = Command::new(&binary);
+    command
         .args(["serve", "--listen", "127.0.0.1:0", "--max-queue"])
-        .arg(args.max_queue.to_string())
+        .arg(args.max_queue.to_string());
+    if let Some(seconds) = args.slow_timeout {
+        command.arg("--slow-timeout").arg(seconds.to_string());
+    }
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
