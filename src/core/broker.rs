@@ -143,10 +143,13 @@ struct Connection {
     /// When it must have logged in by, until it does (its key in
     /// `Broker::login_deadlines`).
     login_deadline: Option<Time>,
-    /// Since when its queue has been past `max_queue`, while it is; its
-    /// slow-consumer deadline (in `Broker::slow_deadlines`) is
+    /// While its queue is past `max_queue`, when its slow clock started:
+    /// when the queue went past, or last drained `max_queue` bytes while
+    /// past. Its slow-consumer deadline (in `Broker::slow_deadlines`) is
     /// `slow_timeout` later.
-    over_since: Option<Time>,
+    slow_since: Option<Time>,
+    /// Bytes flushed since the slow clock started.
+    drained_since: usize,
     /// How many queues past `max_queue` its lines helped fill (its entries
     /// in `Broker::blocked`). It is paused while this is not zero.
     blocked_on: usize,
@@ -331,7 +334,8 @@ impl Broker {
             stall_check: None,
             address,
             login_deadline: Some(login_deadline),
-            over_since: None,
+            slow_since: None,
+            drained_since: 0,
             blocked_on: 0,
         };
         let reused = self.connections.insert(conn, connection).is_some();
@@ -414,6 +418,10 @@ impl Broker {
 
     /// Accounts bytes the socket accepted. A queue that drains back under
     /// `max_queue` is no longer slow, and the senders it held up resume.
+    /// One still past it that has drained `max_queue` bytes since its slow
+    /// clock started gets a fresh clock: its reader keeps up with a full
+    /// queue every `slow_timeout`, however far past the bound the lines of
+    /// paused senders took it, so it is not the one to blame.
     fn flushed(&mut self, conn: ConnId, bytes: usize, out: &mut Vec<Output>) {
         let Some(connection) = self.connections.get_mut(&conn) else {
             return;
@@ -427,12 +435,22 @@ impl Broker {
         );
         connection.queued -= bytes;
         connection.progress_at = self.now;
+        let Some(since) = connection.slow_since else {
+            return;
+        };
+        connection.drained_since += bytes;
         if connection.queued <= self.max_queue {
-            if let Some(since) = connection.over_since.take() {
-                self.slow_deadlines
-                    .remove(&(since + self.slow_timeout, conn));
-                self.unblock(conn, out);
-            }
+            connection.slow_since = None;
+            self.slow_deadlines
+                .remove(&(since + self.slow_timeout, conn));
+            self.unblock(conn, out);
+        } else if connection.drained_since >= self.max_queue {
+            connection.slow_since = Some(self.now);
+            connection.drained_since = 0;
+            self.slow_deadlines
+                .remove(&(since + self.slow_timeout, conn));
+            self.slow_deadlines
+                .insert((self.now + self.slow_timeout, conn));
         }
     }
 
@@ -477,8 +495,9 @@ impl Broker {
     }
 
     /// Cuts every connection whose queue has stayed past `max_queue` for the
-    /// slow timeout, in connection id order. Its senders have been paused
-    /// all that time, so it has had every chance to catch up.
+    /// slow timeout without draining `max_queue` bytes, in connection id
+    /// order. Its senders have been paused all that time, so it has had
+    /// every chance to catch up.
     fn cut_slow_consumers(&mut self, out: &mut Vec<Output>) {
         let mut slow = take_due(&mut self.slow_deadlines, self.now);
         for conn in &slow {
@@ -486,7 +505,7 @@ impl Broker {
                 .connections
                 .get_mut(conn)
                 .expect("a closed connection's slow deadline is removed");
-            connection.over_since = None;
+            connection.slow_since = None;
         }
         slow.sort_unstable();
         for conn in slow {
@@ -563,8 +582,9 @@ impl Broker {
         }
         connection.queued = queued;
         let over = queued > self.max_queue;
-        if over && connection.over_since.is_none() {
-            connection.over_since = Some(self.now);
+        if over && connection.slow_since.is_none() {
+            connection.slow_since = Some(self.now);
+            connection.drained_since = 0;
             self.slow_deadlines
                 .insert((self.now + self.slow_timeout, conn));
         }
@@ -629,7 +649,7 @@ impl Broker {
         if let Some(due) = connection.login_deadline {
             self.login_deadlines.remove(&(due, conn));
         }
-        if let Some(since) = connection.over_since {
+        if let Some(since) = connection.slow_since {
             self.slow_deadlines
                 .remove(&(since + self.slow_timeout, conn));
         }
@@ -741,8 +761,8 @@ impl Broker {
         );
         for (conn, connection) in &self.connections {
             let over = connection.queued > self.max_queue;
-            assert_eq!(connection.over_since.is_some(), over, "{conn}'s over_since");
-            if let Some(since) = connection.over_since {
+            assert_eq!(connection.slow_since.is_some(), over, "{conn}'s slow_since");
+            if let Some(since) = connection.slow_since {
                 let due = (since + self.slow_timeout, *conn);
                 assert!(
                     self.slow_deadlines.contains(&due),
@@ -759,7 +779,7 @@ impl Broker {
                 "{conn}'s blocked_on"
             );
         }
-        let over = self.connections.values().filter(|c| c.over_since.is_some());
+        let over = self.connections.values().filter(|c| c.slow_since.is_some());
         assert_eq!(
             over.count(),
             self.slow_deadlines.len(),
@@ -769,7 +789,7 @@ impl Broker {
             let over = self
                 .connections
                 .get(full)
-                .is_some_and(|c| c.over_since.is_some());
+                .is_some_and(|c| c.slow_since.is_some());
             assert!(over, "{full} holds senders up but is not past the bound");
         }
         let counted: usize = self.per_address.values().sum();

@@ -381,6 +381,49 @@ fn a_queue_past_max_queue_for_the_slow_timeout_is_cut_and_frees_its_senders() {
 }
 
 #[test]
+fn a_reader_that_drains_a_full_queue_every_slow_timeout_is_never_cut() {
+    let mut h = two_line_queues();
+    // Lines of paused senders take bob's queue far past its bound...
+    for _ in 0..20 {
+        h.line(ALICE, "bob: hi");
+    }
+    assert_eq!(h.broker.queued_bytes(BOB), Some(20 * HI.len()));
+    // ...and he reads a queue's worth (two lines) every slow timeout, less
+    // a millisecond: each time his slow clock starts again.
+    for _ in 0..8 {
+        assert!(h.wait(SLOW_TIMEOUT - Duration::from_millis(1)).is_empty());
+        assert!(
+            h.input(Input::Flushed {
+                conn: BOB,
+                bytes: 2 * HI.len()
+            })
+            .is_empty()
+        );
+    }
+    assert_eq!(h.broker.poll_timeout(), Some(h.now + SLOW_TIMEOUT));
+    // Catching up frees alice.
+    assert_eq!(
+        h.input(Input::Flushed {
+            conn: BOB,
+            bytes: 2 * HI.len()
+        }),
+        ["c1 resumed"]
+    );
+    // Reading less than a queue's worth in the slow timeout is slow.
+    for _ in 0..3 {
+        h.line(ALICE, "bob: hi");
+    }
+    h.input(Input::Flushed {
+        conn: BOB,
+        bytes: 2 * HI.len() - 1,
+    });
+    assert_eq!(
+        h.wait(SLOW_TIMEOUT),
+        ["c2 closed: SlowConsumer", "c1 resumed"]
+    );
+}
+
+#[test]
 fn draining_under_the_bound_stops_the_slow_clock() {
     let mut h = two_line_queues();
     for _ in 0..3 {
