@@ -47,6 +47,7 @@ use std::time::Duration;
 
 use chinwag::broker::{CloseReason, ConnId, Input, Output};
 use chinwag::codec::Frame;
+use chinwag::shell::{InFlightMax, paused_in_flight_max};
 use chinwag::time::Time;
 
 use crate::faults::{Fault, FaultKind};
@@ -56,7 +57,7 @@ use crate::model::guarantees::{self, Guarantee};
 use crate::model::reference::{Model, per_connection};
 use crate::model::trace::{Trace, walk};
 use crate::record::{ClientConnection, End, Incarnation, Records, Role};
-use crate::scenario::{PAUSED_IN_FLIGHT, Scenario, final_name, steady_budget};
+use crate::scenario::{Scenario, final_name, steady_budget};
 
 /// What a failing seed broke.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,7 +153,7 @@ pub struct Coverage {
     /// Paused senders resumed.
     pub resumes: usize,
     /// The most bytes of lines the broker processed from one paused sender
-    /// before it resumed or closed (at most `PAUSED_IN_FLIGHT`).
+    /// before it resumed or closed (at most `paused_in_flight_max`'s).
     pub max_in_flight: usize,
     /// The most bytes any queue held past `max_queue`.
     pub max_overshoot: usize,
@@ -311,30 +312,32 @@ fn messages(log: &Trace) -> usize {
 
 /// Flow control, the shell's half: a paused sender's lines already on
 /// their way are few. From a sender's `Pause` until its `Resume` or close,
-/// the broker may process at most [`PAUSED_IN_FLIGHT`] bytes of its lines
-/// (an oversized line counts as `max_line`). A shell that never stops
-/// reading from a paused connection breaks it with the first long burst.
+/// the broker may process at most what `chinwag::shell::paused_in_flight_max`
+/// says can still be queued for it, in frames and in bytes of text. A shell
+/// that never stops reading from a paused connection breaks it with the
+/// first long burst.
 fn paused_senders_stop(
     number: usize,
     incarnation: &Incarnation,
     coverage: &mut Coverage,
 ) -> Result<(), Failure> {
     let log = &incarnation.log;
-    let mut paused: BTreeMap<ConnId, usize> = BTreeMap::new();
+    let bound = paused_in_flight_max(log.config.max_line);
+    // Per paused sender: frames and bytes processed since its pause.
+    let mut paused: BTreeMap<ConnId, InFlightMax> = BTreeMap::new();
     for (index, step) in log.steps.iter().enumerate() {
         if let Input::Line { conn, frame } = &step.input
             && let Some(in_flight) = paused.get_mut(conn)
         {
-            *in_flight += match frame {
-                Ok(line) => line.len() + 1,
-                Err(_) => log.config.max_line + 1,
-            };
-            coverage.max_in_flight = coverage.max_in_flight.max(*in_flight);
-            if *in_flight > PAUSED_IN_FLIGHT {
+            in_flight.frames += 1;
+            in_flight.bytes += frame.as_ref().map_or(0, String::len);
+            coverage.max_in_flight = coverage.max_in_flight.max(in_flight.bytes);
+            if in_flight.frames > bound.frames || in_flight.bytes > bound.bytes {
                 let detail = format!(
-                    "server#{number} step #{index}: the broker processed {in_flight} bytes of \
-                     {conn}'s lines after pausing it, more than the {PAUSED_IN_FLIGHT} \
-                     that can be on their way: the shell did not stop reading from it"
+                    "server#{number} step #{index}: the broker processed {} lines ({} bytes) \
+                     of {conn}'s after pausing it, more than the {} ({} bytes) that can be on \
+                     their way: the shell did not stop reading from it",
+                    in_flight.frames, in_flight.bytes, bound.frames, bound.bytes
                 );
                 let line = incarnation.lines.get(index).copied();
                 return Err(failure(Broken::Rule(FLOW_CONTROL), detail, line));
@@ -344,7 +347,11 @@ fn paused_senders_stop(
             match output {
                 Output::Pause { conn } => {
                     coverage.pauses += 1;
-                    paused.entry(*conn).or_insert(0);
+                    let nothing = InFlightMax {
+                        frames: 0,
+                        bytes: 0,
+                    };
+                    paused.entry(*conn).or_insert(nothing);
                 }
                 Output::Resume { conn } => {
                     coverage.resumes += 1;
@@ -447,9 +454,6 @@ struct ConnectionLog {
     closed_time: Option<Time>,
     /// The most bytes its queue held past `max_queue`.
     max_overshoot: usize,
-    /// Each message line whose delivery went into its queue while it was
-    /// past `max_queue`: the step's time and the sender.
-    overfull_senders: Vec<(Time, ConnId)>,
 }
 
 fn connection_logs(incarnation: &Incarnation) -> BTreeMap<ConnId, ConnectionLog> {
@@ -470,10 +474,6 @@ fn connection_logs(incarnation: &Incarnation) -> BTreeMap<ConnId, ConnectionLog>
             }
             _ => {}
         }
-        let sender = match &step.input {
-            Input::Line { conn, .. } => Some(*conn),
-            _ => None,
-        };
         for output in &step.outputs {
             match output {
                 Output::Send { conn, line } => {
@@ -483,9 +483,6 @@ fn connection_logs(incarnation: &Incarnation) -> BTreeMap<ConnId, ConnectionLog>
                     *queue += line.len();
                     if *queue > max_queue {
                         log.max_overshoot = log.max_overshoot.max(*queue - max_queue);
-                        if let Some(sender) = sender {
-                            log.overfull_senders.push((step.time, sender));
-                        }
                     }
                 }
                 Output::Close { conn, reason, .. } => {
@@ -627,13 +624,12 @@ impl Judged<'_> {
     /// Flow control, the issue's promise: no client that keeps reading is
     /// ever cut. A steady reader (see `client::Reading::Steady`) reads, every
     /// `pause`, all that has arrived up to a budget chosen by
-    /// `scenario::steady_budget` so that its queue comes back under
-    /// `max_queue` within the slow timeout whatever its senders' lines in
-    /// flight. It must not be cut as a slow consumer, nor be told it is one,
-    /// unless it is excused: its reading loop had stopped by the cut, a
-    /// fault touched its link or host while it was connected, or more
-    /// connections sent it lines while it was overfull than its budget
-    /// covers.
+    /// `scenario::steady_budget` so that, while its queue is past
+    /// `max_queue`, it drains `max_queue` bytes well within every slow
+    /// timeout, however many senders send to it. It must not be cut as a
+    /// slow consumer, nor be told it is one, unless it is excused: its
+    /// reading loop had stopped by the cut, or a fault touched its link or
+    /// host while it was connected.
     fn steady_reader_kept(
         &self,
         scenario: &Scenario,
@@ -675,45 +671,24 @@ impl Judged<'_> {
             .faults
             .iter()
             .any(|fault| touches(fault, client, from, cut_time));
-        let over_since_time = self
-            .log
-            .closed_time
-            .map(|time| Time::from_origin(time.since_origin().saturating_sub(slow_timeout)));
-        let mut senders: Vec<ConnId> = self
-            .log
-            .overfull_senders
-            .iter()
-            .filter(|(time, _)| over_since_time.is_none_or(|since| *time >= since))
-            .map(|&(_, sender)| sender)
-            .collect();
-        senders.sort_unstable();
-        senders.dedup();
-        let covered = senders.len() <= steady.senders;
-        let budget_holds = steady_budget(
-            &scenario.config,
-            &scenario.network,
-            steady.senders,
-            steady.pause,
-        )
-        .is_some_and(|needed| steady.budget >= needed);
-        if !still_reading || faulted || !covered || !budget_holds {
+        let budget_holds = steady_budget(&scenario.config, &scenario.network, steady.pause)
+            .is_some_and(|needed| steady.budget >= needed);
+        if !still_reading || faulted || !budget_holds {
             coverage.steady_cuts_excused += 1;
             return Ok(());
         }
         let what = format!(
-            "reads steadily (up to {} bytes every {:?}, enough for {} senders) and kept \
-             reading on a healthy link, yet was {} (overfull since about {}, {} senders, \
-             {} bytes past max_queue at most)",
+            "reads steadily (up to {} bytes every {:?}) and kept reading on a healthy \
+             link, yet was {} (its slow clock started about {}; {} bytes past max_queue \
+             at most)",
             steady.budget,
             steady.pause,
-            steady.senders,
             if cut.is_some() {
                 "cut as a slow consumer"
             } else {
                 "told it is a slow consumer"
             },
             crate::trace::format_time(over_since),
-            senders.len(),
             self.log.max_overshoot,
         );
         let last_read = self.connection.reads.last().map(|&(_, line)| line);

@@ -50,8 +50,7 @@ use crate::faults::MAX_LASTS_MS;
 use crate::model::grammar;
 use crate::record::{End, Recorder, Role, Steady, client_source};
 use crate::scenario::{
-    Hostile, MAX_CLIENTS, OFFLINE_NAMES, PORT, SERVER_HOST, SESSION_GRACE, Scenario, final_name,
-    steady_budget,
+    Hostile, OFFLINE_NAMES, PORT, SERVER_HOST, SESSION_GRACE, Scenario, final_name, steady_budget,
 };
 
 /// How long a client waits for a connection to be accepted: longer than
@@ -333,13 +332,7 @@ impl Client {
         let reading = self.pick_reading();
         self.note(&format!("k{conn} reads {reading:?}"));
         if let Reading::Steady { budget, pause } = reading {
-            let senders = self.scenario.clients.saturating_sub(1).max(1);
-            let steady = Steady {
-                budget,
-                pause,
-                senders,
-            };
-            self.recorder.reads_steadily(conn, steady);
+            self.recorder.reads_steadily(conn, Steady { budget, pause });
         }
         let (reader, writer) = stream.into_split();
         let (replies, mut inbox) = mpsc::unbounded_channel();
@@ -985,10 +978,8 @@ impl Client {
         if self.chance(self.hostile().steady_reader.rate(self.index)) {
             let pause = Duration::from_millis(self.random(|rng| rng.random_range(10..=100)));
             let (config, network) = (&self.scenario.config, &self.scenario.network);
-            let senders = self.scenario.clients.saturating_sub(1).max(1);
-            debug_assert!(senders < MAX_CLIENTS);
             // Every seed's slow timeout leaves room for one (a scenario test).
-            if let Some(budget) = steady_budget(config, network, senders, pause) {
+            if let Some(budget) = steady_budget(config, network, pause) {
                 return Reading::Steady { budget, pause };
             }
         }

@@ -85,12 +85,11 @@ pub struct ClientConnection {
 
 /// A steady reader's pace: every `pause` (plus at most a tick) it reads
 /// all that has arrived, up to `budget` bytes. `budget` is
-/// `scenario::steady_budget` for `senders` paused senders.
+/// `scenario::steady_budget`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Steady {
     pub budget: usize,
     pub pause: Duration,
-    pub senders: usize,
 }
 
 /// What a client opened a connection for.

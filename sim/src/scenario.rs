@@ -23,6 +23,7 @@
 use std::time::Duration;
 
 use chinwag::config::Config;
+use chinwag::shell::WRITE_BATCH_BYTES_MAX;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -452,62 +453,39 @@ impl std::fmt::Debug for Switch {
 /// so a steady reader's budget (see [`steady_budget`]) stays finite.
 pub const SLOW_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 1500..=6000;
 
-/// The most bytes of lines the broker may process from a sender after
-/// pausing it and before resuming it (or closing it): its lines already on
-/// their way when the shell stops reading from it. Four of the shell's
-/// 4 KiB reads. The checker holds the shell to it; a steady reader's
-/// budget is sized by it.
-pub const PAUSED_IN_FLIGHT: usize = 16 * 1024;
-
-/// The most bytes one of the simulated clients' lines can put in another
-/// connection's queue per byte of the line, rounded up: a message line is
-/// at least 12 bytes (`jo: <m1.2>` and its LF) and its delivery at most 19
-/// longer (`from ` and a sender name of at most 16 bytes, less the
-/// destination list of at least 2 and its `: `).
-pub const DELIVERY_EXPANSION: usize = 3;
-
 /// Slack in the slow timeout that a steady reader's budget leaves over:
 /// the broker's timer, the Flushed report and the step it takes.
 pub const STEADY_MARGIN: Duration = Duration::from_millis(300);
 
-/// The bytes `senders` paused senders can put in one queue past
-/// `max_queue` during one overfull period: each its lines in flight
-/// ([`PAUSED_IN_FLIGHT`] plus the line that paused it) as deliveries.
-pub fn overshoot_bound(config: &Config, senders: usize) -> usize {
-    senders * (PAUSED_IN_FLIGHT + config.max_line + 2) * DELIVERY_EXPANSION
-}
-
 /// The smallest per-interval read budget with which a steady reader,
-/// reading every `pause` on a healthy link, brings its queue back under
-/// `max_queue` within the slow timeout, whatever `senders` paused senders
-/// put in it; `None` if no budget can (the timeout is too short for the
-/// latency and the pause).
+/// reading every `pause` on a healthy link, is never cut as a slow
+/// consumer, however many senders send to it and however far past
+/// `max_queue` their lines in flight take its queue; `None` if no budget
+/// can (the timeout is too short for the latency and the pause).
 ///
-/// The argument: while a queue is past the bound the shell's writer is
-/// blocked on turmoil's flow control (with room it writes its whole batch
-/// at once). The queue, and so any write (one segment), holds at most
-/// `S = max_queue + overshoot_bound(senders)` bytes. A credit comes back
-/// each time the reader starts a new segment: it finishes the one it is in
-/// (at most `S` bytes, `ceil(S / budget)` intervals of at most `pause +
-/// tick`) and waits at most the latency plus a tick for the next. Each
-/// credit lets the writer write everything queued, so within three credits
-/// the senders' lines in flight are written too and the queue is empty.
-/// The budget is chosen so that three such rounds fit in the slow timeout
-/// less [`STEADY_MARGIN`].
-pub fn steady_budget(
-    config: &Config,
-    network: &Network,
-    senders: usize,
-    pause: Duration,
-) -> Option<usize> {
-    let full = config.max_queue + overshoot_bound(config, senders);
+/// The argument: the broker cuts a queue only when it has stayed past
+/// `max_queue` for the slow timeout without draining `max_queue` bytes
+/// (each time it drains that much, its slow clock starts again). While a
+/// queue is past the bound the shell's writer is blocked on turmoil's flow
+/// control, and with room it writes its whole batch (at most
+/// [`WRITE_BATCH_BYTES_MAX`]) as one segment. A credit comes back each time
+/// the reader starts a new segment: it finishes the one it is in (at most
+/// `WRITE_BATCH_BYTES_MAX` bytes, `ceil(that / budget)` intervals of at
+/// most `pause + tick`) and waits at most the latency plus a tick for the
+/// next. The batch written after a full one is built from everything
+/// queued, more than `max_queue` while the queue is past it (every seed's
+/// `max_queue` is below the batch bound), so two credits drain `max_queue`
+/// bytes. The budget fits three such rounds in the slow timeout less
+/// [`STEADY_MARGIN`].
+pub fn steady_budget(config: &Config, network: &Network, pause: Duration) -> Option<usize> {
+    debug_assert!(config.max_queue < WRITE_BATCH_BYTES_MAX);
     let interval = pause + network.tick;
     let round = config.slow_timeout.checked_sub(STEADY_MARGIN)? / 3;
     let reading = round.checked_sub(network.max_latency + network.tick)?;
     // Intervals to finish a segment, plus one to start the next.
     let intervals = (reading.as_nanos() / interval.as_nanos()) as usize;
     let intervals = intervals.checked_sub(1).filter(|&n| n > 0)?;
-    Some(full.div_ceil(intervals))
+    Some(WRITE_BATCH_BYTES_MAX.div_ceil(intervals))
 }
 
 /// The queue bounds of the tightest seeds.
@@ -635,7 +613,7 @@ mod tests {
             assert!(SLOW_TIMEOUT_MS.contains(&(s.config.slow_timeout.as_millis() as u64)));
             for pause in [10, 50, 100] {
                 let pause = Duration::from_millis(pause);
-                let budget = steady_budget(&s.config, &s.network, MAX_CLIENTS, pause);
+                let budget = steady_budget(&s.config, &s.network, pause);
                 assert!(budget.is_some(), "seed {seed}: {:?}", s.config);
             }
         }

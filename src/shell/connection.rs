@@ -3,7 +3,7 @@
 //! The reader turns bytes into frames with the codec and queues them for
 //! the broker, the frames of one read as one event. The writer writes what
 //! the broker sends it, batching the lines that are already waiting into
-//! one write of at most `BATCH_BYTES_MAX`, and reports each write's
+//! one write of at most `WRITE_BATCH_BYTES_MAX`, and reports each write's
 //! progress back, so the broker can account queued bytes and tell a dead
 //! peer (one whose socket makes no progress) by the time of the last
 //! report. Both run in one task; when the writer is done the socket is
@@ -36,7 +36,7 @@ use futures::{FutureExt, SinkExt, StreamExt, pin_mut, select_biased};
 
 use super::broker_task::{Outbound, Report, Reports, ToBroker};
 use super::runtime::Runtime;
-use super::serve::Accepted;
+use super::serve::{Accepted, BROKER_QUEUE};
 use crate::broker::{CloseReason, ConnId};
 use crate::codec::{Frame, LineDecoder};
 use crate::protocol::Line;
@@ -53,6 +53,30 @@ const READ_CHUNK: usize = 4096;
 const MAX_FRAMES_PER_EVENT: usize = 64;
 const MAX_BYTES_PER_EVENT: usize = 1024;
 
+/// What a connection can still hand the broker after the broker pauses
+/// it: lines the reader had already queued, which the broker processes
+/// like any other. Bounded by the events it can have queued: at worst the
+/// broker's whole shared queue, its own slot in it, and the one it was
+/// queueing when the pause came.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InFlightMax {
+    /// Frames (lines, or lines the codec refused).
+    pub frames: usize,
+    /// Bytes of the lines, terminators not counted; a refused frame has none.
+    pub bytes: usize,
+}
+
+/// [`InFlightMax`] for a server with this `--max-line`. An event's frames
+/// are cut off once they hold `MAX_BYTES_PER_EVENT` bytes, so the last may
+/// take it up to a line past that.
+pub fn paused_in_flight_max(max_line: usize) -> InFlightMax {
+    let events = BROKER_QUEUE + 2;
+    InFlightMax {
+        frames: events * MAX_FRAMES_PER_EVENT,
+        bytes: events * (MAX_BYTES_PER_EVENT - 1 + max_line),
+    }
+}
+
 /// Bytes a writer allocates when a burst of lines starts (it frees them
 /// when idle again).
 const FIRST_BATCH_CAPACITY: usize = 1024;
@@ -63,7 +87,7 @@ const FIRST_BATCH_CAPACITY: usize = 1024;
 /// way), and a delivery to 500 recipients copied whole into 500 buffers
 /// would cost 500 times its size. 64 KiB is a loopback socket buffer's
 /// worth, so one write still moves as much as the kernel will take.
-const BATCH_BYTES_MAX: usize = 64 * 1024;
+pub const WRITE_BATCH_BYTES_MAX: usize = 64 * 1024;
 
 /// The most bytes a lingering close at shutdown reads and throws away
 /// before it gives up on the peer: a client that keeps sending after the
@@ -351,7 +375,7 @@ struct Writer<R> {
 /// Bytes on their way to the socket.
 ///
 /// Lines are copied into one write buffer, the batch, at most
-/// `BATCH_BYTES_MAX` bytes of them at a time; lines past it wait in
+/// `WRITE_BATCH_BYTES_MAX` bytes of them at a time; lines past it wait in
 /// `waiting` as the broker sent them, shared with their other recipients.
 /// Lines go straight into the batch while nothing waits and they fit, so a
 /// burst of chat lines costs one allocation, as before.
@@ -372,17 +396,17 @@ struct Batches {
 }
 
 /// Makes room in `batch` for `bytes` more, never growing its capacity past
-/// `BATCH_BYTES_MAX` (nor its length: callers copy no more than that). A
+/// `WRITE_BATCH_BYTES_MAX` (nor its length: callers copy no more than that). A
 /// burst starts with room for a dozen chat lines, so most bursts never
 /// grow their buffer.
 fn reserve(batch: &mut Vec<u8>, bytes: usize) {
     let needed = batch.len() + bytes;
-    debug_assert!(needed <= BATCH_BYTES_MAX, "a batch past its bound");
+    debug_assert!(needed <= WRITE_BATCH_BYTES_MAX, "a batch past its bound");
     if needed > batch.capacity() {
         let capacity = (batch.capacity() * 2)
             .max(FIRST_BATCH_CAPACITY)
             .max(needed)
-            .min(BATCH_BYTES_MAX);
+            .min(WRITE_BATCH_BYTES_MAX);
         batch.reserve_exact(capacity - batch.len());
     }
 }
@@ -405,7 +429,7 @@ impl Batches {
     /// Takes one line: into the batch if nothing waits and it fits, or
     /// else to wait, uncopied.
     fn push(&mut self, line: Line) {
-        if self.waiting.is_empty() && self.batch.len() + line.len() <= BATCH_BYTES_MAX {
+        if self.waiting.is_empty() && self.batch.len() + line.len() <= WRITE_BATCH_BYTES_MAX {
             reserve(&mut self.batch, line.len());
             self.batch.extend_from_slice(line.as_bytes());
         } else {
@@ -413,13 +437,13 @@ impl Batches {
         }
     }
 
-    /// Copies waiting lines into the (empty) batch, up to `BATCH_BYTES_MAX`
+    /// Copies waiting lines into the (empty) batch, up to `WRITE_BATCH_BYTES_MAX`
     /// bytes, cutting the last one if it does not fit whole.
     fn refill(&mut self) {
         debug_assert!(self.batch.is_empty());
         while let Some(line) = self.waiting.front() {
             let rest = &line.as_bytes()[self.first_copied..];
-            let take = rest.len().min(BATCH_BYTES_MAX - self.batch.len());
+            let take = rest.len().min(WRITE_BATCH_BYTES_MAX - self.batch.len());
             reserve(&mut self.batch, take);
             self.batch.extend_from_slice(&rest[..take]);
             if take < rest.len() {

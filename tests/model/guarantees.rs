@@ -650,7 +650,6 @@ fn queues(seen: &Observed, conns: &[ConnId]) -> String {
 /// A message line the broker must process as a message: from an open,
 /// logged-in connection, non-blank and well formed.
 struct Accepted {
-    sender: ConnId,
     sender_name: String,
     message: Message,
 }
@@ -677,7 +676,6 @@ fn accepted_message(seen: &Observed, input: &Input) -> Option<Accepted> {
     }
     let message = grammar::parse_message(line).ok()?;
     Some(Accepted {
-        sender: *conn,
         sender_name,
         message,
     })
