@@ -259,19 +259,14 @@ fn a_client_flooding_itself_with_errors_is_paused_then_cut() {
     // Paused, not cut (a cut would have reset her writes): she still
     // holds her name.
     assert_name_held(&server, "mallory");
-    // Meanwhile alice and bob chat as usual, and promptly.
-    let chat = Instant::now();
+    // Meanwhile alice and bob chat as usual. (How promptly is the load
+    // tool's to measure, in its `slow` scenario, not a timed test's.)
     for i in 0..20 {
         alice.send(&format!("bob: {i}"));
         bob.expect(&format!("from alice: {i}"));
         bob.send(&format!("alice: {i}"));
         alice.expect(&format!("from bob: {i}"));
     }
-    assert!(
-        chat.elapsed() < Duration::from_secs(1),
-        "the chat took {:?}",
-        chat.elapsed()
-    );
     // After the slow timeout she is cut and her name is free.
     let mut next = server.connect();
     let freed = eventually(400, || {
