@@ -76,6 +76,9 @@ struct Cycle {
     passed: Option<Instant>,
     /// When a flooder first heard the slow client was gone.
     cut: Option<Instant>,
+    /// The flood ended before the server cut it, and the tool closed its
+    /// socket: a `no such peer` for it after that is no cut.
+    abandoned: bool,
 }
 
 /// The flood's state, shared by the slow client and the flooders.
@@ -260,6 +263,7 @@ fn slow_client(target: &Target, flood: &Flood) -> Result<(), Fault> {
             flooded: 0,
             passed: None,
             cut: None,
+            abandoned: false,
         });
         while cycles[cycle].cut.is_none() && !flood.over.load(Ordering::Relaxed) {
             cycles = flood
@@ -268,6 +272,8 @@ fn slow_client(target: &Target, flood: &Flood) -> Result<(), Fault> {
                 .expect("no thread panics holding it")
                 .0;
         }
+        cycles[cycle].abandoned = cycles[cycle].cut.is_none();
+        drop(cycles);
         // Closing with unread data resets the connection at once.
         drop(socket);
     }
@@ -333,6 +339,7 @@ fn hear_cuts(mut reader: LineReader, flood: &Flood) -> Result<(), Fault> {
             last_heard = gone.to_string();
             let mut cycles = flood.cycles();
             match cycles.iter_mut().find(|cycle| cycle.name == gone) {
+                Some(cycle) if cycle.abandoned => {}
                 Some(cycle) => {
                     cycle.cut.get_or_insert_with(Instant::now);
                     flood.cut.notify_all();
