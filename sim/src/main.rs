@@ -96,7 +96,6 @@ struct Totals {
     typed_into_shutdown: usize,
     pauses: usize,
     resumes: usize,
-    max_in_flight: usize,
     max_overshoot: usize,
     steady_readers: usize,
     steady_overfull: usize,
@@ -130,7 +129,6 @@ impl Totals {
             self.typed_into_shutdown += coverage.typed_into_shutdown;
             self.pauses += coverage.pauses;
             self.resumes += coverage.resumes;
-            self.max_in_flight = self.max_in_flight.max(coverage.max_in_flight);
             self.max_overshoot = self.max_overshoot.max(coverage.max_overshoot);
             self.steady_readers += coverage.steady_readers;
             self.steady_overfull += coverage.steady_overfull;
@@ -221,14 +219,9 @@ fn summarize(totals: &Totals, wall: Duration) {
         totals.control_refused, totals.look_alikes_taken, totals.typed_into_shutdown
     );
     println!(
-        "flow control:       {} pauses, {} resumes; at most {} bytes from a paused sender, \
-         {} bytes past max-queue; {} burst lines, {} fan-out lines",
-        totals.pauses,
-        totals.resumes,
-        totals.max_in_flight,
-        totals.max_overshoot,
-        totals.burst_lines,
-        totals.fan_outs
+        "flow control:       {} pauses, {} resumes; at most {} bytes past max-queue; \
+         {} burst lines, {} fan-out lines",
+        totals.pauses, totals.resumes, totals.max_overshoot, totals.burst_lines, totals.fan_outs
     );
     println!(
         "steady readers:     {} checked, {} overfull, {} cuts excused",

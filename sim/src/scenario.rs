@@ -459,8 +459,7 @@ pub const STEADY_MARGIN: Duration = Duration::from_millis(300);
 
 /// The smallest per-interval read budget with which a steady reader,
 /// reading every `pause` on a healthy link, is never cut as a slow
-/// consumer, however many senders send to it and however far past
-/// `max_queue` their lines in flight take its queue; `None` if no budget
+/// consumer, however many senders send to it; `None` if no budget
 /// can (the timeout is too short for the latency and the pause).
 ///
 /// The argument: the broker cuts a queue only when it has stayed past

@@ -22,7 +22,8 @@
 //! first, so no hash order ever reaches an output.
 //!
 //! The caller must keep the legal-input contract (ARCHITECTURE.md): a fresh
-//! id per `Opened`, nothing about a connection after its `Closed`, never more
+//! id per `Opened`, nothing about a connection after its `Closed`, no line
+//! from a connection between its `Pause` and its `Resume`, never more
 //! `Flushed` than was sent, and time that never goes backwards. Breaking it
 //! is a bug in the caller, and the broker panics, in release builds too,
 //! rather than go on with an account it knows is wrong.
@@ -83,7 +84,8 @@ pub enum Output {
     /// shared buffer, however many recipients it has.
     Send { conn: ConnId, line: Line },
     /// Stop reading from `conn`: a line it sent took some connection's queue
-    /// past `max_queue`. Its lines already on their way are still processed.
+    /// past `max_queue`. The shell hands over no line from it (not even one
+    /// it had already read) until `Resume`.
     Pause { conn: ConnId },
     /// Read from `conn` again: every queue its lines took past `max_queue`
     /// is back under it, or closed.
@@ -362,6 +364,12 @@ impl Broker {
         let Some(connection) = self.connections.get(&conn) else {
             return;
         };
+        // The shell holds a paused connection's lines back: past the bound
+        // by one line per sender is all the queues are allowed.
+        assert_eq!(
+            connection.blocked_on, 0,
+            "the shell handed the broker a line from paused {conn}"
+        );
         let sender = connection.name.clone();
         let line = match frame {
             Ok(line) => line,

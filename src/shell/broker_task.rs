@@ -13,7 +13,7 @@
 //! lines of one read together as one event (a few dozen at most), a burst
 //! of waiting events shares one clock reading, and links are found by hash.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use foldhash::fast::FixedState;
@@ -97,11 +97,29 @@ enum Event {
     Queued(ToBroker),
 }
 
-/// What the broker task keeps of one connection: where its lines go, and
-/// who is at the other end (for the logs).
+/// What the broker task keeps of one connection: where its lines go, who
+/// is at the other end (for the logs), and, while the broker has it
+/// paused, what its reader had already queued.
 struct Link {
     outbox: Outbox,
     peer: SocketAddr,
+    /// `Some` while the connection is paused (so an idle link holds only a
+    /// null pointer).
+    held: Option<Box<Held>>,
+}
+
+/// What a paused connection's reader queued before it saw the pause: held
+/// back, in order, until the broker resumes it. The broker never sees a
+/// line from a paused connection, so a queue goes past `max_queue` by at
+/// most the one line that paused each sender. Bounded by what one reader
+/// can have queued before it saw the pause (at worst the whole broker
+/// queue, its own slot in it and the event it was queueing, each at most
+/// 64 frames), since a paused reader queues nothing more.
+#[derive(Default)]
+struct Held {
+    frames: VecDeque<Frame>,
+    /// The reader's end of stream came after them.
+    closed: bool,
 }
 
 /// Links by connection: the shell's whole per-connection state in the
@@ -127,38 +145,104 @@ struct Core<O> {
     links: Links,
     observer: O,
     outputs: Vec<Output>,
+    /// What connections resumed by the last inputs had held back, still to
+    /// hand the broker.
+    resumed: Vec<(ConnId, Box<Held>)>,
 }
 
 impl<O: Observer> Core<O> {
-    /// Hands one input to the broker and routes what it decides.
-    fn process(&mut self, now: Time, input: Input) {
+    /// Hands one input to the broker and routes what it decides. Returns
+    /// whether the input was a line that paused its own connection.
+    fn process(&mut self, now: Time, input: Input) -> bool {
+        let sender = match input {
+            Input::Line { conn, .. } => Some(conn),
+            _ => None,
+        };
         self.broker.handle(now, &input, &mut self.outputs);
         self.observer.processed(now, &input, &self.outputs);
+        let mut paused = false;
         for output in self.outputs.drain(..) {
-            route(output, &mut self.links, &self.broker);
+            paused |= matches!(output, Output::Pause { conn } if Some(conn) == sender);
+            route(output, &mut self.links, &self.broker, &mut self.resumed);
+        }
+        paused
+    }
+
+    /// Hands the broker `conn`'s lines, then its end of stream if
+    /// `then_closed`, until one of them pauses it: the rest is held back
+    /// (`route` has just made room for it) until it is resumed.
+    fn feed(
+        &mut self,
+        now: Time,
+        conn: ConnId,
+        frames: impl IntoIterator<Item = Frame>,
+        then_closed: bool,
+    ) {
+        let mut frames = frames.into_iter();
+        while let Some(frame) = frames.next() {
+            if self.process(now, Input::Line { conn, frame }) {
+                if let Some(held) = self.held(conn) {
+                    held.frames.extend(frames);
+                    held.closed |= then_closed;
+                }
+                return;
+            }
+        }
+        if then_closed {
+            self.process(now, Input::Closed { conn });
+        }
+    }
+
+    /// What `conn` is holding back, if it is paused.
+    fn held(&mut self, conn: ConnId) -> Option<&mut Held> {
+        self.links.get_mut(&conn)?.held.as_deref_mut()
+    }
+
+    /// Hands the broker what resumed connections held back, in the order
+    /// they were resumed; doing so may resume (or pause) others.
+    fn release_held(&mut self, now: Time) {
+        while !self.resumed.is_empty() {
+            for (conn, held) in std::mem::take(&mut self.resumed) {
+                let Held { frames, closed } = *held;
+                self.feed(now, conn, frames, closed);
+            }
         }
     }
 
     fn event(&mut self, now: Time, event: Event) {
         match event {
             Event::Report(Report::Flushed { conn, bytes }) => {
-                self.process(now, Input::Flushed { conn, bytes })
+                self.process(now, Input::Flushed { conn, bytes });
             }
-            Event::Report(Report::Failed { conn }) => self.process(now, Input::Closed { conn }),
-            Event::Report(Report::Released { conn }) => self.process(now, Input::Released { conn }),
+            // Not held back: the socket failed, so what the reader queued
+            // before is stale however it is ordered.
+            Event::Report(Report::Failed { conn }) => {
+                self.process(now, Input::Closed { conn });
+            }
+            Event::Report(Report::Released { conn }) => {
+                self.process(now, Input::Released { conn });
+            }
             Event::Queued(ToBroker::Open { conn, peer, outbox }) => {
-                self.links.insert(conn, Link { outbox, peer });
+                let held = None;
+                self.links.insert(conn, Link { outbox, peer, held });
                 let address = peer.ip();
                 self.process(now, Input::Opened { conn, address });
             }
-            Event::Queued(ToBroker::Lines { conn, frames }) => {
-                for frame in frames {
-                    self.process(now, Input::Line { conn, frame });
-                }
+            // A paused connection's lines, and its end of stream after
+            // them, wait for its resume.
+            Event::Queued(ToBroker::Lines { conn, frames }) => match self.held(conn) {
+                Some(held) => held.frames.extend(frames),
+                None => self.feed(now, conn, frames, false),
+            },
+            Event::Queued(ToBroker::Closed { conn }) => match self.held(conn) {
+                Some(held) => held.closed = true,
+                None => self.feed(now, conn, [], true),
+            },
+            Event::Queued(ToBroker::Shutdown) => {
+                self.process(now, Input::Shutdown);
             }
-            Event::Queued(ToBroker::Closed { conn }) => self.process(now, Input::Closed { conn }),
-            Event::Queued(ToBroker::Shutdown) => self.process(now, Input::Shutdown),
         }
+        self.release_held(now);
     }
 }
 
@@ -179,6 +263,7 @@ pub(super) async fn run_broker<R: Runtime>(
         links: Links::default(),
         observer,
         outputs: Vec::new(),
+        resumed: Vec::new(),
     };
     // The timer for the broker's next timeout, and the time it is set for.
     let mut timer: Option<(Time, Fuse<BoxFuture<'static, ()>>)> = None;
@@ -195,7 +280,9 @@ pub(super) async fn run_broker<R: Runtime>(
             // First, so a flood of events cannot hold a timeout back.
             _ = alarm => {
                 timer = None;
-                core.process(runtime.now(), Input::Timeout);
+                let now = runtime.now();
+                core.process(now, Input::Timeout);
+                core.release_held(now);
             }
             event = events.next() => {
                 let Some(event) = event else { return };
@@ -222,7 +309,14 @@ pub(super) async fn run_broker<R: Runtime>(
 }
 
 /// Carries out one output; `broker` is asked only for names, for the logs.
-fn route(output: Output, links: &mut Links, broker: &Broker) {
+/// A resumed connection's held-back lines go to `resumed`, for the caller
+/// to hand the broker once this input's outputs are all routed.
+fn route(
+    output: Output,
+    links: &mut Links,
+    broker: &Broker,
+    resumed: &mut Vec<(ConnId, Box<Held>)>,
+) {
     match output {
         Output::Send { conn, line } => {
             if let Some(link) = links.get(&conn) {
@@ -259,16 +353,20 @@ fn route(output: Output, links: &mut Links, broker: &Broker) {
         // The writer carries these out (it shares a task with the reader;
         // see `connection.rs`), so they travel in order with the lines.
         Output::Pause { conn } => {
-            if let Some(link) = links.get(&conn) {
+            if let Some(link) = links.get_mut(&conn) {
                 let name = broker.name_of(conn).unwrap_or("(not logged in)");
                 debug!(%conn, peer = %link.peer, name, "pausing: a queue it filled is full");
+                link.held.get_or_insert_default();
                 let _ = link.outbox.unbounded_send(Outbound::Pause);
             }
         }
         Output::Resume { conn } => {
-            if let Some(link) = links.get(&conn) {
+            if let Some(link) = links.get_mut(&conn) {
                 let name = broker.name_of(conn).unwrap_or("(not logged in)");
                 debug!(%conn, peer = %link.peer, name, "resuming: the queues it filled drained or closed");
+                if let Some(held) = link.held.take() {
+                    resumed.push((conn, held));
+                }
                 let _ = link.outbox.unbounded_send(Outbound::Resume);
             }
         }

@@ -36,7 +36,7 @@ use futures::{FutureExt, SinkExt, StreamExt, pin_mut, select_biased};
 
 use super::broker_task::{Outbound, Report, Reports, ToBroker};
 use super::runtime::Runtime;
-use super::serve::{Accepted, BROKER_QUEUE};
+use super::serve::Accepted;
 use crate::broker::{CloseReason, ConnId};
 use crate::codec::{Frame, LineDecoder};
 use crate::protocol::Line;
@@ -52,30 +52,6 @@ const READ_CHUNK: usize = 4096;
 /// connection's line waits no longer behind it.
 const MAX_FRAMES_PER_EVENT: usize = 64;
 const MAX_BYTES_PER_EVENT: usize = 1024;
-
-/// What a connection can still hand the broker after the broker pauses
-/// it: lines the reader had already queued, which the broker processes
-/// like any other. Bounded by the events it can have queued: at worst the
-/// broker's whole shared queue, its own slot in it, and the one it was
-/// queueing when the pause came.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct InFlightMax {
-    /// Frames (lines, or lines the codec refused).
-    pub frames: usize,
-    /// Bytes of the lines, terminators not counted; a refused frame has none.
-    pub bytes: usize,
-}
-
-/// [`InFlightMax`] for a server with this `--max-line`. An event's frames
-/// are cut off once they hold `MAX_BYTES_PER_EVENT` bytes, so the last may
-/// take it up to a line past that.
-pub fn paused_in_flight_max(max_line: usize) -> InFlightMax {
-    let events = BROKER_QUEUE + 2;
-    InFlightMax {
-        frames: events * MAX_FRAMES_PER_EVENT,
-        bytes: events * (MAX_BYTES_PER_EVENT - 1 + max_line),
-    }
-}
 
 /// Bytes a writer allocates when a burst of lines starts (it frees them
 /// when idle again).

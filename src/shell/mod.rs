@@ -31,6 +31,6 @@ mod runtime;
 mod serve;
 
 pub use broker_task::{Observer, Outbound};
-pub use connection::{InFlightMax, WRITE_BATCH_BYTES_MAX, paused_in_flight_max};
+pub use connection::WRITE_BATCH_BYTES_MAX;
 pub use runtime::Runtime;
 pub use serve::{Accepted, serve, serve_observed};

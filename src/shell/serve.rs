@@ -29,7 +29,7 @@ use crate::config::Config;
 /// connection's line waits behind whatever a flood has queued: the load
 /// tool's `slow` scenario measured the healthy pair's median latency 8x
 /// lower at 64 than at 1024, with throughput the same within noise.
-pub(super) const BROKER_QUEUE: usize = 64;
+const BROKER_QUEUE: usize = 64;
 
 /// A socket the runtime accepted, ready to serve. Closing it for writing
 /// (`AsyncWriteExt::close`) must send the peer an end of stream while

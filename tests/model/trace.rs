@@ -111,7 +111,7 @@ impl Observed {
 
     /// Whether the shell could report `input` now: connection ids are fresh
     /// when opened and never reused, nothing comes before a connection's
-    /// `Opened` or after its `Closed`, `Flushed` never exceeds what is
+    /// `Opened` or after its `Closed`, no line comes from a paused one, `Flushed` never exceeds what is
     /// queued, the shutdown comes once, and time never goes backwards.
     pub fn permits(&self, time: Time, input: &Input) -> bool {
         let held = |conn| self.opened.contains(conn) && !self.released.contains(conn);
@@ -119,7 +119,10 @@ impl Observed {
         time >= self.now
             && match input {
                 Input::Opened { conn, .. } => !self.opened.contains(conn),
-                Input::Line { conn, .. } | Input::Closed { conn } => reportable(conn),
+                // The shell holds a paused connection's lines back.
+                Input::Line { conn, .. } => reportable(conn) && !self.paused.contains(conn),
+                // Not its end of stream, if it comes from a failed write.
+                Input::Closed { conn } => reportable(conn),
                 Input::Flushed { conn, bytes } => held(conn) && *bytes <= self.unflushed(*conn),
                 // The shell lets go of a socket once the broker or the peer
                 // has closed the connection, and once only.

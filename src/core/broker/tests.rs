@@ -328,10 +328,10 @@ fn a_line_past_max_queue_pauses_its_sender_and_cuts_nobody() {
         h.line(ALICE, "bob: hi"),
         ["c2 <- from alice: hi", "c1 paused"]
     );
-    // Lines already on their way are still processed, and pause nobody twice.
+    // A line from another sender pauses that one too.
     assert_eq!(
-        h.line(ALICE, "bob, carol: hi"),
-        ["c2 <- from alice: hi", "c3 <- from alice: hi"]
+        h.line(CAROL, "bob, alice: hi"),
+        ["c2 <- from carol: hi", "c3 paused", "c1 <- from carol: hi"]
     );
     assert_eq!(h.broker.queued_bytes(BOB), Some(4 * HI.len()));
     assert_eq!(h.broker.name_of(BOB), Some("bob"));
@@ -343,15 +343,25 @@ fn a_line_past_max_queue_pauses_its_sender_and_cuts_nobody() {
         })
         .is_empty()
     );
-    // ...one more byte is, and alice reads on.
+    // ...one more byte is, and both read on.
     assert_eq!(
         h.input(Input::Flushed {
             conn: BOB,
             bytes: 1
         }),
-        ["c1 resumed"]
+        ["c1 resumed", "c3 resumed"]
     );
     assert!(!h.broker.is_paused(ALICE));
+}
+
+#[test]
+#[should_panic(expected = "a line from paused c1")]
+fn a_line_from_a_paused_connection_is_a_shell_bug_caught_in_release_too() {
+    let mut h = two_line_queues();
+    for _ in 0..3 {
+        h.line(ALICE, "bob: hi");
+    }
+    h.line(ALICE, "carol: hi");
 }
 
 #[test]
@@ -382,44 +392,58 @@ fn a_queue_past_max_queue_for_the_slow_timeout_is_cut_and_frees_its_senders() {
 
 #[test]
 fn a_reader_that_drains_a_full_queue_every_slow_timeout_is_never_cut() {
-    let mut h = two_line_queues();
-    // Lines of paused senders take bob's queue far past its bound...
-    for _ in 0..20 {
-        h.line(ALICE, "bob: hi");
+    // Twenty senders' lines, one each, take bob's queue far past its bound
+    // of two lines: each sender is paused by its own.
+    const HI_FROM: &str = "from u00: hi\n";
+    let senders: Vec<(ConnId, String)> = (10..30).map(|i| (ConnId(i), format!("u{i}"))).collect();
+    let mut h = Harness::new(2 * HI_FROM.len());
+    h.input(opened(BOB));
+    h.line(BOB, "bob");
+    for (conn, name) in &senders {
+        h.input(opened_from(*conn, IpAddr::from([10, 0, 0, conn.0 as u8])));
+        h.line(*conn, name);
     }
-    assert_eq!(h.broker.queued_bytes(BOB), Some(20 * HI.len()));
-    // ...and he reads a queue's worth (two lines) every slow timeout, less
-    // a millisecond: each time his slow clock starts again.
+    h.flush_all();
+    for (conn, _) in &senders {
+        h.line(*conn, "bob: hi");
+    }
+    assert_eq!(h.broker.queued_bytes(BOB), Some(20 * HI_FROM.len()));
+    // He reads a queue's worth every slow timeout, less a millisecond:
+    // each time, his slow clock starts again.
+    let queue_worth = 2 * HI_FROM.len();
     for _ in 0..8 {
         assert!(h.wait(SLOW_TIMEOUT - Duration::from_millis(1)).is_empty());
         assert!(
             h.input(Input::Flushed {
                 conn: BOB,
-                bytes: 2 * HI.len()
+                bytes: queue_worth
             })
             .is_empty()
         );
     }
     assert_eq!(h.broker.poll_timeout(), Some(h.now + SLOW_TIMEOUT));
-    // Catching up frees alice.
-    assert_eq!(
-        h.input(Input::Flushed {
-            conn: BOB,
-            bytes: 2 * HI.len()
-        }),
-        ["c1 resumed"]
-    );
+    // Catching up frees the 18 senders whose lines found his queue full.
+    let resumed = h.input(Input::Flushed {
+        conn: BOB,
+        bytes: queue_worth,
+    });
+    assert_eq!(resumed.len(), 18, "{resumed:?}");
     // Reading less than a queue's worth in the slow timeout is slow.
-    for _ in 0..3 {
-        h.line(ALICE, "bob: hi");
+    for (conn, _) in &senders[..3] {
+        h.line(*conn, "bob: hi");
     }
     h.input(Input::Flushed {
         conn: BOB,
-        bytes: 2 * HI.len() - 1,
+        bytes: queue_worth - 1,
     });
     assert_eq!(
         h.wait(SLOW_TIMEOUT),
-        ["c2 closed: SlowConsumer", "c1 resumed"]
+        [
+            "c2 closed: SlowConsumer",
+            "c10 resumed",
+            "c11 resumed",
+            "c12 resumed"
+        ]
     );
 }
 
