@@ -72,9 +72,9 @@ struct ServeArgs {
     #[arg(long, value_name = "BYTES", default_value_t = Config::default().max_queue, value_parser = parse_positive)]
     max_queue: usize,
 
-    /// Seconds a connection's queue may stay past --max-queue, while it
-    /// reads less than --max-queue bytes, before it is disconnected as a
-    /// slow consumer. Fractions are allowed.
+    /// Seconds a connection's queue may stay past --max-queue before it is
+    /// disconnected as a slow consumer, and so the longest anyone waits on
+    /// it. Fractions are allowed.
     #[arg(long, value_name = "SECS", default_value_t = Seconds(Config::default().slow_timeout), value_parser = parse_positive_seconds)]
     slow_timeout: Seconds,
 

@@ -604,7 +604,7 @@ mod every_guarantee_check_bites {
         broken(
             guarantees::guarantee_6_no_silent_loss,
             &trace,
-            "slow clock started only at 0.007000s",
+            "only since 0.007000s",
         );
     }
 

@@ -576,12 +576,12 @@ impl Judged<'_> {
     /// Flow control, the issue's promise: no client that keeps reading is
     /// ever cut. A steady reader (see `client::Reading::Steady`) reads, every
     /// `pause`, all that has arrived up to a budget chosen by
-    /// `scenario::steady_budget` so that, while its queue is past
-    /// `max_queue`, it drains `max_queue` bytes well within every slow
-    /// timeout, however many senders send to it. It must not be cut as a
-    /// slow consumer, nor be told it is one, unless it is excused: its
-    /// reading loop had stopped by the cut, or a fault touched its link or
-    /// host while it was connected.
+    /// `scenario::steady_budget` so that its queue, once past `max_queue`,
+    /// is back under it well within the slow timeout, with every other
+    /// client sending to it. It must not be cut as a slow consumer (which
+    /// comes without a notice) unless it is excused: its reading loop had
+    /// stopped by the cut, or a fault touched its link or host while it was
+    /// connected.
     fn steady_reader_kept(
         &self,
         scenario: &Scenario,
@@ -595,18 +595,9 @@ impl Judged<'_> {
         if self.log.max_overshoot > 0 {
             coverage.steady_overfull += 1;
         }
-        let told = self
-            .connection
-            .received
-            .split(|&b| b == b'\n')
-            .any(|line| line.starts_with(b"error:") && line.windows(4).any(|w| w == b"slow"));
-        let cut = match self.log.closed {
-            Some((CloseReason::SlowConsumer, line)) => Some(line),
-            _ => None,
-        };
-        if cut.is_none() && !told {
+        let Some((CloseReason::SlowConsumer, cut)) = self.log.closed else {
             return Ok(());
-        }
+        };
         let slow_timeout = scenario.config.slow_timeout;
         let cut_time = self
             .log
@@ -623,28 +614,24 @@ impl Judged<'_> {
             .faults
             .iter()
             .any(|fault| touches(fault, client, from, cut_time));
-        let budget_holds = steady_budget(&scenario.config, &scenario.network, steady.pause)
-            .is_some_and(|needed| steady.budget >= needed);
+        let senders = scenario.clients - 1;
+        let budget_holds =
+            steady_budget(&scenario.config, &scenario.network, senders, steady.pause)
+                .is_some_and(|needed| steady.budget >= needed);
         if !still_reading || faulted || !budget_holds {
             coverage.steady_cuts_excused += 1;
             return Ok(());
         }
         let what = format!(
             "reads steadily (up to {} bytes every {:?}) and kept reading on a healthy \
-             link, yet was {} (its slow clock started about {}; {} bytes past max_queue \
-             at most)",
+             link, yet was cut as a slow consumer (past max_queue since about {}, by {} \
+             bytes at most)",
             steady.budget,
             steady.pause,
-            if cut.is_some() {
-                "cut as a slow consumer"
-            } else {
-                "told it is a slow consumer"
-            },
             crate::trace::format_time(over_since),
             self.log.max_overshoot,
         );
-        let last_read = self.connection.reads.last().map(|&(_, line)| line);
-        self.broke(Broken::Rule(FLOW_CONTROL), what, cut.or(last_read))
+        self.broke(Broken::Rule(FLOW_CONTROL), what, Some(cut))
     }
 
     /// The trace line of the read that brought byte `offset`.

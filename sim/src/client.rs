@@ -979,7 +979,8 @@ impl Client {
             let pause = Duration::from_millis(self.random(|rng| rng.random_range(10..=100)));
             let (config, network) = (&self.scenario.config, &self.scenario.network);
             // Every seed's slow timeout leaves room for one (a scenario test).
-            if let Some(budget) = steady_budget(config, network, pause) {
+            let senders = self.scenario.clients - 1;
+            if let Some(budget) = steady_budget(config, network, senders, pause) {
                 return Reading::Steady { budget, pause };
             }
         }

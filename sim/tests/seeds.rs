@@ -17,12 +17,13 @@ use chinwag_sim::scenario::Scenario;
 use chinwag_sim::{replay_command, run};
 
 /// Cheap seeds that between them inject every kind of fault and reach
-/// every kind of cut and close, each at least twice (a change to the
-/// clients shifts what a seed does). Seeds 204 and 205 close connections
-/// at shutdown without the notice, for want of room in their queues, and
-/// pause senders on steady readers' full queues; 70 and 181 cut slow
-/// consumers (rare since a full queue pauses its senders and is cut only
-/// after the slow timeout); 75 has a burster, 70 and 205 fan-out lines.
+/// every kind of cut and close, each at least once and most of them
+/// several times (a change to the clients shifts what a seed does). Seeds
+/// 204 and 205 close connections at shutdown without the notice, for want
+/// of room in their queues, and pause senders on steady readers' full
+/// queues; 70 and 181 cut slow consumers (rare since a full queue pauses
+/// its senders and is cut only after the slow timeout); 75 has a burster,
+/// 70 and 205 fan-out lines.
 const SEEDS: [u64; 11] = [29, 34, 37, 70, 75, 181, 204, 205, 234, 250, 290];
 
 /// Reads one count off a seed's coverage.

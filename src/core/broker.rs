@@ -145,13 +145,10 @@ struct Connection {
     /// When it must have logged in by, until it does (its key in
     /// `Broker::login_deadlines`).
     login_deadline: Option<Time>,
-    /// While its queue is past `max_queue`, when its slow clock started:
-    /// when the queue went past, or last drained `max_queue` bytes while
-    /// past. Its slow-consumer deadline (in `Broker::slow_deadlines`) is
+    /// Since when its queue has been past `max_queue`, while it is; its
+    /// slow-consumer deadline (in `Broker::slow_deadlines`) is
     /// `slow_timeout` later.
-    slow_since: Option<Time>,
-    /// Bytes flushed since the slow clock started.
-    drained_since: usize,
+    over_since: Option<Time>,
     /// How many queues past `max_queue` its lines helped fill (its entries
     /// in `Broker::blocked`). It is paused while this is not zero.
     blocked_on: usize,
@@ -336,8 +333,7 @@ impl Broker {
             stall_check: None,
             address,
             login_deadline: Some(login_deadline),
-            slow_since: None,
-            drained_since: 0,
+            over_since: None,
             blocked_on: 0,
         };
         let reused = self.connections.insert(conn, connection).is_some();
@@ -365,7 +361,7 @@ impl Broker {
             return;
         };
         // The shell holds a paused connection's lines back: past the bound
-        // by one line per sender is all the queues are allowed.
+        // by what one line per sender causes is all the queues are allowed.
         assert_eq!(
             connection.blocked_on, 0,
             "the shell handed the broker a line from paused {conn}"
@@ -426,10 +422,6 @@ impl Broker {
 
     /// Accounts bytes the socket accepted. A queue that drains back under
     /// `max_queue` is no longer slow, and the senders it held up resume.
-    /// One still past it that has drained `max_queue` bytes since its slow
-    /// clock started gets a fresh clock: its reader keeps up with a full
-    /// queue every `slow_timeout`, however far past the bound the lines of
-    /// paused senders took it, so it is not the one to blame.
     fn flushed(&mut self, conn: ConnId, bytes: usize, out: &mut Vec<Output>) {
         let Some(connection) = self.connections.get_mut(&conn) else {
             return;
@@ -443,22 +435,12 @@ impl Broker {
         );
         connection.queued -= bytes;
         connection.progress_at = self.now;
-        let Some(since) = connection.slow_since else {
-            return;
-        };
-        connection.drained_since += bytes;
         if connection.queued <= self.max_queue {
-            connection.slow_since = None;
-            self.slow_deadlines
-                .remove(&(since + self.slow_timeout, conn));
-            self.unblock(conn, out);
-        } else if connection.drained_since >= self.max_queue {
-            connection.slow_since = Some(self.now);
-            connection.drained_since = 0;
-            self.slow_deadlines
-                .remove(&(since + self.slow_timeout, conn));
-            self.slow_deadlines
-                .insert((self.now + self.slow_timeout, conn));
+            if let Some(since) = connection.over_since.take() {
+                self.slow_deadlines
+                    .remove(&(since + self.slow_timeout, conn));
+                self.unblock(conn, out);
+            }
         }
     }
 
@@ -503,9 +485,8 @@ impl Broker {
     }
 
     /// Cuts every connection whose queue has stayed past `max_queue` for the
-    /// slow timeout without draining `max_queue` bytes, in connection id
-    /// order. Its senders have been paused all that time, so it has had
-    /// every chance to catch up.
+    /// slow timeout, in connection id order. Its senders have been paused
+    /// all that time, so it has had every chance to catch up.
     fn cut_slow_consumers(&mut self, out: &mut Vec<Output>) {
         let mut slow = take_due(&mut self.slow_deadlines, self.now);
         for conn in &slow {
@@ -513,7 +494,7 @@ impl Broker {
                 .connections
                 .get_mut(conn)
                 .expect("a closed connection's slow deadline is removed");
-            connection.slow_since = None;
+            connection.over_since = None;
         }
         slow.sort_unstable();
         for conn in slow {
@@ -590,9 +571,8 @@ impl Broker {
         }
         connection.queued = queued;
         let over = queued > self.max_queue;
-        if over && connection.slow_since.is_none() {
-            connection.slow_since = Some(self.now);
-            connection.drained_since = 0;
+        if over && connection.over_since.is_none() {
+            connection.over_since = Some(self.now);
             self.slow_deadlines
                 .insert((self.now + self.slow_timeout, conn));
         }
@@ -657,7 +637,7 @@ impl Broker {
         if let Some(due) = connection.login_deadline {
             self.login_deadlines.remove(&(due, conn));
         }
-        if let Some(since) = connection.slow_since {
+        if let Some(since) = connection.over_since {
             self.slow_deadlines
                 .remove(&(since + self.slow_timeout, conn));
         }
@@ -769,8 +749,8 @@ impl Broker {
         );
         for (conn, connection) in &self.connections {
             let over = connection.queued > self.max_queue;
-            assert_eq!(connection.slow_since.is_some(), over, "{conn}'s slow_since");
-            if let Some(since) = connection.slow_since {
+            assert_eq!(connection.over_since.is_some(), over, "{conn}'s over_since");
+            if let Some(since) = connection.over_since {
                 let due = (since + self.slow_timeout, *conn);
                 assert!(
                     self.slow_deadlines.contains(&due),
@@ -787,7 +767,7 @@ impl Broker {
                 "{conn}'s blocked_on"
             );
         }
-        let over = self.connections.values().filter(|c| c.slow_since.is_some());
+        let over = self.connections.values().filter(|c| c.over_since.is_some());
         assert_eq!(
             over.count(),
             self.slow_deadlines.len(),
@@ -797,7 +777,7 @@ impl Broker {
             let over = self
                 .connections
                 .get(full)
-                .is_some_and(|c| c.slow_since.is_some());
+                .is_some_and(|c| c.over_since.is_some());
             assert!(over, "{full} holds senders up but is not past the bound");
         }
         let counted: usize = self.per_address.values().sum();

@@ -51,8 +51,8 @@ pub enum Outbound {
 
 /// A connection's writer queue. Unbounded as a channel, but bounded in
 /// bytes: once a connection has more than `max_queue` unflushed bytes the
-/// broker pauses every sender whose lines go into it, so it grows past
-/// that only by lines already on their way to the broker.
+/// broker pauses every sender whose line goes into it, so it grows past
+/// that only by what one line of each sender causes.
 pub(super) type Outbox = mpsc::UnboundedSender<Outbound>;
 
 /// What a writer tells the broker about its socket.
@@ -103,9 +103,15 @@ enum Event {
 struct Link {
     outbox: Outbox,
     peer: SocketAddr,
-    /// `Some` while the connection is paused (so an idle link holds only a
-    /// null pointer).
+    /// `Some` while the broker has the connection paused (so an idle link
+    /// holds only a null pointer).
     held: Option<Box<Held>>,
+    /// The reader has been told to stop and not yet to read again. It is
+    /// told to read again only once what it held back has been handed over
+    /// without pausing it anew: resumed earlier, it could queue more behind
+    /// lines that are about to pause it again, and `held` would grow past
+    /// what one stop can leave behind.
+    stopped: bool,
 }
 
 /// What a paused connection's reader queued before it saw the pause: held
@@ -199,12 +205,18 @@ impl<O: Observer> Core<O> {
     }
 
     /// Hands the broker what resumed connections held back, in the order
-    /// they were resumed; doing so may resume (or pause) others.
+    /// they were resumed (doing so may resume or pause others), and lets
+    /// each read again unless its held lines paused it anew.
     fn release_held(&mut self, now: Time) {
         while !self.resumed.is_empty() {
             for (conn, held) in std::mem::take(&mut self.resumed) {
                 let Held { frames, closed } = *held;
                 self.feed(now, conn, frames, closed);
+                if let Some(link) = self.links.get_mut(&conn) {
+                    if link.held.is_none() {
+                        read_again(link);
+                    }
+                }
             }
         }
     }
@@ -223,8 +235,13 @@ impl<O: Observer> Core<O> {
                 self.process(now, Input::Released { conn });
             }
             Event::Queued(ToBroker::Open { conn, peer, outbox }) => {
-                let held = None;
-                self.links.insert(conn, Link { outbox, peer, held });
+                let link = Link {
+                    outbox,
+                    peer,
+                    held: None,
+                    stopped: false,
+                };
+                self.links.insert(conn, link);
                 let address = peer.ip();
                 self.process(now, Input::Opened { conn, address });
             }
@@ -357,18 +374,31 @@ fn route(
                 let name = broker.name_of(conn).unwrap_or("(not logged in)");
                 debug!(%conn, peer = %link.peer, name, "pausing: a queue it filled is full");
                 link.held.get_or_insert_default();
-                let _ = link.outbox.unbounded_send(Outbound::Pause);
+                if !link.stopped {
+                    link.stopped = true;
+                    let _ = link.outbox.unbounded_send(Outbound::Pause);
+                }
             }
         }
         Output::Resume { conn } => {
             if let Some(link) = links.get_mut(&conn) {
                 let name = broker.name_of(conn).unwrap_or("(not logged in)");
                 debug!(%conn, peer = %link.peer, name, "resuming: the queues it filled drained or closed");
-                if let Some(held) = link.held.take() {
-                    resumed.push((conn, held));
+                match link.held.take() {
+                    Some(held) if !held.frames.is_empty() || held.closed => {
+                        resumed.push((conn, held))
+                    }
+                    _ => read_again(link),
                 }
-                let _ = link.outbox.unbounded_send(Outbound::Resume);
             }
         }
+    }
+}
+
+/// Lets a stopped reader read again.
+fn read_again(link: &mut Link) {
+    if link.stopped {
+        link.stopped = false;
+        let _ = link.outbox.unbounded_send(Outbound::Resume);
     }
 }

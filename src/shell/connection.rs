@@ -58,17 +58,11 @@ const MAX_BYTES_PER_EVENT: usize = 1024;
 const FIRST_BATCH_CAPACITY: usize = 1024;
 
 /// The most bytes a writer copies into its write buffer at once. Lines
-/// past it wait as they are, shared with their other recipients: a queue
-/// may hold more than `max_queue` (lines of paused senders still on their
-/// way), and a delivery to 500 recipients copied whole into 500 buffers
-/// would cost 500 times its size. 64 KiB is a loopback socket buffer's
+/// past it wait as they are, shared with their other recipients: a
+/// delivery to 500 recipients copied whole into 500 buffers of up to
+/// `max_queue` would cost 500 times its size. 64 KiB is a loopback socket buffer's
 /// worth, so one write still moves as much as the kernel will take.
 pub const WRITE_BATCH_BYTES_MAX: usize = 64 * 1024;
-
-/// The most bytes a lingering close at shutdown reads and throws away
-/// before it gives up on the peer: a client that keeps sending after the
-/// goodbye is not waiting for its lines, and the cap keeps the loop finite.
-const LINGER_DISCARD_BYTES_MAX: usize = 64 * 1024;
 
 /// How long, and for how many bytes, a refused or timed-out connection
 /// lingers: it is owed one line, a moment is enough to read it, and any
@@ -80,8 +74,11 @@ const BRIEF_LINGER_BYTES_MAX: usize = 4 * 1024;
 /// `reason` waits for the peer to close too.
 fn linger_limits(reason: CloseReason, write_timeout: Duration) -> (Duration, usize) {
     match reason {
-        // Everything processed before the shutdown is owed.
-        CloseReason::ShuttingDown => (write_timeout, LINGER_DISCARD_BYTES_MAX),
+        // Everything processed before the shutdown is owed, and bounded by
+        // time alone: a client the broker had paused may have megabytes
+        // unread in the socket, all sent before the goodbye, and any of it
+        // left unread would reset the connection.
+        CloseReason::ShuttingDown => (write_timeout, usize::MAX),
         _ => (write_timeout.min(BRIEF_LINGER), BRIEF_LINGER_BYTES_MAX),
     }
 }

@@ -359,9 +359,8 @@ pub fn guarantee_5_per_connection_order(trace: &Trace) -> Checked {
 /// Guarantee 6: Nothing accepted is lost silently: every non-blank line from an
 /// open connection draws a visible effect, every close has its cause in the
 /// same step, and a slow-consumer cut happens only on a timer step at least
-/// `slow_timeout` after the queue's slow clock started (when a line took it
-/// past `max_queue`, or it last drained `max_queue` bytes while past), with
-/// the queue still past it. Closes for a peer that left or for shutdown
+/// `slow_timeout` after the step whose line took the queue past `max_queue`,
+/// with the queue still past it. Closes for a peer that left or for shutdown
 /// still write what was queued.
 pub fn guarantee_6_no_silent_loss(trace: &Trace) -> Checked {
     const G: Guarantee = Guarantee::NoSilentLoss;
@@ -438,7 +437,7 @@ fn slow_cut_undue(
     slow_timeout: std::time::Duration,
 ) -> Option<String> {
     let queued = during.unflushed(conn);
-    let Some(since) = during.slow_since(conn) else {
+    let Some(since) = during.over_since(conn) else {
         return Some(format!("its queue ({queued} bytes) is not past max_queue"));
     };
     if step.input != Input::Timeout {
@@ -447,9 +446,8 @@ fn slow_cut_undue(
     let due = since + slow_timeout;
     if step.time < due {
         return Some(format!(
-            "its slow clock started only at {since} (its queue went past max_queue, or \
-             drained max_queue bytes while past it), and the slow timeout ({slow_timeout:?}) \
-             runs out at {due}, after {}",
+            "its queue has been past max_queue only since {since}, and the slow timeout \
+             ({slow_timeout:?}) runs out at {due}, after {}",
             step.time
         ));
     }
@@ -461,8 +459,8 @@ fn slow_cut_undue(
 /// that leaves its connection's queue over `max_queue` must be in a step
 /// whose input is a line from some connection that is paused at the end of
 /// the step (so no notice and no unprompted line ever takes a queue over),
-/// and a timer step at or after `slow_timeout` past the start of a queue's
-/// slow clock, with the queue still over, must close its connection.
+/// and a timer step at or after `slow_timeout` past the step that took a
+/// queue over, with the queue still over, must close its connection.
 pub fn guarantee_7_memory_bound(trace: &Trace) -> Checked {
     const G: Guarantee = Guarantee::MemoryBound;
     let max_queue = trace.config.max_queue;
@@ -470,7 +468,7 @@ pub fn guarantee_7_memory_bound(trace: &Trace) -> Checked {
     walk(trace, |index, seen, step| {
         let fail = |detail| Err(violation(G, index, detail));
         if step.input == Input::Timeout {
-            for (conn, since) in seen.slow_clocks() {
+            for (conn, since) in seen.over_queues() {
                 let closes = |output: &Output| {
                     matches!(output, Output::Close { .. }) && output_conn(output) == conn
                 };
@@ -478,9 +476,9 @@ pub fn guarantee_7_memory_bound(trace: &Trace) -> Checked {
                 if since + slow_timeout <= step.time && !closed {
                     let queued = seen.unflushed(conn);
                     return fail(format!(
-                        "{conn} has had more than {max_queue} bytes queued ({queued} now), \
-                         draining less than that, since {since}, {slow_timeout:?} or more \
-                         before the timer fired at {}, and was not closed",
+                        "{conn} has had more than {max_queue} bytes queued ({queued} now) since \
+                         {since}, {slow_timeout:?} or more before the timer fired at {}, \
+                         and was not closed",
                         step.time
                     ));
                 }
@@ -638,8 +636,8 @@ fn queues(seen: &Observed, conns: &[ConnId]) -> String {
         .iter()
         .map(|&conn| {
             let queued = seen.unflushed(conn);
-            match seen.slow_since(conn) {
-                Some(since) => format!("{conn}'s queue ({queued} bytes, slow clock from {since})"),
+            match seen.over_since(conn) {
+                Some(since) => format!("{conn}'s queue ({queued} bytes, over since {since})"),
                 None => format!("{conn}'s queue ({queued} bytes)"),
             }
         })

@@ -27,11 +27,8 @@ struct Connection {
     progress_at: Time,
     address: IpAddr,
     opened_at: Time,
-    /// While its queue is past `max_queue`: since when, or since it last
-    /// drained `max_queue` bytes while past it, and what it has drained
-    /// since then. A slow consumer is one that has drained less than
-    /// `max_queue` in the slow timeout.
-    slow_since: Option<(Time, usize)>,
+    /// Since when its queue has been past `max_queue`, while it is.
+    over_since: Option<Time>,
     /// The open connections whose over-full queues this one's lines went
     /// into: it is paused while there is one.
     blocked_on: BTreeSet<ConnId>,
@@ -89,17 +86,10 @@ impl Model {
                 if let Some(connection) = self.open.get_mut(conn) {
                     connection.queued -= bytes;
                     connection.progress_at = now;
-                    let max_queue = self.config.max_queue;
-                    if let Some((since, drained)) = connection.slow_since {
-                        let drained = drained + bytes;
-                        if connection.queued <= max_queue {
-                            connection.slow_since = None;
-                            self.unblock(*conn, &mut out);
-                        } else if drained >= max_queue {
-                            connection.slow_since = Some((now, 0));
-                        } else {
-                            connection.slow_since = Some((since, drained));
-                        }
+                    if connection.queued <= self.config.max_queue && connection.over_since.is_some()
+                    {
+                        connection.over_since = None;
+                        self.unblock(*conn, &mut out);
                     }
                 }
             }
@@ -124,10 +114,7 @@ impl Model {
     pub fn next_deadline(&self) -> Option<Time> {
         let stall =
             |c: &Connection| (c.queued > 0).then(|| c.progress_at + self.config.write_timeout);
-        let slow = |c: &Connection| {
-            c.slow_since
-                .map(|(since, _)| since + self.config.slow_timeout)
-        };
+        let slow = |c: &Connection| c.over_since.map(|since| since + self.config.slow_timeout);
         let login = |c: &Connection| {
             c.name
                 .is_none()
@@ -155,7 +142,7 @@ impl Model {
             progress_at: self.now,
             address,
             opened_at: self.now,
-            slow_since: None,
+            over_since: None,
             blocked_on: BTreeSet::new(),
         };
         self.open.insert(conn, connection);
@@ -243,15 +230,14 @@ impl Model {
     }
 
     /// A connection whose queue has been past `max_queue` for the slow
-    /// timeout, draining less than `max_queue` bytes in it, is a slow
-    /// consumer: cut, in connection id order.
+    /// timeout is a slow consumer: cut, in connection id order.
     fn cut_slow_consumers(&mut self, out: &mut Vec<Output>) {
         let slow: Vec<ConnId> = self
             .open
             .iter()
             .filter(|(_, c)| {
-                c.slow_since
-                    .is_some_and(|(since, _)| since + self.config.slow_timeout <= self.now)
+                c.over_since
+                    .is_some_and(|since| since + self.config.slow_timeout <= self.now)
             })
             .map(|(conn, _)| *conn)
             .collect();
@@ -309,8 +295,8 @@ impl Model {
         }
         connection.queued += line.len();
         let over = connection.queued > self.config.max_queue;
-        if over && connection.slow_since.is_none() {
-            connection.slow_since = Some((now, 0));
+        if over && connection.over_since.is_none() {
+            connection.over_since = Some(now);
         }
         out.push(Output::Send {
             conn,

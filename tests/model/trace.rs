@@ -58,11 +58,9 @@ pub struct Observed {
     progress_at: BTreeMap<ConnId, Time>,
     /// When each connection was opened.
     opened_at: BTreeMap<ConnId, Time>,
-    /// For each open connection whose queue is over `max_queue`, when its
-    /// slow clock started (the step whose `Send` took it over, or the last
-    /// flush that completed `max_queue` bytes drained while over), and the
-    /// bytes flushed since.
-    slow_since: BTreeMap<ConnId, (Time, usize)>,
+    /// For each open connection whose queue is over `max_queue`, the time of
+    /// the step whose `Send` took it over.
+    over_since: BTreeMap<ConnId, Time>,
     /// For each open connection whose queue is over, the open connections
     /// whose lines sent it something that left it over since it went over:
     /// they are blocked on it until it drains back to `max_queue` or closes.
@@ -101,7 +99,7 @@ impl Observed {
             unflushed: BTreeMap::new(),
             progress_at: BTreeMap::new(),
             opened_at: BTreeMap::new(),
-            slow_since: BTreeMap::new(),
+            over_since: BTreeMap::new(),
             blocked_on: BTreeMap::new(),
             paused: BTreeSet::new(),
             now: Time::ZERO,
@@ -154,13 +152,8 @@ impl Observed {
                 let unflushed = self.unflushed.entry(*conn).or_default();
                 *unflushed -= bytes;
                 if *unflushed <= self.max_queue {
-                    self.slow_since.remove(conn);
+                    self.over_since.remove(conn);
                     self.blocked_on.remove(conn);
-                } else if let Some((since, drained)) = self.slow_since.get_mut(conn) {
-                    *drained += bytes;
-                    if *drained >= self.max_queue {
-                        (*since, *drained) = (step.time, 0);
-                    }
                 }
                 self.progress_at.insert(*conn, step.time);
             }
@@ -186,7 +179,7 @@ impl Observed {
                 }
                 *unflushed += line.len();
                 if *unflushed > self.max_queue {
-                    self.slow_since.entry(*conn).or_insert((step.time, 0));
+                    self.over_since.entry(*conn).or_insert(step.time);
                     if let Some(sender) = line_sender(&step.input) {
                         let blocked = self.blocked_on.entry(*conn).or_default();
                         blocked.insert(sender);
@@ -200,7 +193,7 @@ impl Observed {
             Output::Close { conn, .. } => {
                 self.closed.insert(*conn);
                 self.names.remove(conn);
-                self.slow_since.remove(conn);
+                self.over_since.remove(conn);
                 self.blocked_on.remove(conn);
                 for senders in self.blocked_on.values_mut() {
                     senders.remove(conn);
@@ -264,19 +257,16 @@ impl Observed {
         self.unflushed(conn) > self.max_queue
     }
 
-    /// When `conn`'s slow clock started (the step whose `Send` took its
-    /// queue past `max_queue`, or the last flush that completed `max_queue`
-    /// bytes drained while past it), while it is open and over.
-    pub fn slow_since(&self, conn: ConnId) -> Option<Time> {
-        self.slow_since.get(&conn).map(|(since, _)| *since)
+    /// Since when `conn`'s queue has been past `max_queue` (the time of the
+    /// step whose `Send` took it over), while it is open and over.
+    pub fn over_since(&self, conn: ConnId) -> Option<Time> {
+        self.over_since.get(&conn).copied()
     }
 
-    /// The open connections whose queues are past `max_queue`, with when
-    /// their slow clocks started, in id order.
-    pub fn slow_clocks(&self) -> impl Iterator<Item = (ConnId, Time)> + '_ {
-        self.slow_since
-            .iter()
-            .map(|(conn, (since, _))| (*conn, *since))
+    /// The open connections whose queues are past `max_queue`, with since
+    /// when, in id order.
+    pub fn over_queues(&self) -> impl Iterator<Item = (ConnId, Time)> + '_ {
+        self.over_since.iter().map(|(conn, since)| (*conn, *since))
     }
 
     /// The open, over connections `sender` is blocked on: those its lines
