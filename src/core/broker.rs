@@ -168,6 +168,26 @@ fn take_due(deadlines: &mut BTreeSet<(Time, ConnId)>, now: Time) -> Vec<ConnId> 
     due
 }
 
+/// Takes the connections whose deadline in `deadlines` has come by `now`,
+/// lets `forget` clear each one's record of that deadline, and returns them
+/// in connection id order: hash order must not reach the outputs.
+fn take_expired(
+    deadlines: &mut BTreeSet<(Time, ConnId)>,
+    connections: &mut HashMap<ConnId, Connection, FixedState>,
+    now: Time,
+    forget: impl Fn(&mut Connection),
+) -> Vec<ConnId> {
+    let mut expired = take_due(deadlines, now);
+    for conn in &expired {
+        let connection = connections
+            .get_mut(conn)
+            .expect("a closed connection's deadlines are removed");
+        forget(connection);
+    }
+    expired.sort_unstable();
+    expired
+}
+
 /// The address a connection counts against for the per-address limit: an
 /// IPv4 address, or an IPv6 address's /64 prefix. One host usually holds a
 /// whole /64, so counting single IPv6 addresses would let it rotate past
@@ -488,15 +508,10 @@ impl Broker {
     /// slow timeout, in connection id order. Its senders have been paused
     /// all that time, so it has had every chance to catch up.
     fn cut_slow_consumers(&mut self, out: &mut Vec<Output>) {
-        let mut slow = take_due(&mut self.slow_deadlines, self.now);
-        for conn in &slow {
-            let connection = self
-                .connections
-                .get_mut(conn)
-                .expect("a closed connection's slow deadline is removed");
-            connection.over_since = None;
-        }
-        slow.sort_unstable();
+        let deadlines = &mut self.slow_deadlines;
+        let slow = take_expired(deadlines, &mut self.connections, self.now, |connection| {
+            connection.over_since = None
+        });
         for conn in slow {
             self.close(conn, CloseReason::SlowConsumer, out);
         }
@@ -506,15 +521,10 @@ impl Broker {
     /// telling it why, in connection id order. Runs after `cut_dead_peers`
     /// on the same timeout, so a connection due both ways is a dead peer.
     fn expire_logins(&mut self, out: &mut Vec<Output>) {
-        let mut expired = take_due(&mut self.login_deadlines, self.now);
-        for conn in &expired {
-            let connection = self
-                .connections
-                .get_mut(conn)
-                .expect("a closed connection's login deadline is removed");
-            connection.login_deadline = None;
-        }
-        expired.sort_unstable();
+        let deadlines = &mut self.login_deadlines;
+        let expired = take_expired(deadlines, &mut self.connections, self.now, |connection| {
+            connection.login_deadline = None
+        });
         let notice = protocol::render_error(&ErrorReply::LoginTimedOut);
         for conn in expired {
             self.tell_and_close(conn, &notice, CloseReason::LoginTimeout, out);
