@@ -3,6 +3,8 @@
 //! It is the single serialization point of the server: every connection's
 //! events are processed here one at a time, in the order they were queued,
 //! and each output goes straight to the writer of the connection it names.
+//! The one exception to "in the order queued": lines of a connection the
+//! broker has paused wait here, in order, until it resumes it.
 //! Each input is handed over with the runtime's current time, and when the
 //! broker asks to be woken (`poll_timeout`) the task sets one timer and
 //! hands it an `Input::Timeout` when it fires. It never waits on anything
@@ -117,7 +119,8 @@ struct Link {
 /// What a paused connection's reader queued before it saw the pause: held
 /// back, in order, until the broker resumes it. The broker never sees a
 /// line from a paused connection, so a queue goes past `max_queue` by at
-/// most the one line that paused each sender. Bounded by what one reader
+/// most what the one line that paused each sender causes. Bounded by what
+/// one reader
 /// can have queued before it saw the pause (at worst the whole broker
 /// queue, its own slot in it and the event it was queueing, each at most
 /// 64 frames), since a paused reader queues nothing more.
