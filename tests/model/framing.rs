@@ -31,3 +31,23 @@ pub fn frames_by_the_book(max_line: usize, stream: &[u8]) -> Vec<Frame> {
     }
     frames
 }
+
+/// The frames a server must already have yielded when it has read `stream`
+/// and the stream has not ended (yet, or ever, after a reset): the frames
+/// of every line ended by an LF, and a too-long refusal for an unfinished
+/// last line already over `max_line`, not counting a final CR (which may
+/// still turn out to be half of a CR LF). A too-long line is refused as
+/// soon as it crosses the limit, not when its LF comes.
+pub fn frames_so_far(max_line: usize, stream: &[u8]) -> Vec<Frame> {
+    let ended = stream.iter().rposition(|&byte| byte == b'\n');
+    let (lines, unfinished) = match ended {
+        Some(lf) => stream.split_at(lf + 1),
+        None => (&[][..], stream),
+    };
+    let mut frames = frames_by_the_book(max_line, lines);
+    let content = unfinished.strip_suffix(b"\r").unwrap_or(unfinished);
+    if content.len() > max_line {
+        frames.push(Err(FrameError::LineTooLong));
+    }
+    frames
+}
