@@ -79,3 +79,20 @@ fn a_senders_replies_and_deliveries_leave_in_processing_order() {
         alice.expect(&format!("from alice: {i}"));
     }
 }
+
+/// The mirror of the test above: with the online name first, its delivery
+/// leaves before the error for the offline one. The broker writes a
+/// message's replies and deliveries in the order of its destinations, and
+/// guarantee 5 keeps that order on the sender's socket.
+#[test]
+fn a_delivery_to_a_name_listed_first_leaves_before_the_error_for_the_next() {
+    let server = Server::start(&[]);
+    let mut alice = server.login("alice");
+    for i in 0..200 {
+        alice.send(&format!("alice, ghost: {i}"));
+    }
+    for i in 0..200 {
+        alice.expect(&format!("from alice: {i}"));
+        alice.expect("error: no such peer: ghost");
+    }
+}
