@@ -201,6 +201,7 @@ pub fn check(scenario: &Scenario, records: &Records) -> Result<Coverage, Failure
             log,
         };
         judged.lines_in_send_order(scenario.config.max_line)?;
+        judged.every_line_before_end_of_stream(scenario, &records.incarnations)?;
         judged.stream_as_sent()?;
         if let Some(accepted) = accepted {
             let started_at = records.incarnations[accepted.0].started_at;
@@ -665,6 +666,55 @@ impl Judged<'_> {
             sent.get(at)
         );
         self.fail(Guarantee::PerSenderFifo, what, Some(*line))
+    }
+
+    /// Guarantee 2 at the end of a stream: a client that half-closed after
+    /// sending, and whose connection the broker then closed because the
+    /// peer did, had every line it sent processed before that close (an
+    /// unterminated last line included): the end of stream came after
+    /// them on the wire, so it may not overtake them in the server. Only
+    /// where nothing else could explain a missing line: no fault touched
+    /// the client while the connection was open, and the client still held
+    /// its socket when the server closed it (it saw the end of stream).
+    fn every_line_before_end_of_stream(
+        &self,
+        scenario: &Scenario,
+        incarnations: &[crate::record::Incarnation],
+    ) -> Result<(), Failure> {
+        let (Some((incarnation, _)), Some((CloseReason::PeerClosed, closed_at)), Some(time)) =
+            (self.accepted, self.log.closed, self.log.closed_time)
+        else {
+            return Ok(());
+        };
+        if !self.connection.half_closed || self.connection.end != Some(End::EndOfStream) {
+            return Ok(());
+        }
+        let closed = incarnations[incarnation].started_at + time.since_origin();
+        let (client, from) = (self.connection.client, self.connection.connected_at);
+        if scenario
+            .faults
+            .iter()
+            .any(|fault| touches(fault, client, from, closed))
+        {
+            return Ok(());
+        }
+        let sent = frames_by_the_book(scenario.config.max_line, &self.connection.sent);
+        let before = self
+            .log
+            .processed
+            .iter()
+            .filter(|(_, line)| *line < closed_at);
+        let processed = before.count();
+        if processed < sent.len() {
+            let what = format!(
+                "half-closed after sending {} lines, but the broker processed the close \
+                 after {processed} of them; the next was {:?}",
+                sent.len(),
+                sent[processed]
+            );
+            return self.fail(Guarantee::PerSenderFifo, what, Some(closed_at));
+        }
+        Ok(())
     }
 
     /// Guarantee 6, end to end: the client received a prefix of what the

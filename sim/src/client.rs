@@ -404,6 +404,9 @@ impl Client {
                 return Ending::Abrupt;
             }
         }
+        if !steady && self.chance(self.scenario.framing.hasty_close) {
+            return self.hasty_close(&mut writer, conn, &name).await;
+        }
         // Linger connected, so messages (and for a slow or stalled reader,
         // unread bytes) pile up.
         let linger = self.random(|rng| rng.random_range(Duration::ZERO..=behaviour.max_linger));
@@ -412,9 +415,45 @@ impl Client {
             self.note(&format!("k{conn} drops the connection"));
             return Ending::Abrupt;
         }
-        self.note(&format!("k{conn} closes its side"));
-        let _ = writer.shutdown().await;
-        Ending::Graceful
+        self.close_side(&mut writer, conn).await
+    }
+
+    /// Shuts the write side down, a half-close, and records it: the
+    /// server owes every line sent so far processing.
+    async fn close_side(&self, writer: &mut OwnedWriteHalf, conn: usize) -> Ending {
+        match writer.shutdown().await {
+            Ok(()) => {
+                self.recorder.half_closed(conn);
+                Ending::Graceful
+            }
+            Err(_) => {
+                self.note(&format!("k{conn} failed to close its side"));
+                Ending::Abrupt
+            }
+        }
+    }
+
+    /// Ends a session in a hurry: sometimes a flood of messages first,
+    /// sometimes a last message without its LF (a lone CR left at the end,
+    /// if it had CR LF), then at once a half-close, so the end of stream
+    /// arrives right behind lines the server has not processed yet (or
+    /// holds back while their sender is paused). The server must process
+    /// every one of them, the unterminated one included, before the close.
+    async fn hasty_close(&self, writer: &mut OwnedWriteHalf, conn: usize, name: &str) -> Ending {
+        let mut bytes = Vec::new();
+        if self.chance(0.5) {
+            bytes.extend(self.flood());
+        }
+        if self.chance(0.5) {
+            let mut last = self.message(name);
+            last.pop();
+            bytes.extend(last);
+        }
+        self.note(&format!("k{conn} closes in a hurry"));
+        if !bytes.is_empty() && !self.write(writer, conn, &bytes, Pace::Churn).await {
+            return Ending::Abrupt;
+        }
+        self.close_side(writer, conn).await
     }
 
     /// Tries to log in, sometimes with an invalid name first, sometimes as
@@ -674,11 +713,13 @@ impl Client {
         if matches!(pace, Pace::Churn | Pace::Final) && one_line && self.chance(slowloris) {
             return self.write_slowly(writer, conn, bytes, pace).await;
         }
-        let split = bytes.len() > 1 && self.chance(self.scenario.behaviour.split_write);
-        let cut = if split {
-            self.random(|rng| rng.random_range(1..bytes.len()))
-        } else {
-            bytes.len()
+        let crlf = self.between_cr_and_lf(bytes);
+        let split =
+            crlf.is_some() || bytes.len() > 1 && self.chance(self.scenario.behaviour.split_write);
+        let cut = match crlf {
+            Some(cut) => cut,
+            None if split => self.random(|rng| rng.random_range(1..bytes.len())),
+            None => bytes.len(),
         };
         for piece in [&bytes[..cut], &bytes[cut..]] {
             if !self.write_piece(writer, conn, piece).await {
@@ -690,6 +731,22 @@ impl Client {
             }
         }
         true
+    }
+
+    /// Where to split `bytes` between the CR and the LF of one of its CR LFs,
+    /// if this write is to be split so.
+    fn between_cr_and_lf(&self, bytes: &[u8]) -> Option<usize> {
+        let rate = self.scenario.framing.split_crlf;
+        if rate == 0.0 || !bytes.contains(&b'\r') {
+            return None;
+        }
+        let cuts: Vec<usize> = (1..bytes.len())
+            .filter(|&i| bytes[i - 1] == b'\r' && bytes[i] == b'\n')
+            .collect();
+        if cuts.is_empty() || !self.chance(rate) {
+            return None;
+        }
+        Some(cuts[self.random(|rng| rng.random_range(0..cuts.len()))])
     }
 
     /// Writes one line slowloris style: a few pieces of one to four bytes
@@ -836,11 +893,19 @@ impl Client {
             let line = MALFORMED[self.random(|rng| rng.random_range(0..MALFORMED.len()))];
             return self.terminate(line);
         }
+        if self.chance(self.scenario.framing.at_limit) {
+            return self.line_at_limit();
+        }
         if self.chance(behaviour.oversized) {
             let extra = self.random(|rng| rng.random_range(1..=2 * max_line));
             let id = self.next_id();
             let line = format!("{name}: {id} {}", "x".repeat(max_line + extra));
-            return self.terminate(&line);
+            let oversized = self.terminate(&line);
+            if self.chance(self.scenario.framing.oversized_mid_write) {
+                // Lines on both sides: the one after must be read whole.
+                return [self.message(name), oversized, self.message(name)].concat();
+            }
+            return oversized;
         }
         if self.chance(behaviour.invalid_utf8) {
             let id = self.next_id();
@@ -853,12 +918,7 @@ impl Client {
             return self.terminate(BLANK[self.random(|rng| rng.random_range(0..BLANK.len()))]);
         }
         if self.chance(behaviour.flood) {
-            let names = &self.scenario.names;
-            let target = [names[self.random(|rng| rng.random_range(0..names.len()))].clone()];
-            let count = self.random(|rng| rng.random_range(10..=40));
-            return (0..count)
-                .flat_map(|_| self.message_line(&target, behaviour.max_padding))
-                .collect();
+            return self.flood();
         }
         let count = if self.chance(behaviour.burst) {
             self.random(|rng| rng.random_range(2..=6))
@@ -866,6 +926,35 @@ impl Client {
             1
         };
         (0..count).flat_map(|_| self.message(name)).collect()
+    }
+
+    /// Many messages to one name, for one write.
+    fn flood(&self) -> Vec<u8> {
+        let names = &self.scenario.names;
+        let target = [names[self.random(|rng| rng.random_range(0..names.len()))].clone()];
+        let count = self.random(|rng| rng.random_range(10..=40));
+        let padding = self.scenario.behaviour.max_padding;
+        (0..count)
+            .flat_map(|_| self.message_line(&target, padding))
+            .collect()
+    }
+
+    /// A message to one or two names whose line is exactly `max_line`
+    /// bytes, terminator not counted (half the time), or one byte shorter
+    /// or longer: the codec's edge.
+    fn line_at_limit(&self) -> Vec<u8> {
+        let names = &self.scenario.names;
+        let mut dests = Vec::new();
+        for _ in 0..self.random(|rng| rng.random_range(1..=2)) {
+            dests.push(names[self.random(|rng| rng.random_range(0..names.len()))].clone());
+        }
+        let off_by = [1, 1, 0, 2][self.random(|rng| rng.random_range(0..4))];
+        let size = self.scenario.config.max_line + off_by - 1;
+        let head = format!("{}: {} ", dests.join(", "), self.next_id());
+        let filler: String = (head.len()..size)
+            .map(|i| if i % 8 == 7 { ':' } else { '=' })
+            .collect();
+        self.terminate(&format!("{head}{filler}"))
     }
 
     /// One message line to a random set of names.

@@ -74,6 +74,10 @@ pub struct ClientConnection {
     pub reads: Vec<(usize, usize)>,
     /// How the client saw the stream end, if it did.
     pub end: Option<End>,
+    /// Whether the client shut its write side down (a half-close) after
+    /// sending all of `sent`: the server must process every line of it
+    /// before the end of stream.
+    pub half_closed: bool,
     /// When the client opened it (simulated time).
     pub connected_at: Duration,
     /// How it read, if steadily: a reader owed never being cut.
@@ -206,6 +210,7 @@ impl Recorder {
                 received: Vec::new(),
                 reads: Vec::new(),
                 end: None,
+                half_closed: false,
                 connected_at,
                 steady: None,
                 reading_until: None,
@@ -281,6 +286,19 @@ impl Recorder {
             connection.client
         };
         self.note(&client_source(client), &format!("k{index} stops reading"));
+    }
+
+    /// The client shut the write side of connection `index` down: it
+    /// sends nothing more.
+    pub fn half_closed(&self, index: usize) {
+        let (client, sent) = {
+            let mut records = self.lock();
+            let connection = &mut records.connections[index];
+            connection.half_closed = true;
+            (connection.client, connection.sent.len())
+        };
+        let text = format!("k{index} half-closed after {sent} bytes");
+        self.note(&client_source(client), &text);
     }
 
     /// The client saw connection `index` end.

@@ -84,6 +84,9 @@ pub struct Scenario {
     pub phases: Phases,
     /// Hostile client behaviours, each switched on for some clients.
     pub hostile: Hostile,
+    /// Lines at the codec's edges, and sessions that half-close with lines
+    /// outstanding.
+    pub framing: Framing,
 }
 
 /// The simulated network's baseline, before faults.
@@ -212,6 +215,8 @@ impl Scenario {
         let hostile = Hostile::generate(&mut rng, &config, clients);
         // Drawn after everything else, for the same reason.
         config.slow_timeout = Duration::from_millis(rng.random_range(SLOW_TIMEOUT_MS));
+        // Drawn after everything else, for the same reason.
+        let framing = Framing::generate(&mut rng);
         Scenario {
             seed,
             config,
@@ -223,6 +228,7 @@ impl Scenario {
             faults,
             phases,
             hostile,
+            framing,
         }
     }
 
@@ -251,6 +257,7 @@ impl Scenario {
             format!("names {:?}", self.names),
             format!("behaviour {:?}", self.behaviour),
             format!("hostile {:?}", self.hostile),
+            format!("framing {:?}", self.framing),
             format!("phases {:?}", self.phases),
         ];
         lines.extend(self.faults.iter().map(|fault| format!("planned {fault}")));
@@ -280,6 +287,40 @@ impl Behaviour {
             max_actions: rng.random_range(3..=30),
             max_pause: Duration::from_millis(rng.random_range(10..=800)),
             max_linger: Duration::from_millis(rng.random_range(0..=8000)),
+        }
+    }
+}
+
+/// Lines at the edges of the codec, and sessions that end with lines
+/// still on their way, as probabilities (zero: off). Each is switched off
+/// for half the seeds (swarm testing); a client draws nothing for a
+/// behaviour that is off, so such seeds run as they did before these
+/// existed.
+#[derive(Clone, Debug)]
+pub struct Framing {
+    /// Per action: a message whose line is exactly `max_line` bytes (its
+    /// terminator not counted), or one byte shorter or longer.
+    pub at_limit: f64,
+    /// Per oversized line: it goes in the middle of its write, between two
+    /// messages, not at its end.
+    pub oversized_mid_write: f64,
+    /// Per write holding a CR LF: split it between the CR and the LF.
+    pub split_crlf: f64,
+    /// Per churn session that closes gracefully: it half-closes at once
+    /// after its last action (no lingering), often after a burst or
+    /// a flood and with an unterminated last line, so the end of stream
+    /// arrives right behind lines the server has yet to process. Every one
+    /// of them must be processed before the broker hears of the close.
+    pub hasty_close: f64,
+}
+
+impl Framing {
+    fn generate(rng: &mut ChaCha8Rng) -> Framing {
+        Framing {
+            at_limit: swarm(rng, 0.05, 0.3),
+            oversized_mid_write: swarm(rng, 0.3, 1.0),
+            split_crlf: swarm(rng, 0.2, 0.8),
+            hasty_close: swarm(rng, 0.2, 0.8),
         }
     }
 }
