@@ -21,6 +21,8 @@
 
 mod model;
 
+use std::fmt;
+
 use chinwag::codec::{Frame, LineDecoder};
 use model::framing::{frames_by_the_book, frames_so_far};
 use proptest::prelude::*;
@@ -83,47 +85,67 @@ fn piece(max_line: usize) -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-/// A limit, a stream, and where the reads end (indices into the stream,
-/// sorted; repeats make empty reads).
-fn case() -> impl Strategy<Value = (usize, Vec<u8>, Vec<Index>)> {
+/// One case: a limit, a stream, and where the reads of it end.
+struct Case {
+    max_line: usize,
+    stream: Vec<u8>,
+    /// Sorted; the last is the stream's length; repeats are empty reads.
+    read_ends: Vec<usize>,
+}
+
+/// Shown as a byte string, so a shrunk case reads at a glance.
+impl fmt::Debug for Case {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "max_line = {}, stream = b\"{}\", reads ending at {:?}",
+            self.max_line,
+            self.stream.escape_ascii(),
+            self.read_ends
+        )
+    }
+}
+
+fn case() -> impl Strategy<Value = Case> {
     max_line().prop_flat_map(|max_line| {
         let stream = prop::collection::vec(piece(max_line), 0..24).prop_map(|p| p.concat());
         let cuts = prop::collection::vec(any::<Index>(), 0..12);
-        (Just(max_line), stream, cuts)
+        (stream, cuts).prop_map(move |(stream, cuts)| {
+            let mut read_ends: Vec<usize> =
+                cuts.iter().map(|cut| cut.index(stream.len() + 1)).collect();
+            read_ends.sort_unstable();
+            read_ends.push(stream.len());
+            Case {
+                max_line,
+                stream,
+                read_ends,
+            }
+        })
     })
-}
-
-/// Where the reads of `stream` end: the cut indices, sorted, then its end.
-fn read_ends(stream: &[u8], cuts: &[Index]) -> Vec<usize> {
-    let mut ends: Vec<usize> = cuts.iter().map(|cut| cut.index(stream.len() + 1)).collect();
-    ends.sort_unstable();
-    ends.push(stream.len());
-    ends
 }
 
 proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn codec_reads_what_the_book_says_however_the_reads_fall(
-        (max_line, stream, cuts) in case()
-    ) {
+    fn codec_reads_what_the_book_says_however_the_reads_fall(case in case()) {
+        let Case { max_line, stream, read_ends } = &case;
+        let max_line = *max_line;
         let mut decoder = LineDecoder::new(max_line);
         let mut frames = Vec::new();
         let mut start = 0;
-        for end in read_ends(&stream, &cuts) {
+        for &end in read_ends {
             decoder.decode(&stream[start..end], &mut frames);
             prop_assert!(
                 decoder.buffered() <= max_line,
                 "holds {} bytes after {end} bytes, limit {max_line}",
                 decoder.buffered()
             );
-            let so_far = frames_so_far(max_line, &stream[..end]);
             prop_assert_eq!(
                 &frames,
-                &so_far,
-                "frames after reads ending at {:?}, before the end of stream",
-                &read_ends(&stream, &cuts)
+                &frames_so_far(max_line, &stream[..end]),
+                "frames after {} bytes, before the end of stream",
+                end
             );
             start = end;
         }
@@ -131,9 +153,8 @@ proptest! {
         prop_assert_eq!(decoder.buffered(), 0, "bytes held after the end of stream");
         prop_assert_eq!(
             frames,
-            frames_by_the_book(max_line, &stream),
-            "frames at the end of stream, reads ending at {:?}",
-            read_ends(&stream, &cuts)
+            frames_by_the_book(max_line, stream),
+            "frames at the end of stream"
         );
     }
 }

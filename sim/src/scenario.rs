@@ -661,6 +661,21 @@ mod tests {
     }
 
     #[test]
+    fn half_the_seeds_draw_each_framing_edge() {
+        let scenarios: Vec<Scenario> = (0..200).map(Scenario::generate).collect();
+        let rates: [fn(&Framing) -> f64; 4] = [
+            |f| f.at_limit,
+            |f| f.oversized_mid_write,
+            |f| f.split_crlf,
+            |f| f.hasty_close,
+        ];
+        for rate in rates {
+            let on = scenarios.iter().filter(|s| rate(&s.framing) > 0.0).count();
+            assert!((60..140).contains(&on), "{on} of 200 seeds");
+        }
+    }
+
+    #[test]
     fn many_seeds_have_a_steady_budget() {
         let with_budget = (0..300)
             .map(Scenario::generate)
