@@ -422,15 +422,10 @@ impl Client {
     /// server owes every line sent so far processing.
     async fn close_side(&self, writer: &mut OwnedWriteHalf, conn: usize) -> Ending {
         match writer.shutdown().await {
-            Ok(()) => {
-                self.recorder.half_closed(conn);
-                Ending::Graceful
-            }
-            Err(_) => {
-                self.note(&format!("k{conn} failed to close its side"));
-                Ending::Abrupt
-            }
+            Ok(()) => self.recorder.half_closed(conn),
+            Err(_) => self.note(&format!("k{conn} failed to close its side")),
         }
+        Ending::Graceful
     }
 
     /// Ends a session in a hurry: sometimes a flood of messages first,
