@@ -749,8 +749,8 @@ impl Judged<'_> {
             );
             return self.fail(Guarantee::NoSilentLoss, what, last_read);
         }
-        match self.log.closed {
-            Some((CloseReason::ShuttingDown, _)) => {}
+        let closed_at = match self.log.closed {
+            Some((CloseReason::ShuttingDown, line)) => line,
             // Due: the model and guarantee 6's check agree it would not fit.
             // What the client got until the cut was checked as a prefix.
             Some((CloseReason::SlowConsumer, _)) => return Ok(0),
@@ -762,14 +762,17 @@ impl Judged<'_> {
                 let what = "never closed by the shutdown".to_string();
                 return self.fail(Guarantee::CleanShutdown, what, last_read);
             }
-        }
+        };
         // A client that typed on into the shutdown is owed only what it
         // sent before: the rest may come after the broker closed it.
         let all = &self.connection.sent;
         let owed = &all[..self.connection.owed.unwrap_or(all.len())];
         let sent = frames_by_the_book(max_line, owed).len();
         let typed = frames_by_the_book(max_line, all).len() - sent;
-        let processed = self.log.processed.len();
+        // Lines handed to the broker after it closed the connection are
+        // stale: it ignores them, so they were not processed.
+        let processed = self.log.processed.iter();
+        let processed = processed.filter(|(_, line)| *line < closed_at).count();
         if processed < sent {
             let what = if typed == 0 {
                 format!("{processed} of the {sent} lines it sent were processed")
