@@ -18,7 +18,8 @@
 //!   rules read literally (`tests/model/framing.rs`), not by the codec under
 //!   test. (A prefix: the network may lose the rest, and after a reset the
 //!   server drops an unterminated last line it would process at end of
-//!   stream.)
+//!   stream.) A client that half-closed, on a link no fault touched, is
+//!   owed the whole: its end of stream may not overtake its lines.
 //! - Guarantee 6, end to end: what a client received is a prefix of what the
 //!   broker sent its connection, byte for byte: nothing lost or altered in
 //!   between (a line that arrives out of order is guarantee 5, a byte the

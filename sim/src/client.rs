@@ -4,9 +4,12 @@
 //! connects, logs in (sometimes with an invalid name first, sometimes with a
 //! name someone else holds), sends messages to random sets of names (online,
 //! offline, itself, listed twice), malformed, oversized, non-UTF-8 and
-//! blank lines, bursts, floods and lines split across writes, lingers, and
-//! then closes gracefully or just drops the connection. Some sessions read
-//! slowly and some stop reading after login. Every wait has a timeout, because a
+//! blank lines, lines of exactly `max_line` bytes, bursts, floods and lines
+//! split across writes (between a CR and its LF too), lingers, and then
+//! closes gracefully or just drops the connection; or, as the seed's
+//! [`Framing`](crate::scenario::Framing) says, half-closes in a hurry
+//! right behind its last lines. Some sessions read slowly and some stop
+//! reading after login. Every wait has a timeout, because a
 //! partition in turmoil silently swallows data: a session that stops hearing
 //! back simply ends, and the next one reconnects.
 //!
