@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use chinwag_sim::checker::Failure;
-use chinwag_sim::{Run, replay_command, run};
+use chinwag_sim::{Run, replay_command, run, run_untraced};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -71,7 +71,8 @@ fn replay(seed: u64) -> ExitCode {
             ExitCode::FAILURE
         }
     };
-    println!("trace-hash: {:016x}", run.hash);
+    let hash = run.hash.expect("a traced run has a hash");
+    println!("trace-hash: {hash:016x}");
     code
 }
 
@@ -153,7 +154,7 @@ fn sweep(from: u64, count: u64, keep_going: bool) -> ExitCode {
     let mut failed: Vec<(u64, String)> = Vec::new();
     for seed in from..from.saturating_add(count) {
         bar.set_message(format!("seed {seed}"));
-        let run = run(seed);
+        let run = run_untraced(seed);
         totals.add(&run);
         bar.inc(1);
         if let Err(broken) = &run.verdict {
@@ -181,9 +182,21 @@ fn sweep(from: u64, count: u64, keep_going: bool) -> ExitCode {
     }
     match failure {
         None => ExitCode::SUCCESS,
-        Some(run) => {
-            if let Err(failure) = &run.verdict {
-                report(&run, failure);
+        Some(untraced) => {
+            // The sweep ran it untraced; run it again for its trace.
+            let seed = untraced.scenario.seed;
+            let run = run(seed);
+            match (&run.verdict, &untraced.verdict) {
+                (Err(failure), Err(first)) if failure.broken == first.broken => {
+                    report(&run, failure)
+                }
+                _ => println!(
+                    "\nFAIL seed {seed}: not deterministic: run untraced it gave {:?}, \
+                     traced {:?}\nreplay: {}",
+                    untraced.verdict.as_ref().err(),
+                    run.verdict.as_ref().err(),
+                    replay_command(seed)
+                ),
             }
             ExitCode::FAILURE
         }
