@@ -25,7 +25,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chinwag_sim::checker::{Coverage, Failure};
+use chinwag_sim::checker::{CLOSE_REASONS, Coverage, ERROR_KINDS, Failure, OUTPUT_KINDS};
+use chinwag_sim::faults::KINDS;
 use chinwag_sim::{Run, replay_command, run, run_untraced};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -115,6 +116,10 @@ struct Totals {
     steady_cuts_excused: usize,
     burst_lines: usize,
     fan_outs: usize,
+    outputs: [usize; OUTPUT_KINDS.len()],
+    close_reasons: [usize; CLOSE_REASONS.len()],
+    errors: [usize; ERROR_KINDS.len()],
+    other_errors: usize,
     faults: BTreeMap<&'static str, usize>,
 }
 
@@ -169,7 +174,18 @@ impl Totals {
             self.steady_cuts_excused += coverage.steady_cuts_excused;
             self.burst_lines += coverage.burst_lines;
             self.fan_outs += coverage.fan_outs;
+            add(&mut self.outputs, &coverage.outputs);
+            add(&mut self.close_reasons, &coverage.close_reasons);
+            add(&mut self.errors, &coverage.errors);
+            self.other_errors += coverage.other_errors;
         }
+    }
+}
+
+/// Adds `counts` to `totals`, kind by kind.
+fn add<const N: usize>(totals: &mut [usize; N], counts: &[usize; N]) {
+    for (total, count) in totals.iter_mut().zip(counts) {
+        *total += count;
     }
 }
 
@@ -312,6 +328,31 @@ fn summarize(totals: &Totals, wall: Duration) {
     );
     let faults: usize = totals.faults.values().sum();
     println!("faults injected:    {faults} {:?}", totals.faults);
+    // Every decision the broker can take, each counted, zeros included: a
+    // zero is a rule the sweep never exercised.
+    println!("broker decisions (a zero is a rule no seed reached):");
+    let outputs: Vec<String> = OUTPUT_KINDS
+        .iter()
+        .zip(totals.outputs)
+        .map(|(kind, count)| format!("{count} {kind}"))
+        .collect();
+    println!("  outputs:          {}", outputs.join(", "));
+    let reasons: Vec<String> = CLOSE_REASONS
+        .iter()
+        .zip(totals.close_reasons)
+        .map(|((_, name), count)| format!("{count} {name}"))
+        .collect();
+    println!("  close reasons:    {}", reasons.join(", "));
+    let kinds: Vec<String> = KINDS
+        .iter()
+        .map(|kind| format!("{} {kind}", totals.faults.get(kind).copied().unwrap_or(0)))
+        .collect();
+    println!("  faults:           {}", kinds.join(", "));
+    println!("  error lines:");
+    for (kind, count) in ERROR_KINDS.iter().zip(totals.errors) {
+        println!("    {count:>9}  {kind}");
+    }
+    println!("    {:>9}  of no kind above", totals.other_errors);
     println!("wall time:          {seconds:.1} s");
     println!("seeds per second:   {:.2}", totals.seeds as f64 / seconds);
     println!(

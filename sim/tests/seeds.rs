@@ -11,7 +11,7 @@
 
 use std::collections::BTreeSet;
 
-use chinwag_sim::checker::Coverage;
+use chinwag_sim::checker::{CLOSE_REASONS, Coverage, ERROR_KINDS, OUTPUT_KINDS};
 use chinwag_sim::faults::KINDS;
 use chinwag_sim::scenario::Scenario;
 use chinwag_sim::{replay_command, run};
@@ -70,6 +70,57 @@ fn fixed_seeds_keep_every_guarantee() {
         let seeds = reached.iter().filter(|c| count(c) > 0).count();
         assert!(seeds > 0, "no fixed seed reached {what}: {reached:?}");
     }
+    every_broker_decision_reached(&reached);
+}
+
+/// Every decision the broker can take, as a sweep's summary counts them
+/// (each output kind, close reason and error line kind), is taken by at
+/// least one of the seeds `reached`, and no error line is of a kind the
+/// summary does not know.
+fn every_broker_decision_reached(reached: &[Coverage]) {
+    let mut outputs = [0; OUTPUT_KINDS.len()];
+    let mut reasons = [0; CLOSE_REASONS.len()];
+    let mut errors = [0; ERROR_KINDS.len()];
+    let mut other_errors = 0;
+    for coverage in reached {
+        for (total, count) in outputs.iter_mut().zip(coverage.outputs) {
+            *total += count;
+        }
+        for (total, count) in reasons.iter_mut().zip(coverage.close_reasons) {
+            *total += count;
+        }
+        for (total, count) in errors.iter_mut().zip(coverage.errors) {
+            *total += count;
+        }
+        other_errors += coverage.other_errors;
+    }
+    // Shown with `--nocapture`.
+    println!("outputs {OUTPUT_KINDS:?}: {outputs:?}");
+    println!(
+        "close reasons {:?}: {reasons:?}",
+        CLOSE_REASONS.map(|(_, name)| name)
+    );
+    for (kind, count) in ERROR_KINDS.iter().zip(errors) {
+        println!("{count:>7} {kind}");
+    }
+    let mut never: Vec<String> = Vec::new();
+    for (kind, count) in OUTPUT_KINDS.iter().zip(outputs) {
+        if count == 0 {
+            never.push(format!("output {kind}"));
+        }
+    }
+    for ((_, name), count) in CLOSE_REASONS.iter().zip(reasons) {
+        if count == 0 {
+            never.push(format!("close reason {name}"));
+        }
+    }
+    for (kind, count) in ERROR_KINDS.iter().zip(errors) {
+        if count == 0 {
+            never.push(format!("error line {kind:?}"));
+        }
+    }
+    assert!(never.is_empty(), "no fixed seed reached: {never:?}");
+    assert_eq!(other_errors, 0, "error lines of no kind in ERROR_KINDS");
 }
 
 #[test]
