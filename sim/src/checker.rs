@@ -167,7 +167,45 @@ pub struct Coverage {
     pub burst_lines: usize,
     /// Fan-out lines (many destinations at once) the broker processed.
     pub fan_outs: usize,
+    /// The broker's outputs of each kind, in [`OUTPUT_KINDS`] order.
+    pub outputs: [usize; OUTPUT_KINDS.len()],
+    /// Its closes for each reason, in [`CLOSE_REASONS`] order.
+    pub close_reasons: [usize; CLOSE_REASONS.len()],
+    /// The error lines it sent of each kind, in [`ERROR_KINDS`] order.
+    pub errors: [usize; ERROR_KINDS.len()],
+    /// Error lines it sent of no kind in [`ERROR_KINDS`]: the list is out
+    /// of date.
+    pub other_errors: usize,
 }
+
+/// The kinds of the broker's outputs, as a sweep's summary names them.
+pub const OUTPUT_KINDS: [&str; 4] = ["send", "close", "pause", "resume"];
+
+/// Every close reason, with the name a sweep's summary gives it.
+pub const CLOSE_REASONS: [(CloseReason, &str); 6] = [
+    (CloseReason::PeerClosed, "peer closed"),
+    (CloseReason::SlowConsumer, "slow consumer"),
+    (CloseReason::DeadPeer, "dead peer"),
+    (CloseReason::ShuttingDown, "shutting down"),
+    (CloseReason::Refused, "refused"),
+    (CloseReason::LoginTimeout, "login timeout"),
+];
+
+/// Every kind of error line the broker sends: each its text up to the part
+/// that varies (a name, a refusal's detail).
+pub const ERROR_KINDS: [&str; 11] = [
+    "error: line too long",
+    "error: invalid utf-8",
+    "error: invalid name",
+    "error: name taken",
+    "error: no such peer",
+    "error: expected",
+    "error: control characters are not allowed in messages",
+    "error: server full",
+    "error: too many connections from your address",
+    "error: login timed out",
+    "error: server shutting down",
+];
 
 /// Checks every guarantee over the records of a finished run.
 pub fn check(scenario: &Scenario, records: &Records) -> Result<Coverage, Failure> {
@@ -183,6 +221,7 @@ pub fn check(scenario: &Scenario, records: &Records) -> Result<Coverage, Failure
         coverage.messages += messages(&incarnation.log);
         count_closes(&incarnation.log, &mut coverage);
         count_hostile_replies(&incarnation.log, &mut coverage);
+        count_decisions(&incarnation.log, &mut coverage);
     }
     let logs: Vec<BTreeMap<ConnId, ConnectionLog>> =
         records.incarnations.iter().map(connection_logs).collect();
@@ -366,6 +405,45 @@ fn count_closes(log: &Trace, coverage: &mut Coverage) {
                 CloseReason::PeerClosed => {}
             }
         }
+    }
+}
+
+/// Counts every decision of the broker by kind: outputs, close reasons and
+/// error lines.
+fn count_decisions(log: &Trace, coverage: &mut Coverage) {
+    for output in log.steps.iter().flat_map(|step| &step.outputs) {
+        let kind = match output {
+            Output::Send { line, .. } => {
+                count_error(line.as_str(), coverage);
+                0
+            }
+            Output::Close { reason, .. } => {
+                let index = CLOSE_REASONS
+                    .iter()
+                    .position(|(known, _)| known == reason)
+                    .expect("CLOSE_REASONS lists every reason");
+                coverage.close_reasons[index] += 1;
+                1
+            }
+            Output::Pause { .. } => 2,
+            Output::Resume { .. } => 3,
+        };
+        coverage.outputs[kind] += 1;
+    }
+}
+
+/// Counts `line` under its kind if it is an error line.
+fn count_error(line: &str, coverage: &mut Coverage) {
+    if !line.starts_with("error: ") {
+        return;
+    }
+    let kind = ERROR_KINDS.iter().position(|kind| {
+        line.strip_prefix(kind)
+            .is_some_and(|rest| rest.starts_with([':', ' ', '\n']))
+    });
+    match kind {
+        Some(index) => coverage.errors[index] += 1,
+        None => coverage.other_errors += 1,
     }
 }
 
@@ -918,6 +996,27 @@ mod tests {
             broken(&extra, true),
             Some(Guarantee::NothingAfterDisconnect)
         );
+    }
+
+    #[test]
+    fn error_lines_are_counted_by_kind() {
+        let mut coverage = Coverage::default();
+        for line in [
+            "error: no such peer: bob\n",
+            "error: expected \"<dest>, ...: <text>\" (missing ':')\n",
+            "error: line too long\n",
+            "error: name taken: ann\n",
+            "error: name takenx\n",
+            "from bob: error: no such peer: x\n",
+        ] {
+            count_error(line, &mut coverage);
+        }
+        let at = |kind: &str| coverage.errors[ERROR_KINDS.iter().position(|k| *k == kind).unwrap()];
+        assert_eq!(at("error: no such peer"), 1);
+        assert_eq!(at("error: expected"), 1);
+        assert_eq!(at("error: line too long"), 1);
+        assert_eq!(at("error: name taken"), 1);
+        assert_eq!(coverage.other_errors, 1);
     }
 
     #[test]

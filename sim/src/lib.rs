@@ -59,20 +59,32 @@ use scenario::Scenario;
 /// The result of one seed.
 pub struct Run {
     pub scenario: Rc<Scenario>,
-    /// Every line of the trace.
+    /// Every line of the trace (none if run untraced).
     pub trace: Vec<String>,
-    /// The FNV-1a hash of the trace: equal for equal seeds.
-    pub hash: u64,
+    /// The FNV-1a hash of the trace: equal for equal seeds (`None` if run
+    /// untraced).
+    pub hash: Option<u64>,
     /// Simulated time the run covered.
     pub simulated: Duration,
     /// What was checked, or the first thing found broken.
     pub verdict: Result<Coverage, Failure>,
 }
 
-/// Simulates and checks one seed.
+/// Simulates and checks one seed, with its whole trace.
 pub fn run(seed: u64) -> Run {
+    run_with(seed, Recorder::new())
+}
+
+/// Simulates and checks one seed without building its trace's text (a
+/// sweep's way: a failing seed is run again with [`run`] for its trace).
+/// The verdict is the same as [`run`]'s, and so are the trace line indices
+/// it names.
+pub fn run_untraced(seed: u64) -> Run {
+    run_with(seed, Recorder::untraced())
+}
+
+fn run_with(seed: u64, recorder: Recorder) -> Run {
     let scenario = Rc::new(Scenario::generate(seed));
-    let recorder = Recorder::new();
     for line in scenario.describe() {
         recorder.note_at(Duration::ZERO, "scenario", &line);
     }
@@ -86,7 +98,7 @@ pub fn run(seed: u64) -> Run {
         ))
     });
     let records = recorder.take();
-    let last_line = records.trace.lines().len().checked_sub(1);
+    let last_line = records.trace.len().checked_sub(1);
     let (simulated, verdict) = match simulated {
         Ok(simulated) => (simulated, checker::check(&scenario, &records)),
         Err(failure) => {

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run -p chinwag-sim --release -- --seeds 500 --from 1000   # sweep
+//! cargo run -p chinwag-sim --release -- --seeds 500 --jobs 2      # on 2 threads
 //! cargo run -p chinwag-sim --release -- --seed 1234               # replay
 //! ```
 //!
@@ -11,13 +12,22 @@
 //! leading up to it and the command that replays the seed. A replay prints
 //! the seed's whole trace and ends with `trace-hash: <hex>`, identical on
 //! every replay of the same seed.
+//!
+//! With `--jobs N` a sweep runs seeds on N threads, each seed on one thread
+//! as ever (so each is as deterministic as alone), and takes their results
+//! in seed order: the summary and the failure reported do not depend on N,
+//! only the wall time does.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread;
 use std::time::{Duration, Instant};
 
-use chinwag_sim::checker::Failure;
-use chinwag_sim::{Run, replay_command, run};
+use chinwag_sim::checker::{CLOSE_REASONS, Coverage, ERROR_KINDS, Failure, OUTPUT_KINDS};
+use chinwag_sim::faults::KINDS;
+use chinwag_sim::{Run, replay_command, run, run_untraced};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -41,13 +51,16 @@ struct Args {
     /// what broke, instead of stopping at the first.
     #[arg(long, conflicts_with = "seed")]
     keep_going: bool,
+    /// Threads to run seeds on (each seed runs on one thread).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    jobs: u64,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     match args.seed {
         Some(seed) => replay(seed),
-        None => sweep(args.from, args.seeds, args.keep_going),
+        None => sweep(args.from, args.seeds, args.keep_going, args.jobs),
     }
 }
 
@@ -71,7 +84,8 @@ fn replay(seed: u64) -> ExitCode {
             ExitCode::FAILURE
         }
     };
-    println!("trace-hash: {:016x}", run.hash);
+    let hash = run.hash.expect("a traced run has a hash");
+    println!("trace-hash: {hash:016x}");
     code
 }
 
@@ -102,15 +116,40 @@ struct Totals {
     steady_cuts_excused: usize,
     burst_lines: usize,
     fan_outs: usize,
+    outputs: [usize; OUTPUT_KINDS.len()],
+    close_reasons: [usize; CLOSE_REASONS.len()],
+    errors: [usize; ERROR_KINDS.len()],
+    other_errors: usize,
     faults: BTreeMap<&'static str, usize>,
 }
 
+/// What a sweep keeps of one seed's run: unlike a [`Run`], it can be sent
+/// from the thread that ran it.
+struct Outcome {
+    seed: u64,
+    simulated: Duration,
+    /// The kind of every fault planned.
+    faults: Vec<&'static str>,
+    verdict: Result<Coverage, Failure>,
+}
+
+impl Outcome {
+    fn of(run: Run) -> Outcome {
+        Outcome {
+            seed: run.scenario.seed,
+            simulated: run.simulated,
+            faults: run.scenario.faults.iter().map(|f| f.kind.name()).collect(),
+            verdict: run.verdict,
+        }
+    }
+}
+
 impl Totals {
-    fn add(&mut self, run: &Run) {
+    fn add(&mut self, run: &Outcome) {
         self.seeds += 1;
         self.simulated += run.simulated;
-        for fault in &run.scenario.faults {
-            *self.faults.entry(fault.kind.name()).or_default() += 1;
+        for fault in &run.faults {
+            *self.faults.entry(fault).or_default() += 1;
         }
         if let Ok(coverage) = &run.verdict {
             self.events += coverage.events;
@@ -135,13 +174,24 @@ impl Totals {
             self.steady_cuts_excused += coverage.steady_cuts_excused;
             self.burst_lines += coverage.burst_lines;
             self.fan_outs += coverage.fan_outs;
+            add(&mut self.outputs, &coverage.outputs);
+            add(&mut self.close_reasons, &coverage.close_reasons);
+            add(&mut self.errors, &coverage.errors);
+            self.other_errors += coverage.other_errors;
         }
     }
 }
 
-/// Runs `count` seeds from `from`, stopping at the first failure unless
-/// `keep_going`.
-fn sweep(from: u64, count: u64, keep_going: bool) -> ExitCode {
+/// Adds `counts` to `totals`, kind by kind.
+fn add<const N: usize>(totals: &mut [usize; N], counts: &[usize; N]) {
+    for (total, count) in totals.iter_mut().zip(counts) {
+        *total += count;
+    }
+}
+
+/// Runs `count` seeds from `from` on `jobs` threads, stopping at the first
+/// failure unless `keep_going`.
+fn sweep(from: u64, count: u64, keep_going: bool, jobs: u64) -> ExitCode {
     let bar = ProgressBar::new(count);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} seeds  {per_sec}  eta {eta}  {msg}")
@@ -151,20 +201,57 @@ fn sweep(from: u64, count: u64, keep_going: bool) -> ExitCode {
     let mut totals = Totals::default();
     let mut failure = None;
     let mut failed: Vec<(u64, String)> = Vec::new();
-    for seed in from..from.saturating_add(count) {
-        bar.set_message(format!("seed {seed}"));
-        let run = run(seed);
-        totals.add(&run);
-        bar.inc(1);
-        if let Err(broken) = &run.verdict {
-            if keep_going {
-                failed.push((seed, broken.broken.to_string()));
-                continue;
-            }
-            failure = Some(run);
-            break;
+    let end = from.saturating_add(count);
+    // Seeds are claimed in order. A failure (unless `keep_going`) lowers
+    // `stop` to just past it: every seed before it was claimed already and
+    // is still taken, the ones after it that ran are thrown away, exactly
+    // as if they had never run.
+    let next = AtomicU64::new(from);
+    let stop = AtomicU64::new(end);
+    let (results, outcomes) = mpsc::channel::<Outcome>();
+    thread::scope(|scope| {
+        for _ in 0..jobs {
+            let (results, next, stop) = (results.clone(), &next, &stop);
+            scope.spawn(move || {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::SeqCst);
+                    if seed >= stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let outcome = Outcome::of(run_untraced(seed));
+                    if outcome.verdict.is_err() && !keep_going {
+                        stop.fetch_min(seed + 1, Ordering::SeqCst);
+                    }
+                    if results.send(outcome).is_err() {
+                        break;
+                    }
+                }
+            });
         }
-    }
+        drop(results);
+        // Take the outcomes in seed order, whatever order they finish in.
+        let mut waiting: BTreeMap<u64, Outcome> = BTreeMap::new();
+        let mut expected = from;
+        for outcome in outcomes {
+            bar.inc(1);
+            waiting.insert(outcome.seed, outcome);
+            while let Some(outcome) = waiting.remove(&expected) {
+                expected += 1;
+                if failure.is_some() {
+                    continue;
+                }
+                bar.set_message(format!("seed {}", outcome.seed));
+                totals.add(&outcome);
+                if let Err(broken) = &outcome.verdict {
+                    if keep_going {
+                        failed.push((outcome.seed, broken.broken.to_string()));
+                    } else {
+                        failure = Some(outcome);
+                    }
+                }
+            }
+        }
+    });
     bar.finish_and_clear();
     let wall = started.elapsed();
     summarize(&totals, wall);
@@ -181,9 +268,21 @@ fn sweep(from: u64, count: u64, keep_going: bool) -> ExitCode {
     }
     match failure {
         None => ExitCode::SUCCESS,
-        Some(run) => {
-            if let Err(failure) = &run.verdict {
-                report(&run, failure);
+        Some(untraced) => {
+            // The sweep ran it untraced; run it again for its trace.
+            let seed = untraced.seed;
+            let run = run(seed);
+            match (&run.verdict, &untraced.verdict) {
+                (Err(failure), Err(first)) if failure.broken == first.broken => {
+                    report(&run, failure)
+                }
+                _ => println!(
+                    "\nFAIL seed {seed}: not deterministic: run untraced it gave {:?}, \
+                     traced {:?}\nreplay: {}",
+                    untraced.verdict.as_ref().err(),
+                    run.verdict.as_ref().err(),
+                    replay_command(seed)
+                ),
             }
             ExitCode::FAILURE
         }
@@ -229,6 +328,31 @@ fn summarize(totals: &Totals, wall: Duration) {
     );
     let faults: usize = totals.faults.values().sum();
     println!("faults injected:    {faults} {:?}", totals.faults);
+    // Every decision the broker can take, each counted, zeros included: a
+    // zero is a rule the sweep never exercised.
+    println!("broker decisions (a zero is a rule no seed reached):");
+    let outputs: Vec<String> = OUTPUT_KINDS
+        .iter()
+        .zip(totals.outputs)
+        .map(|(kind, count)| format!("{count} {kind}"))
+        .collect();
+    println!("  outputs:          {}", outputs.join(", "));
+    let reasons: Vec<String> = CLOSE_REASONS
+        .iter()
+        .zip(totals.close_reasons)
+        .map(|((_, name), count)| format!("{count} {name}"))
+        .collect();
+    println!("  close reasons:    {}", reasons.join(", "));
+    let kinds: Vec<String> = KINDS
+        .iter()
+        .map(|kind| format!("{} {kind}", totals.faults.get(kind).copied().unwrap_or(0)))
+        .collect();
+    println!("  faults:           {}", kinds.join(", "));
+    println!("  error lines:");
+    for (kind, count) in ERROR_KINDS.iter().zip(totals.errors) {
+        println!("    {count:>9}  {kind}");
+    }
+    println!("    {:>9}  of no kind above", totals.other_errors);
     println!("wall time:          {seconds:.1} s");
     println!("seeds per second:   {:.2}", totals.seeds as f64 / seconds);
     println!(

@@ -9,10 +9,13 @@
 //! Each record also goes into the run's [`Trace`] as a line, so a failure
 //! can point at the lines before it.
 //!
+//! A sweep records untraced ([`Recorder::untraced`]): the hot records
+//! (bytes sent and received, broker steps) then build no text at all.
+//!
 //! One [`Recorder`] is shared by all hosts. The simulation runs on one
 //! thread, but the shell demands `Send` observers, so it is an `Arc<Mutex>`.
 
-use std::fmt::Write;
+use std::fmt::{self, Write};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -135,6 +138,16 @@ impl Recorder {
         Recorder::default()
     }
 
+    /// A recorder whose trace keeps no text, only the count of lines (see
+    /// [`Trace::untraced`]); everything else is recorded as usual.
+    pub fn untraced() -> Self {
+        let records = Records {
+            trace: Trace::untraced(),
+            ..Records::default()
+        };
+        Recorder(Arc::new(Mutex::new(records)))
+    }
+
     fn lock(&self) -> MutexGuard<'_, Records> {
         // A panic while holding the lock already fails the run.
         self.0
@@ -238,8 +251,12 @@ impl Recorder {
             connection.sent.extend_from_slice(bytes);
             connection.client
         };
-        let text = format!("k{index} send {}", show(bytes));
-        self.note(&client_source(client), &text);
+        let time = turmoil::sim_elapsed().unwrap_or_default();
+        self.lock()
+            .trace
+            .push_with(time, Source::Client(client), || {
+                format!("k{index} send {}", show(bytes))
+            });
     }
 
     /// The client marks everything it sent on connection `index` so far as
@@ -260,8 +277,9 @@ impl Recorder {
         let time = turmoil::sim_elapsed().unwrap_or_default();
         let mut records = self.lock();
         let client = records.connections[index].client;
-        let text = format!("k{index} recv {}", show(bytes));
-        let line = records.trace.push(time, &client_source(client), &text);
+        let line = records.trace.push_with(time, Source::Client(client), || {
+            format!("k{index} recv {}", show(bytes))
+        });
         let connection = &mut records.connections[index];
         connection.received.extend_from_slice(bytes);
         connection.reads.push((connection.received.len(), line));
@@ -340,10 +358,11 @@ impl Observer for WitnessObserver {
         let time = turmoil::sim_elapsed().unwrap_or_default();
         let mut records = self.recorder.lock();
         let number = records.incarnations[self.incarnation].log.steps.len();
-        let text = format!("#{number} {}", describe(now, input, outputs));
         let line = records
             .trace
-            .push(time, &server_source(self.incarnation), &text);
+            .push_with(time, Source::Server(self.incarnation), || {
+                format!("#{number} {}", describe(now, input, outputs))
+            });
         let incarnation = &mut records.incarnations[self.incarnation];
         incarnation.lines.push(line);
         incarnation.log.steps.push(TraceStep {
@@ -351,6 +370,24 @@ impl Observer for WitnessObserver {
             input: input.clone(),
             outputs: outputs.to_vec(),
         });
+    }
+}
+
+/// Who a trace line is from, rendered only if the trace keeps text: the
+/// same text as [`server_source`] and [`client_source`].
+#[derive(Clone, Copy)]
+enum Source {
+    Server(usize),
+    Client(usize),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `pad`, so the trace's column width applies.
+        f.pad(&match *self {
+            Source::Server(number) => server_source(number),
+            Source::Client(index) => client_source(index),
+        })
     }
 }
 

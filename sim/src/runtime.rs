@@ -3,11 +3,21 @@
 //! The shell (`chinwag::shell`) needs four things from a runtime: spawn,
 //! sleep, the time and a stream of accepted sockets. Inside a turmoil host
 //! they come from the host's own tokio runtime, whose clock is paused and
-//! advanced by turmoil: `tokio::task::spawn` runs a task on the host (so a
-//! host crash drops it), `tokio::time::sleep` waits simulated time, the
+//! advanced by turmoil: `tokio::task::spawn_local` runs a task on the host
+//! (so a host crash drops it), `tokio::time::sleep` waits simulated time, the
 //! time is read off the same paused clock, and turmoil's simulated
 //! `TcpStream`s become `futures::io` sockets through tokio-util's `compat`
 //! adapters. Nothing here touches async-std or the real clock.
+//!
+//! Tasks go on the host's `LocalSet`, where turmoil runs the host's
+//! software, not on its tokio runtime with `tokio::task::spawn`: a crash
+//! drops the runtime's tasks shard by shard, and a task's shard is its
+//! tokio task id, drawn from a counter shared by the whole process. The
+//! order the server's sockets closed in, and so the rest of the run, then
+//! depended on how many tasks earlier seeds in the process (or seeds on
+//! other threads) had spawned: a seed run in a sweep could differ from its
+//! replay. The `LocalSet` keeps its tasks in one list and drops them in
+//! the order they were spawned.
 //!
 //! A task that panics (a failed `debug_assert!` in the broker, say) would
 //! otherwise die quietly inside tokio and leave the server hanging; the
@@ -54,7 +64,7 @@ impl Runtime for Turmoil {
         F: Future<Output = ()> + Send + 'static,
     {
         let recorder = self.recorder.clone();
-        tokio::task::spawn(async move {
+        tokio::task::spawn_local(async move {
             if let Err(panic) = AssertUnwindSafe(task).catch_unwind().await {
                 recorder.panicked(panic_message(&*panic));
             }

@@ -18,9 +18,18 @@ use crate::server::{self, ShutdownSwitch};
 /// A fixed start for the simulated wall clock, so nothing depends on today.
 const EPOCH: Duration = Duration::from_secs(1_700_000_000);
 
+/// How long the run goes on, beyond the network's latency, once the server
+/// has shut down for good: the clients read what was in flight (the end of
+/// stream included) and close their sides; after that nothing can happen
+/// that the checker reads.
+const AFTER_LAST_SHUTDOWN: Duration = Duration::from_secs(1);
+
 /// Runs `scenario` to its end, recording into `recorder`; returns the
-/// simulated time run. Fails if a host's software fails or a server task
-/// panics.
+/// simulated time run. The end is the scenario's `end_at`, or sooner: once
+/// the last shutdown has returned (the server's software has ended after
+/// the last action of the timeline), the network's latency and
+/// [`AFTER_LAST_SHUTDOWN`] later. Fails if a host's software fails or a
+/// server task panics.
 pub fn simulate(scenario: &Rc<Scenario>, recorder: &Recorder) -> Result<Duration, String> {
     let network = &scenario.network;
     let mut builder = turmoil::Builder::new();
@@ -53,13 +62,21 @@ pub fn simulate(scenario: &Rc<Scenario>, recorder: &Recorder) -> Result<Duration
 
     let actions = faults::timeline(scenario);
     let mut next = 0;
-    while sim.elapsed() < scenario.phases.end_at {
+    let mut end = scenario.phases.end_at;
+    while sim.elapsed() < end {
         while let Some((at, action)) = actions.get(next)
             && *at <= sim.elapsed()
         {
             let done = faults::apply(&mut sim, action, network, scenario.clients, &switch);
             recorder.note_at(sim.elapsed(), "driver", &done);
             next += 1;
+        }
+        if next == actions.len()
+            && end == scenario.phases.end_at
+            && !sim.is_host_running(SERVER_HOST)
+        {
+            let after = sim.elapsed() + network.max_latency + AFTER_LAST_SHUTDOWN;
+            end = end.min(after);
         }
         sim.step()
             .map_err(|error| format!("host software failed: {error}"))?;

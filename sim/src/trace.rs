@@ -7,43 +7,95 @@
 //! `trace-hash: <hex>`, and the determinism test compares hashes. FNV-1a is
 //! written out here rather than taken from std so the hash stays the same
 //! across Rust versions.
+//!
+//! A sweep has no use for the text of a passing seed, so it runs seeds
+//! with an untraced [`Trace`] ([`Trace::untraced`]), which only counts the
+//! lines: their indices are the same as in a traced run, and the text of a
+//! failing seed comes from running it again, traced.
 
-use std::fmt::Write;
+use std::fmt::{self, Write};
 use std::time::Duration;
 
-/// The lines of one run, with the hash of all lines so far.
+/// The lines of one run, with the hash of all lines so far; or, untraced,
+/// only how many there were.
 #[derive(Debug)]
 pub struct Trace {
     lines: Vec<String>,
-    hash: Fnv1a,
+    /// Lines pushed, kept or not.
+    count: usize,
+    /// `None` when untraced.
+    hash: Option<Fnv1a>,
 }
 
 impl Trace {
     pub fn new() -> Self {
         Trace {
             lines: Vec::new(),
-            hash: Fnv1a::new(),
+            count: 0,
+            hash: Some(Fnv1a::new()),
         }
+    }
+
+    /// A trace that keeps no text and no hash, only the count of lines, so
+    /// that line indices agree with a traced run of the same seed.
+    pub fn untraced() -> Self {
+        Trace {
+            hash: None,
+            ..Trace::new()
+        }
+    }
+
+    /// Whether the text of lines is kept.
+    pub fn is_traced(&self) -> bool {
+        self.hash.is_some()
     }
 
     /// Appends one line stamped with the simulated time and who saw it;
     /// returns its index.
     pub fn push(&mut self, time: Duration, source: &str, text: &str) -> usize {
-        let mut line = String::with_capacity(24 + text.len());
-        let _ = write!(line, "{:>10} {source:<9} {text}", format_time(time));
-        self.hash.write(line.as_bytes());
-        self.hash.write(b"\n");
-        self.lines.push(line);
-        self.lines.len() - 1
+        self.push_with(time, source, || text.to_string())
     }
 
+    /// [`Trace::push`], building the text only if the trace keeps it.
+    pub fn push_with(
+        &mut self,
+        time: Duration,
+        source: impl fmt::Display,
+        text: impl FnOnce() -> String,
+    ) -> usize {
+        let index = self.count;
+        self.count += 1;
+        let Some(hash) = &mut self.hash else {
+            return index;
+        };
+        let text = text();
+        let mut line = String::with_capacity(24 + text.len());
+        let _ = write!(line, "{:>10} {source:<9} {text}", format_time(time));
+        hash.write(line.as_bytes());
+        hash.write(b"\n");
+        self.lines.push(line);
+        index
+    }
+
+    /// The lines kept: all of them, or none if untraced.
     pub fn lines(&self) -> &[String] {
         &self.lines
     }
 
-    /// The FNV-1a hash of every line, each ended by a newline.
-    pub fn hash(&self) -> u64 {
-        self.hash.0
+    /// How many lines were pushed, kept or not.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether no line was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The FNV-1a hash of every line, each ended by a newline; `None` if
+    /// untraced.
+    pub fn hash(&self) -> Option<u64> {
+        self.hash.as_ref().map(|hash| hash.0)
     }
 }
 
@@ -105,5 +157,15 @@ mod tests {
         two.push(Duration::from_millis(1500), "server", "a");
         assert!(one.lines()[0].contains("1.500s server"));
         assert_ne!(one.hash(), two.hash());
+    }
+
+    #[test]
+    fn an_untraced_trace_counts_lines_and_builds_no_text() {
+        let mut untraced = Trace::untraced();
+        let first = untraced.push(Duration::ZERO, "server", "a");
+        let second = untraced.push_with(Duration::ZERO, "server", || unreachable!());
+        assert_eq!((first, second, untraced.len()), (0, 1, 2));
+        assert!(untraced.lines().is_empty());
+        assert_eq!(untraced.hash(), None);
     }
 }
