@@ -17,6 +17,7 @@
 //! and replayed first on every run.
 
 mod model;
+mod proptest_config;
 
 use chinwag::broker::{CloseReason, Input, Output};
 use chinwag::codec::{Frame, FrameError};
@@ -27,7 +28,7 @@ use model::scenario::{
 use model::trace::Trace;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
-use proptest::test_runner::{FileFailurePersistence, TestRunner};
+use proptest::test_runner::TestRunner;
 
 const REGRESSIONS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -124,21 +125,8 @@ fn scenario() -> impl Strategy<Value = Scenario> {
 /// number; sized to take a few seconds in a debug build.
 const DEFAULT_CASES: u32 = 4000;
 
-/// proptest's configuration (which reads `PROPTEST_CASES` and the other
-/// `PROPTEST_*` variables), with this suite's default case count and its
-/// regression file kept under `tests/`.
 fn config() -> ProptestConfig {
-    let from_env = ProptestConfig::default();
-    let cases = match std::env::var_os("PROPTEST_CASES") {
-        Some(_) => from_env.cases,
-        None => DEFAULT_CASES,
-    };
-    let persistence = FileFailurePersistence::Direct(REGRESSIONS);
-    ProptestConfig {
-        cases,
-        failure_persistence: Some(Box::new(persistence)),
-        ..from_env
-    }
+    proptest_config::config(REGRESSIONS, DEFAULT_CASES)
 }
 
 proptest! {

@@ -20,6 +20,7 @@
 //! later run replays the case first.
 
 mod model;
+mod proptest_config;
 
 use std::fmt;
 
@@ -27,7 +28,6 @@ use chinwag::codec::{Frame, LineDecoder};
 use model::framing::{frames_by_the_book, frames_so_far};
 use proptest::prelude::*;
 use proptest::sample::Index;
-use proptest::test_runner::FileFailurePersistence;
 
 const REGRESSIONS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -39,17 +39,7 @@ const REGRESSIONS: &str = concat!(
 const DEFAULT_CASES: u32 = 3000;
 
 fn config() -> ProptestConfig {
-    let from_env = ProptestConfig::default();
-    let cases = match std::env::var_os("PROPTEST_CASES") {
-        Some(_) => from_env.cases,
-        None => DEFAULT_CASES,
-    };
-    let persistence = FileFailurePersistence::Direct(REGRESSIONS);
-    ProptestConfig {
-        cases,
-        failure_persistence: Some(Box::new(persistence)),
-        ..from_env
-    }
+    proptest_config::config(REGRESSIONS, DEFAULT_CASES)
 }
 
 /// A line limit: mostly tiny, so every line is near it, sometimes larger.
