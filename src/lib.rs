@@ -14,12 +14,14 @@
 //!   here under their usual names.
 //! - [`shell`] runs the broker behind sockets, written once for any runtime;
 //!   [`server`] plugs in async-std for production (with [`tcp`], its
-//!   sockets as the shell needs them) and [`client`] is the interactive
+//!   sockets as the shell needs them), [`journal_file`] records the
+//!   broker's inputs for `--journal`, and [`client`] is the interactive
 //!   client. The simulator in `sim/` plugs in turmoil instead.
 
-pub use chinwag_core::{broker, codec, config, protocol, time};
+pub use chinwag_core::{broker, codec, config, journal, protocol, time};
 
 pub mod client;
+pub mod journal_file;
 pub mod server;
 pub mod shell;
 pub mod tcp;

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use chinwag::config::Config;
+use chinwag::journal_file::{JOURNAL_BYTES_MIN, Journal};
 use chinwag::protocol::{
     ErrorReply, Line, MAX_NAME_CHARS, render_delivery, render_error, render_welcome,
 };
@@ -105,7 +107,23 @@ struct ServeArgs {
     /// `error: login timed out` and is closed. Fractions are allowed.
     #[arg(long, value_name = "SECS", default_value_t = Seconds(Config::default().login_timeout), value_parser = parse_positive_seconds)]
     login_timeout: Seconds,
+
+    /// Record every input the broker is handed, with its time, in FILE, for
+    /// `chinwag-sim --journal FILE` to replay and check. FILE must not
+    /// exist; it is created readable by its owner only, since it holds
+    /// every line clients send.
+    #[arg(long, value_name = "FILE")]
+    journal: Option<PathBuf>,
+
+    /// Where the journal stops recording (the server runs on). A journal
+    /// replays only from its start, so it is capped, not rotated.
+    #[arg(long, value_name = "BYTES", default_value_t = JOURNAL_BYTES_DEFAULT, value_parser = parse_journal_bytes, requires = "journal")]
+    journal_max_bytes: u64,
 }
+
+/// `--journal-max-bytes` unless told otherwise: 1 GiB, about 25 million
+/// short lines.
+const JOURNAL_BYTES_DEFAULT: u64 = 1 << 30;
 
 /// Descriptors kept back from `--max-connections`' default: the listener,
 /// stdio, the runtime's own, and connections being refused (each needs a
@@ -162,7 +180,27 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(USAGE_ERROR);
         }
     };
-    match async_std::task::block_on(chinwag::server::run(config, listener)) {
+    let stopped = match &args.journal {
+        None => async_std::task::block_on(chinwag::server::run(config, listener, ())),
+        Some(path) => {
+            let (journal, writer) = match Journal::create(path, &config, args.journal_max_bytes) {
+                Ok(created) => created,
+                Err(error) => {
+                    eprintln!(
+                        "error: cannot create the journal {}: {error}",
+                        path.display()
+                    );
+                    return ExitCode::from(USAGE_ERROR);
+                }
+            };
+            tracing::info!(path = %path.display(), max_bytes = args.journal_max_bytes, "journal recording");
+            let stopped =
+                async_std::task::block_on(chinwag::server::run(config, listener, journal));
+            writer.finish();
+            stopped
+        }
+    };
+    match stopped {
         Ok(Stopped::Gracefully) => ExitCode::SUCCESS,
         Ok(Stopped::Forced) => ExitCode::from(FORCED_SHUTDOWN),
         Err(error) => {
@@ -285,6 +323,16 @@ fn parse_positive(text: &str) -> Result<usize, String> {
         Ok(0) => Err("must be at least 1".to_string()),
         Ok(value) => Ok(value),
         Err(error) => Err(format!("not a positive whole number ({error})")),
+    }
+}
+
+fn parse_journal_bytes(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(bytes) if bytes < JOURNAL_BYTES_MIN => {
+            Err(format!("must be at least {JOURNAL_BYTES_MIN}"))
+        }
+        Ok(bytes) => Ok(bytes),
+        Err(error) => Err(format!("not a whole number of bytes ({error})")),
     }
 }
 

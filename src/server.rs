@@ -23,7 +23,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
-use crate::shell::{self, Accepted, Runtime};
+use crate::shell::{self, Accepted, Observer, Runtime};
 use crate::tcp;
 use crate::time::Time;
 
@@ -144,18 +144,24 @@ pub fn listen(address: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// Serves on `listener` until SIGINT or SIGTERM, then shuts down gracefully,
-/// unless a second signal comes first.
-pub async fn run(config: Config, listener: TcpListener) -> io::Result<Stopped> {
+/// unless a second signal comes first. `observer` sees every broker input
+/// (the journal, or `()`).
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    observer: impl Observer,
+) -> io::Result<Stopped> {
     let address = listener.local_addr()?;
     let signals = Signals::new([SIGINT, SIGTERM])?;
     let (shutdown_requested, shutdown) = oneshot::channel();
     announce(address);
     info!(?config, "listening on {address}");
-    let served = shell::serve(
+    let served = shell::serve_observed(
         AsyncStd::new(),
         config,
         accepted(listener, config.write_timeout),
         shutdown.map(|_| ()),
+        observer,
     )
     .fuse();
     let second_signal = watch_signals(signals, shutdown_requested).fuse();

@@ -56,7 +56,7 @@ use crate::model::grammar;
 use crate::model::guarantees::{self, Guarantee};
 use crate::model::reference::{Model, per_connection};
 use crate::model::trace::{Trace, walk};
-use crate::record::{ClientConnection, End, Incarnation, Records, Role};
+use crate::record::{ClientConnection, End, Incarnation, Records, Role, server_source};
 use crate::scenario::{Scenario, final_name, steady_budget};
 
 /// What a failing seed broke.
@@ -215,13 +215,9 @@ pub fn check(scenario: &Scenario, records: &Records) -> Result<Coverage, Failure
     }
     let mut coverage = Coverage::default();
     for (number, incarnation) in records.incarnations.iter().enumerate() {
-        check_log(number, incarnation)?;
-        count_pauses(&incarnation.log, &mut coverage);
-        coverage.events += incarnation.log.steps.len();
-        coverage.messages += messages(&incarnation.log);
-        count_closes(&incarnation.log, &mut coverage);
-        count_hostile_replies(&incarnation.log, &mut coverage);
-        count_decisions(&incarnation.log, &mut coverage);
+        let line = |step: usize| incarnation.lines.get(step).copied();
+        check_log(&server_source(number), &incarnation.log, line)?;
+        count_log(&incarnation.log, &mut coverage);
     }
     let logs: Vec<BTreeMap<ConnId, ConnectionLog>> =
         records.incarnations.iter().map(connection_logs).collect();
@@ -282,14 +278,27 @@ pub fn check(scenario: &Scenario, records: &Records) -> Result<Coverage, Failure
     Ok(coverage)
 }
 
-/// Replays one incarnation's witness log through the reference model and
-/// runs every guarantee check over it. The first step where the broker and
-/// the model differ is reported, under the guarantee a check finds broken
-/// in the log up to that step if one does; a guarantee broken with no
-/// difference (the model would be wrong) is reported too.
-fn check_log(number: usize, incarnation: &Incarnation) -> Result<(), Failure> {
-    let log = &incarnation.log;
-    let line = |step: usize| incarnation.lines.get(step).copied();
+/// Counts what one broker's witness log covered (its clients aside).
+pub fn count_log(log: &Trace, coverage: &mut Coverage) {
+    count_pauses(log, coverage);
+    coverage.events += log.steps.len();
+    coverage.messages += messages(log);
+    count_closes(log, coverage);
+    count_hostile_replies(log, coverage);
+    count_decisions(log, coverage);
+}
+
+/// Replays one broker's witness log (`name`'s, `line` giving the trace
+/// line of each step) through the reference model and runs every
+/// guarantee check over it. The first step where the broker and the model
+/// differ is reported, under the guarantee a check finds broken in the log
+/// up to that step if one does; a guarantee broken with no difference (the
+/// model would be wrong) is reported too.
+pub fn check_log(
+    name: &str,
+    log: &Trace,
+    line: impl Fn(usize) -> Option<usize>,
+) -> Result<(), Failure> {
     let mut model = Model::new(&log.config);
     let difference = log.steps.iter().enumerate().find_map(|(index, step)| {
         let expected = model.step(step.time, &step.input);
@@ -304,10 +313,7 @@ fn check_log(number: usize, incarnation: &Incarnation) -> Result<(), Failure> {
         None => log,
     };
     if let Err(violation) = guarantees::check_all(checked) {
-        let detail = format!(
-            "server#{number} step #{}: {}",
-            violation.step, violation.detail
-        );
+        let detail = format!("{name} step #{}: {}", violation.step, violation.detail);
         let broken = Broken::Guarantee(violation.guarantee);
         return Err(failure(broken, detail, line(violation.step)));
     }
@@ -316,7 +322,7 @@ fn check_log(number: usize, incarnation: &Incarnation) -> Result<(), Failure> {
         Some((index, expected)) => {
             let step = &log.steps[index];
             let detail = format!(
-                "server#{number} step #{index}: for {:?} at {} the broker output {:?}, \
+                "{name} step #{index}: for {:?} at {} the broker output {:?}, \
                  the reference model {expected:?}",
                 step.input, step.time, step.outputs
             );

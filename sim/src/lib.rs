@@ -27,6 +27,7 @@
 pub mod checker;
 pub mod client;
 pub mod faults;
+pub mod journal;
 pub mod record;
 pub mod runtime;
 pub mod scenario;

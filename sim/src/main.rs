@@ -19,6 +19,7 @@
 //! only the wall time does.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use chinwag_sim::checker::{CLOSE_REASONS, Coverage, ERROR_KINDS, Failure, OUTPUT_KINDS};
 use chinwag_sim::faults::KINDS;
+use chinwag_sim::journal::{self, Unreplayable};
 use chinwag_sim::{Run, replay_command, run, run_untraced};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -41,6 +43,10 @@ struct Args {
     /// Replay this one seed and print its full trace.
     #[arg(long, conflicts_with_all = ["seeds", "from"])]
     seed: Option<u64>,
+    /// Replay a journal recorded by `chinwag serve --journal FILE` through
+    /// the broker and the reference model, and check every guarantee.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["seed", "seeds", "from", "keep_going", "jobs"])]
+    journal: Option<PathBuf>,
     /// How many seeds to sweep.
     #[arg(long, default_value_t = 100)]
     seeds: u64,
@@ -58,6 +64,9 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(path) = &args.journal {
+        return replay_journal(path);
+    }
     match args.seed {
         Some(seed) => replay(seed),
         None => sweep(args.from, args.seeds, args.keep_going, args.jobs),
@@ -376,4 +385,73 @@ fn report(run: &Run, failure: &Failure) {
     }
     println!();
     println!("replay: {}", replay_command(seed));
+}
+
+/// Replays a production journal and prints what it held and the verdict.
+fn replay_journal(path: &Path) -> ExitCode {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            eprintln!("error: cannot read {}: {error}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let replayed = match journal::replay(&bytes) {
+        Ok(replayed) => replayed,
+        Err(Unreplayable::Header(error)) => {
+            eprintln!("error: {}: {error}", path.display());
+            return ExitCode::from(2);
+        }
+        Err(Unreplayable::BrokerPanicked { index, message }) => {
+            println!("FAIL: the broker panicked on input #{index} of the journal: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "journal:            {} ({} bytes)",
+        path.display(),
+        bytes.len()
+    );
+    println!("config:             {:?}", replayed.config);
+    println!(
+        "inputs replayed:    {} over {:.3} s",
+        replayed.inputs,
+        replayed.last_at.since_origin().as_secs_f64()
+    );
+    match (replayed.end, &replayed.damage) {
+        (_, Some(damage)) => println!("ends:               damaged: {damage}; replayed up to it"),
+        (Some(reason), None) => println!("ends:               {reason}"),
+        (None, None) => println!(
+            "ends:               without an end record (the server was killed, or is still \
+             recording)"
+        ),
+    }
+    match replayed.verdict {
+        Ok(coverage) => {
+            let outputs: Vec<String> = OUTPUT_KINDS
+                .iter()
+                .zip(coverage.outputs)
+                .map(|(kind, count)| format!("{count} {kind}"))
+                .collect();
+            let reasons: Vec<String> = CLOSE_REASONS
+                .iter()
+                .zip(coverage.close_reasons)
+                .filter(|(_, count)| *count > 0)
+                .map(|((_, name), count)| format!("{count} {name}"))
+                .collect();
+            println!("messages processed: {}", coverage.messages);
+            println!("outputs:            {}", outputs.join(", "));
+            println!("closes:             {}", reasons.join(", "));
+            println!(
+                "PASS: the broker matched the reference model at every input, and every \
+                 guarantee held"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            println!("FAIL: {}", failure.broken);
+            println!("{}", failure.detail);
+            ExitCode::FAILURE
+        }
+    }
 }

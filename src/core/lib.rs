@@ -10,6 +10,8 @@
 //! - [`protocol`] parses and renders PROTOCOL.md's line grammar.
 //! - [`broker`] is the state machine that makes every decision, with time
 //!   as an argument ([`time`]) and limits from [`config`].
+//! - [`journal`] writes and reads its inputs as bytes, for a recorded run
+//!   to replay.
 //!
 //! The crate is `no_std` (with `alloc`) and its only dependencies are data
 //! structures, so the build itself proves that nothing here can open a
@@ -26,5 +28,6 @@ extern crate alloc;
 pub mod broker;
 pub mod codec;
 pub mod config;
+pub mod journal;
 pub mod protocol;
 pub mod time;

@@ -17,6 +17,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::panic::{self, AssertUnwindSafe};
 
 use foldhash::fast::FixedState;
 
@@ -136,15 +137,39 @@ struct Held {
 /// reach an output; the fixed seed keeps runs identical anyway.
 type Links = HashMap<ConnId, Link, FixedState>;
 
-/// Sees every input the broker processes, with its time and the outputs it
-/// produced, in processing order. The simulator records this as its
-/// witness log; production passes `()`.
+/// Sees every input the broker processes, with its time, in processing
+/// order. The simulator records inputs and outputs as its witness log; the
+/// production journal (`--journal`) records each input before the broker
+/// sees it, so the input a broker panics on is on record too; without
+/// either, production passes `()`.
 pub trait Observer: Send + 'static {
-    fn processed(&mut self, now: Time, input: &Input, outputs: &[Output]);
+    /// `input` is about to be handed to the broker at `now`.
+    fn handing(&mut self, _now: Time, _input: &Input) {}
+    /// The broker processed `input` at `now` and decided `outputs`.
+    fn processed(&mut self, _now: Time, _input: &Input, _outputs: &[Output]) {}
+    /// The broker panicked on the input last handed to it. The panic goes
+    /// on unwinding once this returns (and production then aborts).
+    fn broker_panicked(&mut self) {}
 }
 
-impl Observer for () {
-    fn processed(&mut self, _: Time, _: &Input, _: &[Output]) {}
+impl Observer for () {}
+
+/// Two observers, each told everything, the first first.
+impl<A: Observer, B: Observer> Observer for (A, B) {
+    fn handing(&mut self, now: Time, input: &Input) {
+        self.0.handing(now, input);
+        self.1.handing(now, input);
+    }
+
+    fn processed(&mut self, now: Time, input: &Input, outputs: &[Output]) {
+        self.0.processed(now, input, outputs);
+        self.1.processed(now, input, outputs);
+    }
+
+    fn broker_panicked(&mut self) {
+        self.0.broker_panicked();
+        self.1.broker_panicked();
+    }
 }
 
 /// The broker with what it needs around it: its writers, its observer and
@@ -167,7 +192,16 @@ impl<O: Observer> Core<O> {
             Input::Line { conn, .. } => Some(conn),
             _ => None,
         };
-        self.broker.handle(now, &input, &mut self.outputs);
+        self.observer.handing(now, &input);
+        // Catching the panic costs nothing until one happens; it lets the
+        // observer (the journal) save what led to it before it goes on.
+        let handled = panic::catch_unwind(AssertUnwindSafe(|| {
+            self.broker.handle(now, &input, &mut self.outputs);
+        }));
+        if let Err(panic) = handled {
+            self.observer.broker_panicked();
+            panic::resume_unwind(panic);
+        }
         self.observer.processed(now, &input, &self.outputs);
         let mut paused = false;
         for output in self.outputs.drain(..) {

@@ -139,3 +139,23 @@ fn top_level_help_lists_the_subcommands() {
     let help = String::from_utf8(output.stdout).unwrap();
     assert!(help.contains("serve") && help.contains("connect"), "{help}");
 }
+
+#[test]
+fn a_journal_is_never_written_over_an_existing_file() {
+    let dir = std::env::temp_dir().join(format!("chinwag-cli-journal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("existing");
+    std::fs::write(&path, b"an earlier incident").unwrap();
+    let path = path.to_str().unwrap();
+    let listen = ["serve", "--listen", "127.0.0.1:0", "--journal"];
+    assert_usage_error(
+        &[&listen[..], &[path]].concat(),
+        "cannot create the journal",
+    );
+    assert_eq!(std::fs::read(path).unwrap(), b"an earlier incident");
+    let cap = ["--journal-max-bytes", "100"];
+    let fresh = dir.join("fresh");
+    let fresh = fresh.to_str().unwrap();
+    assert_usage_error(&[&listen[..], &[fresh], &cap].concat(), "at least 4096");
+    assert_usage_error(&["serve", "--journal-max-bytes", "8192"], "--journal");
+}

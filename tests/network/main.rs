@@ -6,6 +6,7 @@ mod connect_client;
 mod dead_peers;
 mod flow_control;
 mod framing;
+mod journal;
 mod limits;
 mod login;
 mod messages;
@@ -15,3 +16,15 @@ mod shutdown;
 mod sockets;
 mod spawned;
 mod support;
+
+/// The reference model's guarantee checks, for the journal test. Only the
+/// modules they need; most of what they offer serves other harnesses.
+#[path = "../model"]
+#[allow(dead_code)]
+mod model {
+    pub mod framing;
+    pub mod grammar;
+    pub mod guarantees;
+    pub mod reference;
+    pub mod trace;
+}
