@@ -19,8 +19,10 @@
 mod model;
 mod proptest_config;
 
-use chinwag::broker::{CloseReason, Input, Output};
+use chinwag::broker::{Broker, CloseReason, Input, Output};
 use chinwag::codec::{Frame, FrameError};
+use chinwag::journal;
+use chinwag::time::Time;
 use model::scenario::{
     ABSENT, Amount, BAD_NAMES, BLANK, CONTROL_TEXTS, LOOK_ALIKES, MALFORMED, NAMES, NFC_NAMES,
     SLOW_TIMEOUT, Scenario, Step, TEXTS, WRITE_TIMEOUT,
@@ -135,6 +137,44 @@ proptest! {
     #[test]
     fn broker_matches_the_model_and_keeps_every_guarantee(scenario in scenario()) {
         scenario.play().map_err(TestCaseError::fail)?;
+    }
+}
+
+/// Cases of the journal property: each plays a scenario, as above, so
+/// fewer than the main property's.
+const JOURNAL_CASES: u32 = 1000;
+
+proptest! {
+    #![proptest_config(proptest_config::config(REGRESSIONS, JOURNAL_CASES))]
+
+    /// A run's journal (`--journal`) replays to the very outputs the broker
+    /// decided: the format keeps every input and time, and the broker is
+    /// deterministic.
+    #[test]
+    fn a_journal_of_any_run_replays_to_the_same_decisions(scenario in scenario()) {
+        let trace = scenario.play().map_err(TestCaseError::fail)?;
+        let mut bytes = Vec::new();
+        journal::encode_header(&trace.config, &mut bytes);
+        let mut previous = Time::ZERO;
+        for step in &trace.steps {
+            journal::encode_input(previous, step.time, &step.input, &mut bytes);
+            previous = step.time;
+        }
+        let (config, reader) = journal::Reader::open(&bytes).expect("a header");
+        prop_assert_eq!(config, trace.config);
+        let mut broker = Broker::new(&config);
+        let mut replayed = 0;
+        for (record, step) in reader.zip(&trace.steps) {
+            let Ok(journal::Record::Input { at, input }) = record else {
+                return Err(TestCaseError::fail(format!("{record:?} for {step:?}")));
+            };
+            prop_assert_eq!((at, &input), (step.time, &step.input));
+            let mut outputs = Vec::new();
+            broker.handle(at, &input, &mut outputs);
+            prop_assert_eq!(&outputs, &step.outputs, "replaying {:?}", input);
+            replayed += 1;
+        }
+        prop_assert_eq!(replayed, trace.steps.len());
     }
 }
 
