@@ -10,12 +10,16 @@
 //!   equivalent line.
 //! - [`check_broker`]: any shell-valid sequence of inputs keeps the broker
 //!   equal to the model and every guarantee holding.
+//! - [`check_journal`]: the journal reader never panics on any bytes, and
+//!   what it reads, written again, reads back the same.
 //!
 //! Each panics, with a message saying what broke, when its check fails.
 
 use arbitrary::{Result, Unstructured};
 use chinwag::codec::{Frame, FrameError, LineDecoder};
+use chinwag::journal::{Reader, Record, encode_end, encode_header, encode_input};
 use chinwag::protocol::{self, ErrorReply, MessageError};
+use chinwag::time::Time;
 
 use super::framing::frames_by_the_book;
 use super::grammar::{self, Refusal};
@@ -205,4 +209,35 @@ fn frame_from(input: &mut Unstructured) -> Result<Frame> {
         _ => input.arbitrary::<&str>()?.replace('\n', " "),
     };
     Ok(Ok(line))
+}
+
+/// Bytes as a `--journal` file: the reader never panics, stops at its first
+/// error, and the records it read before it, written again, read back the
+/// same.
+pub fn check_journal(data: &[u8]) {
+    let Ok((config, reader)) = Reader::open(data) else {
+        return;
+    };
+    let read: Vec<_> = reader.collect();
+    if let Some(first_error) = read.iter().position(Result::is_err) {
+        assert_eq!(first_error, read.len() - 1, "records read after an error");
+    }
+    let records: Vec<Record> = read.into_iter().flatten().collect();
+    let mut bytes = Vec::new();
+    encode_header(&config, &mut bytes);
+    let mut previous = Time::ZERO;
+    for record in &records {
+        match record {
+            Record::Input { at, input } => encode_input(previous, *at, input, &mut bytes),
+            Record::End { at, reason } => encode_end(previous, *at, *reason, &mut bytes),
+        }
+        let (Record::Input { at, .. } | Record::End { at, .. }) = record;
+        previous = *at;
+    }
+    let (again_config, again) = Reader::open(&bytes).expect("a journal written again reads");
+    assert_eq!(again_config, config);
+    let again: Vec<Record> = again
+        .map(|record| record.expect("a record written again reads"))
+        .collect();
+    assert_eq!(again, records);
 }
