@@ -144,9 +144,24 @@ impl Journal {
                 .name("journal".into())
                 .spawn(move || write_chunks(&path, file, &chunks, &shared))?;
         }
+        let journal = Journal::new(to_writer, shared.clone(), config, max_bytes);
+        let writer = JournalWriter {
+            path: path.to_path_buf(),
+            shared,
+        };
+        Ok((journal, writer))
+    }
+
+    /// A journal handing its chunks to `to_writer`, starting with the header.
+    fn new(
+        to_writer: SyncSender<Vec<u8>>,
+        shared: Arc<Shared>,
+        config: &Config,
+        max_bytes: u64,
+    ) -> Journal {
         let mut chunk = Vec::with_capacity(CHUNK_BYTES);
         encode_header(config, &mut chunk);
-        let journal = Journal {
+        Journal {
             to_writer: Some(to_writer),
             chunk,
             chunk_opened_at: Some(Time::ZERO),
@@ -154,13 +169,8 @@ impl Journal {
             previous: Time::ZERO,
             handed_bytes: 0,
             max_bytes,
-            shared: shared.clone(),
-        };
-        let writer = JournalWriter {
-            path: path.to_path_buf(),
             shared,
-        };
-        Ok((journal, writer))
+        }
     }
 
     /// Hands the chunk to the writer; false (keeping the chunk) if the
@@ -185,6 +195,20 @@ impl Journal {
         }
     }
 
+    /// [`Journal::hand_over`], retrying for up to [`FINISH_WAIT`]: for the
+    /// last chunk, when the broker has stopped or panicked and nothing is
+    /// left to hold up.
+    fn hand_over_patiently(&mut self) -> bool {
+        let deadline = Instant::now() + FINISH_WAIT;
+        while !self.hand_over() {
+            if Instant::now() >= deadline || self.shared.failed.load(Ordering::Relaxed) {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
     /// Ends the recording: hands over the last chunk, then the end record,
     /// and lets the writer finish.
     fn end(&mut self, reason: EndReason) {
@@ -193,7 +217,11 @@ impl Journal {
         }
         // A chunk the writer has no room for is lost, and the end record
         // follows the last chunk it took.
-        let lost_chunk = !self.chunk.is_empty() && !self.hand_over();
+        let lost_chunk = !self.chunk.is_empty()
+            && !match reason {
+                EndReason::Stopped | EndReason::BrokerPanicked => self.hand_over_patiently(),
+                EndReason::Capped | EndReason::FellBehind => self.hand_over(),
+            };
         let (reason, after) = if lost_chunk {
             (EndReason::FellBehind, self.before_chunk)
         } else {
@@ -460,6 +488,48 @@ mod tests {
             ]
         );
         drop(journal);
+    }
+
+    #[test]
+    fn a_journal_the_disk_cannot_keep_up_with_ends_rather_than_waits() {
+        let (to_writer, chunks) = mpsc::sync_channel(CHUNKS_IN_FLIGHT_MAX);
+        let shared = Arc::new(Shared::default());
+        let mut journal = Journal::new(to_writer, shared.clone(), &Config::default(), u64::MAX);
+        // Nothing takes the chunks: a stuck disk. Each input is 1 ms after
+        // the last, so every chunk is handed over by time.
+        let at = |i: u64| Time::from_origin(Duration::from_millis(i));
+        let mut i = 0;
+        while journal.to_writer.is_some() {
+            journal.handing(at(i), &line(1, "bob: hello"));
+            i += 1;
+            assert!(i < 1_000_000, "the journal never gave up");
+        }
+        // The writer took 64 chunks, each of 101 inputs (a chunk is handed
+        // over with the input 100 ms after its first), and the journal
+        // ended at the next one.
+        let handed: Vec<Vec<u8>> = chunks.try_iter().collect();
+        assert_eq!(handed.len(), CHUNKS_IN_FLIGHT_MAX);
+        let Some(last_words) = shared.last_words.lock().unwrap().take() else {
+            panic!("no end record");
+        };
+        let mut bytes = handed.concat();
+        bytes.extend_from_slice(&last_words);
+        let (_, reader) = Reader::open(&bytes).unwrap();
+        let records: Vec<Record> = reader.map(Result::unwrap).collect();
+        let (end, inputs) = records.split_last().unwrap();
+        assert_eq!(inputs.len() as u64, 64 * 101);
+        // The end record follows the last input the writer took, and is
+        // dated when the journal gave up, at the 101st input of the chunk
+        // the writer had no room for.
+        let last_taken = at(64 * 101 - 1);
+        assert!(matches!(inputs.last(), Some(Record::Input { at, .. }) if *at == last_taken));
+        assert_eq!(
+            end,
+            &Record::End {
+                at: at(64 * 101 + 100),
+                reason: EndReason::FellBehind
+            }
+        );
     }
 
     #[test]
