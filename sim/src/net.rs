@@ -40,7 +40,7 @@
 //! [`ReadHalf::reset`] says what reset its connection, so the checker can
 //! tell the resets the server caused from the client's own.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -49,7 +49,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Sleep;
 use turmoil::ToSocketAddrs;
 use turmoil::net::TcpStream;
@@ -132,6 +132,9 @@ struct Registry {
     /// The longest a segment takes, faults aside: a reset takes effect
     /// this long after it is sent.
     latency: Duration,
+    /// turmoil's `tcp_capacity`: segments a stream holds in flight and
+    /// unread.
+    capacity: usize,
     recorder: Recorder,
     /// Connections one end has wrapped and the other not yet, by the
     /// connector's address and the acceptor's.
@@ -148,6 +151,15 @@ struct Conn {
 
 #[derive(Default)]
 struct EndState {
+    /// Bytes this end has written, and read.
+    written: u64,
+    read: u64,
+    /// Where each segment this end wrote starts, of those the peer has not
+    /// started reading: turmoil gives a segment's credit back when the
+    /// reader takes it, at its first byte.
+    unread_segments: VecDeque<u64>,
+    /// A shutdown waiting for a credit.
+    shutdown_waker: Option<Waker>,
     /// Halves of this end still open (2 until one is dropped).
     dropped_halves: u8,
     /// When both halves were gone.
@@ -159,10 +171,14 @@ struct EndState {
 }
 
 impl Net {
-    pub fn new(model: Model, latency: Duration, recorder: Recorder) -> Net {
+    /// The meeting point for a simulation whose network has `model`'s
+    /// edges, a maximum latency of `latency` and turmoil's `tcp_capacity`
+    /// of `capacity`.
+    pub fn new(model: Model, latency: Duration, capacity: usize, recorder: Recorder) -> Net {
         Net(Arc::new(Mutex::new(Registry {
             model,
             latency,
+            capacity,
             recorder,
             waiting: BTreeMap::new(),
         })))
@@ -218,7 +234,10 @@ impl Net {
                 reset: None,
                 due: None,
             },
-            write: WriteHalf { inner: write, end },
+            write: WriteHalf {
+                inner: Some(write),
+                end,
+            },
         }
     }
 }
@@ -272,6 +291,10 @@ impl End {
         if end.dropped_halves == 2 {
             end.closed_at = Some(now());
         }
+        // A FIN waiting for this end to read need wait no more if it is gone.
+        if let Some(waker) = conn.ends[self.side.peer().index()].shutdown_waker.take() {
+            waker.wake();
+        }
     }
 
     /// The reset this end is owed, and when it takes effect, if one is on
@@ -295,6 +318,45 @@ impl End {
         match (unread, wrote) {
             (Some(a), Some(b)) => Some(if b.1 < a.1 { b } else { a }),
             (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether this end's window is full: the peer, still open, has not
+    /// started reading any of the last `tcp_capacity` segments it wrote.
+    /// If so, `waker` (if any) is woken when that changes.
+    fn window_full(&self, waker: Option<&Waker>) -> bool {
+        let capacity = self.net.lock().capacity;
+        let mut conn = self.conn();
+        let peer = &conn.ends[self.side.peer().index()];
+        let peer_gone = peer.closed_at.is_some() || peer.reset_sent_at.is_some();
+        let mine = &mut conn.ends[self.side.index()];
+        let full = !peer_gone && mine.unread_segments.len() >= capacity;
+        if let (true, Some(waker)) = (full, waker) {
+            mine.shutdown_waker = Some(waker.clone());
+        }
+        full
+    }
+
+    /// This end's reader took `bytes` more: the peer's segments it started
+    /// reading have their credits back, and a shutdown waiting for one
+    /// may go on.
+    fn took(&self, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
+        let mut conn = self.conn();
+        conn.ends[self.side.index()].read += bytes;
+        let read = conn.ends[self.side.index()].read;
+        let peer = &mut conn.ends[self.side.peer().index()];
+        while peer
+            .unread_segments
+            .front()
+            .is_some_and(|&start| start < read)
+        {
+            peer.unread_segments.pop_front();
+        }
+        if let Some(waker) = peer.shutdown_waker.take() {
+            waker.wake();
         }
     }
 
@@ -401,7 +463,11 @@ impl AsyncRead for ReadHalf {
                 cx.waker().wake_by_ref();
             }
         }
+        let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = result {
+            this.end.took((buf.filled().len() - before) as u64);
+        }
         if let Poll::Ready(Err(error)) = &result
             && error.kind() == io::ErrorKind::ConnectionReset
         {
@@ -440,7 +506,9 @@ impl Drop for ReadHalf {
 
 /// The writing half of an end.
 pub struct WriteHalf {
-    inner: OwnedWriteHalf,
+    /// `None` once shut down with a full window: a task of the host holds
+    /// it until the FIN can go (see `poll_shutdown`).
+    inner: Option<OwnedWriteHalf>,
     end: End,
 }
 
@@ -456,7 +524,18 @@ impl AsyncWrite for WriteHalf {
             None => buf,
         };
         let peer_closed = self.end.peer_closed_at().is_some();
-        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        };
+        let result = Pin::new(inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = result
+            && n > 0
+        {
+            let mut conn = self.end.conn();
+            let mine = &mut conn.ends[self.end.side.index()];
+            mine.unread_segments.push_back(mine.written);
+            mine.written += n as u64;
+        }
         if peer_closed && matches!(result, Poll::Ready(Ok(n)) if n > 0) {
             let first = {
                 let mut conn = self.end.conn();
@@ -474,11 +553,41 @@ impl AsyncWrite for WriteHalf {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_flush(cx),
+            None => Poll::Ready(Ok(())),
+        }
     }
 
+    /// turmoil's FIN takes no credit, and one that arrives while the
+    /// peer's channel is full of unread segments waits in turmoil's
+    /// reorder buffer for a segment that never comes: the peer would never
+    /// read the end of stream. So with a full window the shutdown returns
+    /// at once, as a kernel's does, and a task of the host sends the FIN
+    /// once the peer has started reading another segment (or is gone).
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+        };
+        if !this.end.window_full(None) {
+            return Pin::new(inner).poll_shutdown(cx);
+        }
+        let (Some(mut inner), end) = (self.inner.take(), self.end.clone()) else {
+            unreachable!("checked above");
+        };
+        tokio::task::spawn_local(async move {
+            std::future::poll_fn(|cx| {
+                if end.window_full(Some(cx.waker())) {
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                }
+            })
+            .await;
+            let _ = inner.shutdown().await;
+        });
+        Poll::Ready(Ok(()))
     }
 }
 

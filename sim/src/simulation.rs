@@ -47,7 +47,12 @@ pub fn simulate(scenario: &Rc<Scenario>, recorder: &Recorder) -> Result<Duration
     let mut sim = builder.build();
 
     let switch = ShutdownSwitch::default();
-    let net = Net::new(network.model, network.max_latency, recorder.clone());
+    let net = Net::new(
+        network.model,
+        network.max_latency,
+        network.tcp_capacity,
+        recorder.clone(),
+    );
     {
         let (config, recorder, switch) = (scenario.config, recorder.clone(), switch.clone());
         let net = net.clone();
