@@ -7,10 +7,13 @@
 //! on turmoil a reset only removes the peer's socket: the peer still reads
 //! every segment it had received, and only then fails. Linux discards them:
 //! the reset makes the peer's kernel throw away what it had received and
-//! not yet read (checked on Linux 6.18 over loopback: of 200,000 bytes
-//! received and unread, the client read 128,000 and then `ECONNRESET`; a
-//! reader may get a read or two in before the error, which this model
-//! leaves out, being the stricter). And turmoil's flow control counts
+//! not yet read (measured on Linux 6.18 over loopback: after a server that
+//! had written 3.8 MB the client had not read closed with input unread, the
+//! client read 37,888 bytes, then `ECONNRESET`; one that had received
+//! 200,000 bytes and then wrote to the closed server read 128,000; see
+//! docs/simulation.md). A reader gets a read or so in before the error;
+//! the model leaves that out, being the stricter. And turmoil's flow
+//! control counts
 //! segments, not bytes: any write is one segment, so the window in bytes is
 //! unbounded.
 //!
@@ -32,7 +35,10 @@
 //!   writer waits (back-pressure); writers see short writes.
 //!
 //! Half-close is turmoil's own: `shutdown` sends a FIN and the other
-//! direction keeps working; the wrapper leaves it alone.
+//! direction keeps working. But turmoil's FIN takes no credit, and one that
+//! reaches a full window is stranded (see [`WriteHalf`]'s `poll_shutdown`),
+//! so with a full window the wrapper's shutdown leaves the FIN to a task
+//! that sends it once the peer reads on.
 //!
 //! Both ends of a connection meet through a per-simulation [`Net`] (an
 //! `Arc<Mutex>` made by the driver, not a global: seeds run on several
