@@ -37,6 +37,17 @@
 //!   checks above. A connection that never logs in is closed by the login
 //!   timeout (or refused), and gets the notice and a clean end of stream.
 //!
+//! - Guarantees 6 and 8 on the wire: a reset the server caused (it dropped
+//!   a socket with input unread, or a client wrote after it had dropped
+//!   one; see `crate::net`) comes only after the close lingered as
+//!   PROTOCOL.md's "Closing here means" says: reading until the client
+//!   closes too, for the write timeout at a shutdown (or until the server
+//!   exits at the shutdown timeout) and 1 s or 4 KiB otherwise. A reset
+//!   discards what the client had received and not read, so an early one
+//!   can lose processed lines, whether or not this run's client lost any.
+//!   Resets the client caused itself (it had closed first), cuts, faults on
+//!   its link or host and server crashes are excused.
+//!
 //! Client connections are matched to broker connection ids through the
 //! accept order each server incarnation recorded.
 
@@ -56,7 +67,8 @@ use crate::model::grammar;
 use crate::model::guarantees::{self, Guarantee};
 use crate::model::reference::{Model, per_connection};
 use crate::model::trace::{Trace, walk};
-use crate::record::{ClientConnection, End, Incarnation, Records, Role, server_source};
+use crate::net::{Cause, Side};
+use crate::record::{ClientConnection, End, Incarnation, Records, ResetSent, Role, server_source};
 use crate::scenario::{Scenario, final_name, steady_budget};
 
 /// What a failing seed broke.
@@ -89,6 +101,12 @@ const FLOW_CONTROL: &str = "Flow control";
 /// by it arrive late, and one dropped by a partition never frees its
 /// credit.
 const FAULT_AFTERMATH: Duration = Duration::from_secs(2);
+
+/// How long, and for how many bytes, the server lingers after a close
+/// other than a shutdown's: PROTOCOL.md's "Closing here means" and the
+/// shell's `linger_limits`.
+const BRIEF_LINGER: Duration = Duration::from_secs(1);
+const BRIEF_LINGER_BYTES: usize = 4 * 1024;
 
 impl fmt::Display for Broken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -163,6 +181,16 @@ pub struct Coverage {
     /// link, their reading stopped, or more senders than their budget
     /// covers.
     pub steady_cuts_excused: usize,
+    /// Resets the server caused (it closed with input unread, or the client
+    /// wrote after it had closed), each judged against PROTOCOL.md's
+    /// closing.
+    pub server_resets: usize,
+    /// Of those, the ones excused by a fault on the client's link or host,
+    /// or a server crash.
+    pub server_resets_excused: usize,
+    /// Resets that were the client's own doing (it closed with input
+    /// unread, or wrote after its own close was answered).
+    pub client_resets: usize,
     /// Burst lines (`#`-filled, just under `max_line`) the broker processed.
     pub burst_lines: usize,
     /// Fan-out lines (many destinations at once) the broker processed.
@@ -239,6 +267,12 @@ pub fn check(scenario: &Scenario, records: &Records) -> Result<Coverage, Failure
         judged.lines_in_send_order(scenario.config.max_line)?;
         judged.every_line_before_end_of_stream(scenario, &records.incarnations)?;
         judged.stream_as_sent()?;
+        judged.resets_allowed(
+            scenario,
+            &records.incarnations,
+            &records.resets,
+            &mut coverage,
+        )?;
         if let Some(accepted) = accepted {
             let started_at = records.incarnations[accepted.0].started_at;
             judged.steady_reader_kept(scenario, started_at, &mut coverage)?;
@@ -718,6 +752,116 @@ impl Judged<'_> {
             self.log.max_overshoot,
         );
         self.broke(Broken::Rule(FLOW_CONTROL), what, Some(cut))
+    }
+
+    /// PROTOCOL.md's "Closing here means", on the wire: after a graceful
+    /// close the server reads on until the client closes too, for at most
+    /// the write timeout at a shutdown (the server exits at the shutdown
+    /// timeout, though, if that comes first) and 1 s or 4 KiB for any other
+    /// close; only then may it drop a socket with input unread, and only
+    /// then may a client writing on find the socket gone. Either resets the
+    /// connection, which discards what the client had received and not read
+    /// (see `crate::net`). A reset the server caused sooner breaks 8 at a
+    /// shutdown and 6 otherwise, whether or not this client lost anything
+    /// to it this time. Cuts (slow consumer, dead peer) do not linger, and
+    /// a fault on the client's link or host, or a server crash, excuses the
+    /// reset.
+    fn resets_allowed(
+        &self,
+        scenario: &Scenario,
+        incarnations: &[Incarnation],
+        resets: &[ResetSent],
+        coverage: &mut Coverage,
+    ) -> Result<(), Failure> {
+        let connection = self.connection;
+        let mine = resets.iter().filter(|reset| {
+            reset.connector == connection.local && reset.at >= connection.connected_at
+        });
+        for reset in mine {
+            let server_closed = match (reset.by, reset.cause, reset.peer_closed_at) {
+                // The client had closed first: the reset is its doing.
+                (Side::Acceptor, Cause::ClosedUnread, None) => reset.at,
+                (Side::Connector, Cause::WroteToClosed, Some(at)) => at,
+                _ => {
+                    coverage.client_resets += 1;
+                    continue;
+                }
+            };
+            coverage.server_resets += 1;
+            let client = connection.client;
+            let faulted = scenario
+                .faults
+                .iter()
+                .any(|fault| touches(fault, client, connection.connected_at, reset.at));
+            let crashed = scenario.faults.iter().any(|fault| {
+                matches!(fault.kind, FaultKind::ServerCrash { .. })
+                    && fault.at.abs_diff(server_closed) <= Duration::from_secs(1)
+            });
+            if faulted || crashed {
+                coverage.server_resets_excused += 1;
+                continue;
+            }
+            let (Some((incarnation, _)), Some((reason, line)), Some(time)) =
+                (self.accepted, self.log.closed, self.log.closed_time)
+            else {
+                let what = format!(
+                    "the server reset the connection ({:?} by the {:?}) at {} though the \
+                     broker never closed it",
+                    reset.cause,
+                    reset.by,
+                    crate::trace::format_time(reset.at)
+                );
+                let last_read = connection.reads.last().map(|&(_, line)| line);
+                return self.fail(Guarantee::NoSilentLoss, what, last_read);
+            };
+            let config = &scenario.config;
+            let (bound, bytes_max, guarantee) = match reason {
+                CloseReason::SlowConsumer | CloseReason::DeadPeer => continue,
+                CloseReason::ShuttingDown => (
+                    config.write_timeout.min(config.shutdown_timeout),
+                    usize::MAX,
+                    Guarantee::CleanShutdown,
+                ),
+                _ => (
+                    config.write_timeout.min(BRIEF_LINGER),
+                    BRIEF_LINGER_BYTES,
+                    Guarantee::NoSilentLoss,
+                ),
+            };
+            let closed = incarnations[incarnation].started_at + time.since_origin();
+            let slack = 2 * scenario.network.tick;
+            if server_closed + slack >= closed + bound || self.unprocessed_bytes() >= bytes_max {
+                continue;
+            }
+            let what = format!(
+                "the server reset the connection ({:?} by the {:?}): it dropped its socket \
+                 {:?} after the broker closed it ({reason:?}), though a close lingers, \
+                 reading, until the client closes too or for {bound:?}",
+                reset.cause,
+                reset.by,
+                server_closed.saturating_sub(closed),
+            );
+            return self.fail(guarantee, what, Some(line));
+        }
+        Ok(())
+    }
+
+    /// Bytes the client sent past the last line the broker processed (at
+    /// most: a line the broker skipped counts as unprocessed).
+    fn unprocessed_bytes(&self) -> usize {
+        let sent = &self.connection.sent;
+        let lines = self.log.processed.len();
+        let consumed = sent
+            .iter()
+            .enumerate()
+            .filter(|&(_, &byte)| byte == b'\n')
+            .nth(lines.saturating_sub(1))
+            .map_or(0, |(at, _)| at + 1);
+        if lines == 0 {
+            sent.len()
+        } else {
+            sent.len() - consumed.min(sent.len())
+        }
     }
 
     /// The trace line of the read that brought byte `offset`.

@@ -39,14 +39,15 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::net::{
+    Net, ReadHalf as OwnedReadHalf, Stream as TcpStream, WriteHalf as OwnedWriteHalf,
+};
 use futures::FutureExt;
 use futures::future::{Either, select};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc};
-use turmoil::net::TcpStream;
-use turmoil::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use unicode_normalization::UnicodeNormalization;
 
 use crate::faults::MAX_LASTS_MS;
@@ -204,6 +205,7 @@ pub struct Client {
     scenario: Rc<Scenario>,
     state: Rc<RefCell<ClientState>>,
     recorder: Recorder,
+    net: Net,
     source: String,
 }
 
@@ -213,12 +215,14 @@ impl Client {
         scenario: Rc<Scenario>,
         state: Rc<RefCell<ClientState>>,
         recorder: Recorder,
+        net: Net,
     ) -> Self {
         Client {
             index,
             scenario,
             state,
             recorder,
+            net,
             source: client_source(index),
         }
     }
@@ -668,7 +672,7 @@ impl Client {
     }
 
     async fn connect(&self) -> Option<TcpStream> {
-        let connect = TcpStream::connect((SERVER_HOST, PORT));
+        let connect = self.net.connect((SERVER_HOST, PORT));
         match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(Ok(stream)) => Some(stream),
             Ok(Err(error)) => {

@@ -13,7 +13,9 @@
 //! - [`simulation`] builds turmoil's world and steps it, applying
 //!   [`faults`]. The server host ([`server`]) runs `chinwag::shell`, the
 //!   same code as production, through the turmoil [`runtime`] adapter; the
-//!   client hosts run [`client`].
+//!   client hosts run [`client`]. Both ends of every connection go through
+//!   [`net`], which adds a kernel's sharp edges to turmoil's streams
+//!   (resets that discard unread input, small windows).
 //! - [`record`] collects the broker's witness log (through the shell's
 //!   `Observer`) and every byte each client sent and received, and writes
 //!   the [`trace`] whose hash fingerprints the run.
@@ -28,6 +30,7 @@ pub mod checker;
 pub mod client;
 pub mod faults;
 pub mod journal;
+pub mod net;
 pub mod record;
 pub mod runtime;
 pub mod scenario;

@@ -123,6 +123,9 @@ struct Totals {
     steady_readers: usize,
     steady_overfull: usize,
     steady_cuts_excused: usize,
+    server_resets: usize,
+    server_resets_excused: usize,
+    client_resets: usize,
     burst_lines: usize,
     fan_outs: usize,
     outputs: [usize; OUTPUT_KINDS.len()],
@@ -181,6 +184,9 @@ impl Totals {
             self.steady_readers += coverage.steady_readers;
             self.steady_overfull += coverage.steady_overfull;
             self.steady_cuts_excused += coverage.steady_cuts_excused;
+            self.server_resets += coverage.server_resets;
+            self.server_resets_excused += coverage.server_resets_excused;
+            self.client_resets += coverage.client_resets;
             self.burst_lines += coverage.burst_lines;
             self.fan_outs += coverage.fan_outs;
             add(&mut self.outputs, &coverage.outputs);
@@ -334,6 +340,10 @@ fn summarize(totals: &Totals, wall: Duration) {
     println!(
         "steady readers:     {} checked, {} overfull, {} cuts excused",
         totals.steady_readers, totals.steady_overfull, totals.steady_cuts_excused
+    );
+    println!(
+        "resets:             {} by the server checked ({} excused by faults), {} the clients' own",
+        totals.server_resets, totals.server_resets_excused, totals.client_resets
     );
     let faults: usize = totals.faults.values().sum();
     println!("faults injected:    {faults} {:?}", totals.faults);

@@ -26,6 +26,7 @@ use chinwag::shell::Observer;
 use chinwag::time::Time;
 
 use crate::model::trace::{self as witness, TraceStep};
+use crate::net::{Cause, Side};
 use crate::trace::Trace;
 
 /// Shared handle to the records of one run.
@@ -42,6 +43,26 @@ pub struct Records {
     pub connections: Vec<ClientConnection>,
     /// Messages of tasks that panicked inside the server.
     pub panics: Vec<String>,
+    /// Every reset the network model saw sent, in order.
+    pub resets: Vec<ResetSent>,
+}
+
+/// A reset sent on a connection, as the network model ([`crate::net`])
+/// saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResetSent {
+    /// The connecting end's address: the client's, which the server
+    /// accepted.
+    pub connector: SocketAddr,
+    /// The end whose doing it was.
+    pub by: Side,
+    /// What it did.
+    pub cause: Cause,
+    /// When (simulated time).
+    pub at: Duration,
+    /// When the other end had closed its socket, if it had: for a write to
+    /// a closed peer, when the peer closed.
+    pub peer_closed_at: Option<Duration>,
 }
 
 /// One life of the server, from start to crash or shutdown.
@@ -339,6 +360,12 @@ impl Recorder {
     /// Whether a server task has panicked.
     pub fn has_panicked(&self) -> bool {
         !self.lock().panics.is_empty()
+    }
+
+    /// The network model saw a reset sent; `text` says what for the trace.
+    pub fn reset_sent(&self, reset: ResetSent, text: &str) {
+        self.lock().resets.push(reset);
+        self.note("net", text);
     }
 
     /// Takes the records out, leaving empty ones.

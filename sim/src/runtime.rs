@@ -31,11 +31,12 @@ use std::time::Duration;
 
 use chinwag::shell::{Accepted, Runtime};
 use chinwag::time::Time;
+use futures::FutureExt;
 use futures::future::BoxFuture;
-use futures::{FutureExt, Stream};
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
-use turmoil::net::{TcpListener, TcpStream};
+use turmoil::net::TcpListener;
 
+use crate::net::{Net, Side, Stream};
 use crate::record::Recorder;
 
 /// The shell's runtime inside a turmoil host.
@@ -91,24 +92,26 @@ pub fn panic_message(panic: &(dyn Any + Send)) -> &str {
         .unwrap_or("a panic without a message")
 }
 
-/// A socket as the shell sees it.
-pub type Socket = Compat<TcpStream>;
+/// A socket as the shell sees it: turmoil's, with the network model's
+/// sharp edges ([`crate::net`]).
+pub type Socket = Compat<Stream>;
 
 /// The listener as the stream of accepted sockets the shell serves. Each
 /// peer address is reported to `on_accept` as it is accepted, which is the
 /// order the shell numbers connections in.
 pub fn accepted(
     listener: TcpListener,
+    net: Net,
     on_accept: impl FnMut(SocketAddr) + 'static,
-) -> impl Stream<Item = Accepted<Socket>> + Unpin {
+) -> impl futures::Stream<Item = Accepted<Socket>> + Unpin {
     Box::pin(futures::stream::unfold(
-        (listener, on_accept),
-        |(listener, mut on_accept)| async move {
+        (listener, net, on_accept),
+        |(listener, net, mut on_accept)| async move {
             // turmoil's accept fails only when the host is going away.
             let (socket, peer) = listener.accept().await.ok()?;
             on_accept(peer);
-            let socket = socket.compat();
-            Some((Accepted { socket, peer }, (listener, on_accept)))
+            let socket = net.wrap(socket, Side::Acceptor).compat();
+            Some((Accepted { socket, peer }, (listener, net, on_accept)))
         },
     ))
 }

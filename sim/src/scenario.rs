@@ -28,6 +28,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::faults::{self, Fault};
+use crate::net::Model;
 
 /// The simulated server's host name.
 pub const SERVER_HOST: &str = "server";
@@ -104,6 +105,9 @@ pub struct Network {
     pub random_order: bool,
     /// Seed for turmoil's own RNG (latencies, random order, link failures).
     pub turmoil_seed: u64,
+    /// The sharp edges the network model adds to turmoil ([`crate::net`]),
+    /// each switched on for half the seeds.
+    pub model: Model,
 }
 
 /// The simulated clock's milestones; see the module documentation.
@@ -183,6 +187,8 @@ impl Scenario {
             tcp_capacity: [MIN_TCP_CAPACITY, 16, 32, 64][rng.random_range(0..4)],
             random_order: rng.random_bool(0.5),
             turmoil_seed: rng.random(),
+            // Drawn after everything else (below).
+            model: Model::TURMOIL,
         };
         let clients = rng.random_range(2..=MAX_CLIENTS);
         let client_seeds = (0..clients).map(|_| rng.random()).collect();
@@ -217,6 +223,9 @@ impl Scenario {
         config.slow_timeout = Duration::from_millis(rng.random_range(SLOW_TIMEOUT_MS));
         // Drawn after everything else, for the same reason.
         let framing = Framing::generate(&mut rng);
+        // Drawn after everything else, for the same reason.
+        let mut network = network;
+        network.model = draw_model(&mut rng, &config, clients, &hostile);
         Scenario {
             seed,
             config,
@@ -247,12 +256,13 @@ impl Scenario {
             format!("seed {} with {} clients", self.seed, self.clients),
             format!("config {:?}", self.config),
             format!(
-                "network tick {:?} latency {:?}..{:?} tcp capacity {} random order {}",
+                "network tick {:?} latency {:?}..{:?} tcp capacity {} random order {} model {:?}",
                 network.tick,
                 network.min_latency,
                 network.max_latency,
                 network.tcp_capacity,
-                network.random_order
+                network.random_order,
+                network.model,
             ),
             format!("names {:?}", self.names),
             format!("behaviour {:?}", self.behaviour),
@@ -530,8 +540,12 @@ pub fn steady_budget(
     senders: usize,
     pause: Duration,
 ) -> Option<usize> {
-    let full = config.max_queue + senders * (config.max_line + DELIVERY_OVERHEAD);
+    let full = steady_queue_max(config, senders);
     debug_assert!(full < WRITE_BATCH_BYTES_MAX);
+    // One credit must carry the whole queue (see `draw_model`).
+    if network.model.segment.is_some_and(|segment| segment < full) {
+        return None;
+    }
     let interval = pause + network.tick;
     let rounds = u32::try_from(senders + 2).ok()?;
     let round = config.slow_timeout.checked_sub(STEADY_MARGIN)? / rounds;
@@ -544,6 +558,42 @@ pub fn steady_budget(
 
 /// The queue bounds of the tightest seeds.
 pub const TINY_QUEUE: std::ops::RangeInclusive<usize> = 20..=64;
+
+/// The segments drawn for the seeds with small windows, in bytes: a
+/// stream then holds at most `tcp_capacity` of them, 6 to 262 KiB.
+pub const SEGMENT_BYTES: std::ops::RangeInclusive<usize> = 256..=4096;
+
+/// Draws the network model's sharp edges, each on for half the seeds: a
+/// reset after a close with input unread discards what the peer had not
+/// read, a write to a closed peer draws a reset that does the same, and
+/// small windows (segments of [`SEGMENT_BYTES`]). A seed with steady
+/// readers gets segments big enough for the whole queue of one, so that
+/// [`steady_budget`]'s argument (one credit writes all that is queued)
+/// still holds.
+fn draw_model(rng: &mut ChaCha8Rng, config: &Config, clients: usize, hostile: &Hostile) -> Model {
+    let reset_on_unread_close = rng.random_bool(0.5);
+    let reset_on_write_to_closed = rng.random_bool(0.5);
+    let segment = rng.random_bool(0.5).then(|| {
+        let segment = rng.random_range(SEGMENT_BYTES);
+        if hostile.steady_reader.any() {
+            let senders = clients.saturating_sub(1);
+            segment.max(steady_queue_max(config, senders))
+        } else {
+            segment
+        }
+    });
+    Model {
+        reset_on_unread_close,
+        reset_on_write_to_closed,
+        segment,
+    }
+}
+
+/// The most a steady reader's queue holds while past `max_queue` with
+/// `senders` others sending to it (see [`steady_budget`]).
+pub fn steady_queue_max(config: &Config, senders: usize) -> usize {
+    config.max_queue + senders * (config.max_line + DELIVERY_OVERHEAD)
+}
 
 /// Half the seeds switch a behaviour off; the others pick its rate.
 fn swarm(rng: &mut ChaCha8Rng, low: f64, high: f64) -> f64 {
@@ -676,13 +726,54 @@ mod tests {
     }
 
     #[test]
+    fn half_the_seeds_draw_each_network_edge() {
+        let scenarios: Vec<Scenario> = (0..200).map(Scenario::generate).collect();
+        let edges: [fn(&Model) -> bool; 3] = [
+            |m| m.reset_on_unread_close,
+            |m| m.reset_on_write_to_closed,
+            |m| m.segment.is_some(),
+        ];
+        for edge in edges {
+            let on = scenarios.iter().filter(|s| edge(&s.network.model)).count();
+            assert!((60..140).contains(&on), "{on} of 200 seeds");
+        }
+        let all_off = scenarios
+            .iter()
+            .filter(|s| s.network.model == Model::TURMOIL)
+            .count();
+        assert!(all_off > 0, "no seed runs on turmoil's network as it is");
+    }
+
+    #[test]
+    fn seeds_with_steady_readers_and_small_segments_keep_their_budget() {
+        for s in (0..300).map(Scenario::generate) {
+            if s.hostile.steady_reader.any() && s.network.model.segment.is_some() {
+                let senders = s.clients - 1;
+                let pause = Duration::from_millis(10);
+                let budget = steady_budget(&s.config, &s.network, senders, pause);
+                let without = Network {
+                    model: Model::TURMOIL,
+                    ..s.network.clone()
+                };
+                assert_eq!(budget, steady_budget(&s.config, &without, senders, pause));
+            }
+        }
+    }
+
+    #[test]
     fn many_seeds_have_a_steady_budget() {
         let with_budget = (0..300)
             .map(Scenario::generate)
             .filter(|s| {
                 assert!(SLOW_TIMEOUT_MS.contains(&(s.config.slow_timeout.as_millis() as u64)));
                 let senders = s.clients - 1;
-                steady_budget(&s.config, &s.network, senders, Duration::from_millis(10)).is_some()
+                // Small segments come big enough only where steady readers
+                // are drawn (`draw_model`): this is about the slow timeout.
+                let network = Network {
+                    model: Model::TURMOIL,
+                    ..s.network.clone()
+                };
+                steady_budget(&s.config, &network, senders, Duration::from_millis(10)).is_some()
             })
             .count();
         assert!(with_budget >= 100, "only {with_budget} of 300 seeds");

@@ -16,6 +16,7 @@ use chinwag::shell::serve_observed;
 use futures::channel::oneshot;
 use turmoil::net::TcpListener;
 
+use crate::net::Net;
 use crate::record::{Recorder, server_source};
 use crate::runtime::{Turmoil, accepted};
 use crate::scenario::PORT;
@@ -41,7 +42,12 @@ impl ShutdownSwitch {
 }
 
 /// The server host's software: one incarnation, from start to shutdown.
-pub async fn run(config: Config, recorder: Recorder, switch: ShutdownSwitch) -> turmoil::Result {
+pub async fn run(
+    config: Config,
+    recorder: Recorder,
+    switch: ShutdownSwitch,
+    net: Net,
+) -> turmoil::Result {
     let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, PORT)).await?;
     let incarnation = recorder.begin_incarnation(&config);
     let on_accept = {
@@ -58,7 +64,7 @@ pub async fn run(config: Config, recorder: Recorder, switch: ShutdownSwitch) -> 
     serve_observed(
         Turmoil::new(recorder.clone()),
         config,
-        accepted(listener, on_accept),
+        accepted(listener, net, on_accept),
         shutdown,
         recorder.observer(incarnation),
     )

@@ -11,6 +11,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use crate::client::{Client, ClientState};
 use crate::faults;
+use crate::net::Net;
 use crate::record::Recorder;
 use crate::scenario::{SERVER_HOST, Scenario, client_host};
 use crate::server::{self, ShutdownSwitch};
@@ -46,17 +47,25 @@ pub fn simulate(scenario: &Rc<Scenario>, recorder: &Recorder) -> Result<Duration
     let mut sim = builder.build();
 
     let switch = ShutdownSwitch::default();
+    let net = Net::new(
+        network.model,
+        network.max_latency,
+        network.tcp_capacity,
+        recorder.clone(),
+    );
     {
         let (config, recorder, switch) = (scenario.config, recorder.clone(), switch.clone());
+        let net = net.clone();
         sim.host(SERVER_HOST, move || {
-            server::run(config, recorder.clone(), switch.clone())
+            server::run(config, recorder.clone(), switch.clone(), net.clone())
         });
     }
     for index in 0..scenario.clients {
         let state = Rc::new(RefCell::new(ClientState::new(scenario.client_seeds[index])));
-        let (scenario, recorder) = (scenario.clone(), recorder.clone());
+        let (scenario, recorder, net) = (scenario.clone(), recorder.clone(), net.clone());
         sim.host(client_host(index), move || {
-            Client::new(index, scenario.clone(), state.clone(), recorder.clone()).run()
+            let (scenario, state) = (scenario.clone(), state.clone());
+            Client::new(index, scenario, state, recorder.clone(), net.clone()).run()
         });
     }
 

@@ -2,7 +2,9 @@
 //! together inject every kind of fault, make the broker cut slow consumers
 //! and dead peers, close a connection at shutdown without the notice,
 //! refuse connections over each limit and time logins out, and meet every
-//! hostile client behaviour, must pass every check, and a seed must replay
+//! hostile client behaviour, and see the network model reset connections
+//! (the server's doing, checked, and the clients' own), must pass every
+//! check, and a seed must replay
 //! bit for bit.
 //!
 //! Sweeping fresh seeds is the command line's job
@@ -44,7 +46,9 @@ fn fixed_seeds_keep_every_guarantee() {
             ),
         }
     }
-    let closes: [(&str, Count); 14] = [
+    let closes: [(&str, Count); 16] = [
+        ("a reset the server caused, checked", |c| c.server_resets),
+        ("a reset of the client's own doing", |c| c.client_resets),
         ("a sender paused", |c| c.pauses),
         ("a steady reader's queue past max-queue", |c| {
             c.steady_overfull
