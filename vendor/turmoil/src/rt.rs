@@ -1,7 +1,9 @@
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::mem;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Wake, Waker};
 
 use rand::rngs::SmallRng;
 use tokio::runtime::Runtime;
@@ -66,6 +68,49 @@ pub struct Rt<'a> {
 
     /// Runtime configuration.
     config: Config,
+
+    /// Notes wakes of the software.
+    woken: Woken,
+}
+
+/// The waker the host's software is polled with: tokio's, which also
+/// raises a flag.
+#[derive(Default)]
+struct Woken {
+    flag: Arc<AtomicBool>,
+    /// tokio's waker and the flagging one around it.
+    wakers: Option<(Waker, Waker)>,
+}
+
+struct FlagWaker {
+    flag: Arc<AtomicBool>,
+    inner: Waker,
+}
+
+impl Wake for FlagWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.flag.store(true, Ordering::Relaxed);
+        self.inner.wake_by_ref();
+    }
+}
+
+impl Woken {
+    /// The flagging waker around `cx`'s, made anew only when that changes.
+    fn waker(&mut self, cx: &Context<'_>) -> &Waker {
+        let inner = cx.waker();
+        if !matches!(&self.wakers, Some((known, _)) if known.will_wake(inner)) {
+            let flagging = Waker::from(Arc::new(FlagWaker {
+                flag: self.flag.clone(),
+                inner: inner.clone(),
+            }));
+            self.wakers = Some((inner.clone(), flagging));
+        }
+        &self.wakers.as_ref().expect("just set").1
+    }
 }
 
 impl<'a> Rt<'a> {
@@ -84,6 +129,7 @@ impl<'a> Rt<'a> {
             nodename,
             handle: Some(handle),
             config,
+            woken: Woken::default(),
         }
     }
 
@@ -104,6 +150,7 @@ impl<'a> Rt<'a> {
             nodename,
             handle: Some(handle),
             config,
+            woken: Woken::default(),
         }
     }
 
@@ -118,6 +165,7 @@ impl<'a> Rt<'a> {
             nodename: String::new().into(),
             handle: None,
             config,
+            woken: Woken::default(),
         }
     }
 
@@ -127,6 +175,13 @@ impl<'a> Rt<'a> {
 
     fn is_host(&self) -> bool {
         matches!(self.kind, Kind::Host { .. })
+    }
+
+    /// Whether the software was woken since it last ran: by another host
+    /// (a listener accepting its connection, say) or from outside the
+    /// simulation.
+    pub(crate) fn is_woken(&self) -> bool {
+        self.woken.flag.load(Ordering::Relaxed)
     }
 
     pub(crate) fn is_software_running(&self) -> bool {
@@ -161,13 +216,18 @@ impl<'a> Rt<'a> {
     // that caused failure. Subsequent calls do not return the error as it is
     // expected to fail the simulation.
     pub(crate) fn tick(&mut self, duration: Duration) -> Result<bool> {
+        let woken = &mut self.woken;
+        let local = &self.local;
         self.tokio.block_on(async {
-            self.local
-                .run_until(async {
-                    sleep(duration).await;
-                })
-                .await
+            let mut run = pin!(local.run_until(async {
+                sleep(duration).await;
+            }));
+            poll_fn(|cx| run.as_mut().poll(&mut Context::from_waker(woken.waker(cx)))).await
         });
+        // Wakes while the software ran were for it to handle (or, at the
+        // very end of the tick, for timers it set, which its caller
+        // knows about); from here on a wake comes from outside.
+        self.woken.flag.store(false, Ordering::Relaxed);
 
         // pull for software completion
         match &self.handle {

@@ -283,6 +283,29 @@ impl Topology {
         link.repair_oneway(a, b);
     }
 
+    /// How long from now until a message is next handed to a host for
+    /// which `running` holds (zero if one is waiting to be); `None` if no
+    /// message is in flight to any.
+    pub(crate) fn next_delivery(&self, running: impl Fn(IpAddr) -> bool) -> Option<Duration> {
+        let mut next: Option<Duration> = None;
+        for link in self.links.values() {
+            for (dst, queue) in &link.deliverable {
+                if !queue.is_empty() && running(*dst) {
+                    return Some(Duration::ZERO);
+                }
+            }
+            for sent in &link.sent {
+                if let DeliveryStatus::DeliverAfter(time) = sent.status {
+                    if running(sent.dst.ip()) {
+                        let after = time.saturating_duration_since(link.now);
+                        next = Some(next.map_or(after, |next| next.min(after)));
+                    }
+                }
+            }
+        }
+        next
+    }
+
     pub(crate) fn tick_by(&mut self, duration: Duration) {
         let _ = self.rt.tick(duration);
         for link in self.links.values_mut() {
