@@ -1,25 +1,30 @@
 //! The hosts' timers, as the driver sees them: how it knows that a stretch
-//! of simulated time is idle and may be stepped over at once.
+//! of simulated time is idle and may be stepped over at once, and which
+//! hosts have nothing to do in a step.
 //!
 //! turmoil steps every host one tick at a time, and in most steps nothing
 //! happens: no timer fires and no message arrives. The driver
-//! ([`crate::simulation`]) steps over such stretches in one step, which
-//! needs to know when the next timer fires. tokio keeps that to itself, so
+//! ([`crate::simulation`]) steps over such stretches in one step, and in
+//! the other steps spares the hosts with nothing to do, which needs to
+//! know when each host's next timer fires. tokio keeps that to itself, so
 //! every timer the hosts' software sets goes through [`sleep`] and
 //! [`timeout`] here, which keep its deadline (in simulated time) on this
-//! thread's list for as long as the timer lives: until it is dropped,
-//! fired or cancelled, or its deadline is past.
+//! thread's list, under its host, for as long as the timer lives: until it
+//! is dropped, fired or cancelled, or its deadline is past.
 //!
-//! A timer set around this list would fire in the middle of a long step:
-//! its host would run then, but what it sent would arrive at the end of the
-//! step, late. Setting a timer during a long step means some host ran
-//! when the driver thought none would: [`missed`] counts them, and the
-//! tests hold it at zero (and hold the trace of a run with long steps to
-//! the trace of the same run stepped tick by tick).
+//! A timer set around this list would fire late: in the middle of a long
+//! step, its host would run, but what it sent would arrive at the end of
+//! the step; on a spared host, it would fire unnoticed and its task run
+//! when the host next runs. Setting a timer during a long step means some
+//! host ran when the driver thought none would: [`missed`] counts them,
+//! and the tests hold it at zero (and hold the trace of a run stepped so
+//! to the trace of the same run stepped tick by tick, every host every
+//! tick).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::future::{Future, IntoFuture};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -33,8 +38,9 @@ const RESOLUTION: Duration = Duration::from_millis(1);
 
 #[derive(Default)]
 struct Alarms {
-    /// How many live timers fire at each deadline not yet past.
-    deadlines: BTreeMap<Duration, usize>,
+    /// For each host, how many of its live timers fire at each deadline
+    /// not yet past.
+    hosts: Vec<(IpAddr, BTreeMap<Duration, usize>)>,
     /// Counts the runs on this thread, so that a timer of an earlier run
     /// dropped late leaves this run's list alone.
     run: u64,
@@ -51,8 +57,8 @@ thread_local! {
 /// A timer on the list: takes its deadline off when dropped.
 pub struct Alarm<F> {
     timer: Pin<Box<F>>,
-    /// The run and the deadline it was listed under, if it was.
-    listed: Option<(u64, Duration)>,
+    /// The run, host and deadline it was listed under, if it was.
+    listed: Option<(u64, IpAddr, Duration)>,
 }
 
 impl<F: Future> Future for Alarm<F> {
@@ -65,7 +71,7 @@ impl<F: Future> Future for Alarm<F> {
 
 impl<F> Drop for Alarm<F> {
     fn drop(&mut self) {
-        let Some((run, deadline)) = self.listed else {
+        let Some((run, host, deadline)) = self.listed else {
             return;
         };
         // The thread's list is gone if the thread is ending.
@@ -74,10 +80,11 @@ impl<F> Drop for Alarm<F> {
             if alarms.run != run {
                 return;
             }
-            if let Some(count) = alarms.deadlines.get_mut(&deadline) {
+            let deadlines = alarms.deadlines(host);
+            if let Some(count) = deadlines.get_mut(&deadline) {
                 *count -= 1;
                 if *count == 0 {
-                    alarms.deadlines.remove(&deadline);
+                    deadlines.remove(&deadline);
                 }
             }
         });
@@ -102,25 +109,52 @@ pub fn timeout<F: IntoFuture>(duration: Duration, future: F) -> Alarm<Timeout<F:
     }
 }
 
-fn list(duration: Duration) -> Option<(u64, Duration)> {
+fn list(duration: Duration) -> Option<(u64, IpAddr, Duration)> {
     // Outside a host (a unit test's runtime, say) there is no driver.
     let now = turmoil::sim_elapsed()?;
+    let host = turmoil::current_host()?;
     let deadline = now + duration;
     let deadline = match deadline.as_nanos() % RESOLUTION.as_nanos() {
         0 => deadline,
         late => deadline + RESOLUTION - Duration::from_nanos(late as u64),
     };
     ALARMS.with_borrow_mut(|alarms| {
-        *alarms.deadlines.entry(deadline).or_default() += 1;
+        *alarms.deadlines(host).entry(deadline).or_default() += 1;
         alarms.missed += u64::from(alarms.leaping);
-        Some((alarms.run, deadline))
+        Some((alarms.run, host, deadline))
     })
+}
+
+impl Alarms {
+    /// `host`'s deadlines.
+    fn deadlines(&mut self, host: IpAddr) -> &mut BTreeMap<Duration, usize> {
+        let index = match self.hosts.iter().position(|(known, _)| *known == host) {
+            Some(index) => index,
+            None => {
+                self.hosts.push((host, BTreeMap::new()));
+                self.hosts.len() - 1
+            }
+        };
+        &mut self.hosts[index].1
+    }
+}
+
+/// The earliest deadline in `deadlines` not yet past at `now`, dropping
+/// those past.
+fn first(deadlines: &mut BTreeMap<Duration, usize>, now: Duration) -> Option<Duration> {
+    while let Some((&deadline, _)) = deadlines.first_key_value() {
+        if deadline >= now {
+            return Some(deadline);
+        }
+        deadlines.pop_first();
+    }
+    None
 }
 
 /// Empties the list: a new run starts on this thread.
 pub(crate) fn reset() {
     ALARMS.with_borrow_mut(|alarms| {
-        alarms.deadlines.clear();
+        alarms.hosts.clear();
         alarms.run += 1;
         alarms.leaping = false;
     });
@@ -131,14 +165,18 @@ pub(crate) fn reset() {
 /// `now`: the task runs in the next step.
 pub(crate) fn next(now: Duration) -> Option<Duration> {
     ALARMS.with_borrow_mut(|alarms| {
-        while let Some((&deadline, _)) = alarms.deadlines.first_key_value() {
-            if deadline >= now {
-                return Some(deadline);
-            }
-            alarms.deadlines.pop_first();
-        }
-        None
+        let firsts = alarms.hosts.iter_mut();
+        firsts
+            .filter_map(|(_, deadlines)| first(deadlines, now))
+            .min()
     })
+}
+
+/// Whether a live timer of `host` fires at `now` or later but before
+/// `end`; a timer that fires at `now` has woken its task at the very end of
+/// the step to `now`, and the task has yet to run.
+pub(crate) fn fires_before(host: IpAddr, now: Duration, end: Duration) -> bool {
+    ALARMS.with_borrow_mut(|alarms| first(alarms.deadlines(host), now).is_some_and(|at| at < end))
 }
 
 /// Marks the start or the end of a step of more than one tick.

@@ -268,6 +268,11 @@ pub fn sim_elapsed() -> Option<Duration> {
     .flatten()
 }
 
+/// The address of the host whose software is running, if any.
+pub fn current_host() -> Option<IpAddr> {
+    World::try_current(|world| world.current).ok().flatten()
+}
+
 /// The logical duration from [`UNIX_EPOCH`] until now.
 ///
 /// On creation the simulation picks a `SystemTime` and calculates the

@@ -71,6 +71,13 @@ pub struct Rt<'a> {
 
     /// Notes wakes of the software.
     woken: Woken,
+
+    /// How far the runtime's clock is behind the simulation's: the ticks
+    /// it was spared (see [`Rt::lag`]).
+    behind: Duration,
+
+    /// Whether the software has run since it was started.
+    has_run: bool,
 }
 
 /// The waker the host's software is polled with: tokio's, which also
@@ -130,6 +137,8 @@ impl<'a> Rt<'a> {
             handle: Some(handle),
             config,
             woken: Woken::default(),
+            behind: Duration::ZERO,
+            has_run: false,
         }
     }
 
@@ -151,6 +160,8 @@ impl<'a> Rt<'a> {
             handle: Some(handle),
             config,
             woken: Woken::default(),
+            behind: Duration::ZERO,
+            has_run: false,
         }
     }
 
@@ -166,6 +177,8 @@ impl<'a> Rt<'a> {
             handle: None,
             config,
             woken: Woken::default(),
+            behind: Duration::ZERO,
+            has_run: false,
         }
     }
 
@@ -182,6 +195,28 @@ impl<'a> Rt<'a> {
     /// simulation.
     pub(crate) fn is_woken(&self) -> bool {
         self.woken.flag.load(Ordering::Relaxed)
+    }
+
+    /// Whether the host may be spared a tick: its software has run since it
+    /// started, and nothing woke it since.
+    pub(crate) fn may_lag(&self) -> bool {
+        self.has_run && !self.is_woken()
+    }
+
+    /// Spares the host a tick of `duration`: its clock falls behind by it.
+    pub(crate) fn lag(&mut self, duration: Duration) {
+        self.behind += duration;
+    }
+
+    /// Brings the runtime's clock up to the simulation's, without polling
+    /// the software (its tasks live in the `LocalSet`). A timer of the
+    /// software that fires on the way wakes its task, to run at the next
+    /// tick; the caller knows that none fires before the end.
+    pub(crate) fn catch_up(&mut self) {
+        let behind = mem::take(&mut self.behind);
+        if !behind.is_zero() {
+            self.tokio.block_on(async { sleep(behind).await });
+        }
     }
 
     pub(crate) fn is_software_running(&self) -> bool {
@@ -228,6 +263,7 @@ impl<'a> Rt<'a> {
         // very end of the tick, for timers it set, which its caller
         // knows about); from here on a wake comes from outside.
         self.woken.flag.store(false, Ordering::Relaxed);
+        self.has_run = true;
 
         // pull for software completion
         match &self.handle {
@@ -283,6 +319,9 @@ impl<'a> Rt<'a> {
     /// Both the [`Runtime`] and [`LocalSet`] are replaced with new instances.
     fn cancel_tasks(&mut self) {
         let (tokio, local) = init(&mut self.config);
+        // A new runtime, with its own clock, and software yet to run.
+        self.behind = Duration::ZERO;
+        self.has_run = false;
 
         _ = mem::replace(&mut self.tokio, tokio);
         drop(mem::replace(&mut self.local, local));

@@ -306,6 +306,17 @@ impl Topology {
         next
     }
 
+    /// Whether a message waits to be handed to `dst`.
+    pub(crate) fn has_deliverable(&self, dst: IpAddr) -> bool {
+        self.links.iter().any(|(pair, link)| {
+            (pair.0 == dst || pair.1 == dst)
+                && link
+                    .deliverable
+                    .get(&dst)
+                    .is_some_and(|queue| !queue.is_empty())
+        })
+    }
+
     pub(crate) fn tick_by(&mut self, duration: Duration) {
         let _ = self.rt.tick(duration);
         for link in self.links.values_mut() {
