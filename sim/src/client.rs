@@ -50,6 +50,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc};
 use unicode_normalization::UnicodeNormalization;
 
+use crate::alarms;
 use crate::faults::MAX_LASTS_MS;
 use crate::model::grammar;
 use crate::record::{End, Recorder, Role, Steady, client_source};
@@ -233,17 +234,17 @@ impl Client {
         let phases = self.scenario.phases.clone();
         while now() < phases.quiet_at {
             let cutoff = phases.quiet_at + SESSION_GRACE;
-            let session = tokio::time::timeout(until(cutoff), self.churn_session());
+            let session = alarms::timeout(until(cutoff), self.churn_session());
             if session.await.is_err() {
                 self.note("session cut off: the fault window closed");
             }
             let pause = self.random(|rng| rng.random_range(0..=2000));
-            tokio::time::sleep(Duration::from_millis(pause)).await;
+            alarms::sleep(Duration::from_millis(pause)).await;
         }
-        tokio::time::sleep(until(phases.final_at)).await;
+        alarms::sleep(until(phases.final_at)).await;
         if self.hostile().final_never_login.on(self.index) {
             let never_login = async {
-                tokio::time::sleep(FINAL_NEVER_LOGIN_AFTER).await;
+                alarms::sleep(FINAL_NEVER_LOGIN_AFTER).await;
                 if let Some(stream) = self.connect().await {
                     self.unlogged(stream, Role::FinalNeverLogin).await;
                 }
@@ -308,7 +309,7 @@ impl Client {
         let blanks = async {
             while talks && now() < stop_at {
                 let pause = self.random(|rng| rng.random_range(FIRST_BLANK_AFTER_MS..=900));
-                tokio::time::sleep(Duration::from_millis(pause)).await;
+                alarms::sleep(Duration::from_millis(pause)).await;
                 if now() >= stop_at {
                     break;
                 }
@@ -321,7 +322,7 @@ impl Client {
             futures::future::pending::<()>().await
         };
         let (reader, blanks) = (std::pin::pin!(reader), std::pin::pin!(blanks));
-        let waited = tokio::time::timeout(login_timeout + REPLY_TIMEOUT, select(reader, blanks));
+        let waited = alarms::timeout(login_timeout + REPLY_TIMEOUT, select(reader, blanks));
         if waited.await.is_err() {
             self.note(&format!("k{conn} still open after the login timeout"));
         }
@@ -359,7 +360,7 @@ impl Client {
         if let Either::Left((Ending::Graceful | Ending::Closed, reader)) =
             select(script, reader).await
         {
-            let _ = tokio::time::timeout(CLOSE_WAIT, reader).await;
+            let _ = alarms::timeout(CLOSE_WAIT, reader).await;
         }
     }
 
@@ -387,7 +388,7 @@ impl Client {
         if steady {
             // A target: it sends nothing more, and reads on for a while.
             let stay = self.random(|rng| rng.random_range(3000..=15000));
-            tokio::time::sleep(Duration::from_millis(stay)).await;
+            alarms::sleep(Duration::from_millis(stay)).await;
         }
         let actions = if steady {
             0
@@ -396,7 +397,7 @@ impl Client {
         };
         for _ in 0..actions {
             let pause = self.random(|rng| rng.random_range(Duration::ZERO..=behaviour.max_pause));
-            tokio::time::sleep(pause).await;
+            alarms::sleep(pause).await;
             if now() >= self.scenario.phases.quiet_at {
                 break;
             }
@@ -417,7 +418,7 @@ impl Client {
         // Linger connected, so messages (and for a slow or stalled reader,
         // unread bytes) pile up.
         let linger = self.random(|rng| rng.random_range(Duration::ZERO..=behaviour.max_linger));
-        tokio::time::sleep(linger).await;
+        alarms::sleep(linger).await;
         if self.chance(behaviour.abrupt_close) {
             self.note(&format!("k{conn} drops the connection"));
             return Ending::Abrupt;
@@ -538,7 +539,7 @@ impl Client {
         while attempts < FINAL_ATTEMPTS {
             attempts += 1;
             let Some(stream) = self.connect().await else {
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                alarms::sleep(Duration::from_millis(500)).await;
                 continue;
             };
             let Ok(local) = stream.local_addr() else {
@@ -554,7 +555,7 @@ impl Client {
             }
             attempts -= 1;
             let pause = self.random(|rng| rng.random_range(300..=1000));
-            tokio::time::sleep(Duration::from_millis(pause)).await;
+            alarms::sleep(Duration::from_millis(pause)).await;
         }
         self.note("final session: could not connect");
     }
@@ -575,7 +576,7 @@ impl Client {
         );
         let script = async {
             if self.scenario.limits_connections() {
-                match tokio::time::timeout(FINAL_LISTEN, inbox.recv()).await {
+                match alarms::timeout(FINAL_LISTEN, inbox.recv()).await {
                     Ok(Some(reply)) => {
                         self.note(&format!("k{conn} refused before logging in: {reply:?}"));
                         return FinalEnd::Refused;
@@ -599,7 +600,7 @@ impl Client {
                 self.note(&format!("k{conn} refused: {reply:?}"));
                 return FinalEnd::Refused;
             }
-            tokio::time::sleep(FINAL_SETTLE).await;
+            alarms::sleep(FINAL_SETTLE).await;
             let send_until = self.scenario.phases.send_until;
             while now() < send_until {
                 let bytes = self.final_message(name);
@@ -607,7 +608,7 @@ impl Client {
                     return FinalEnd::Done;
                 }
                 let pause = self.random(|rng| rng.random_range(50..=600));
-                tokio::time::sleep(Duration::from_millis(pause)).await;
+                alarms::sleep(Duration::from_millis(pause)).await;
             }
             if self.hostile().typist.on(self.index) {
                 self.recorder.mark_owed(conn);
@@ -626,7 +627,7 @@ impl Client {
                 FinalEnd::Done
             }
             Either::Left((FinalEnd::Refused, reader)) => {
-                if tokio::time::timeout(CLOSE_WAIT, reader).await.is_err() {
+                if alarms::timeout(CLOSE_WAIT, reader).await.is_err() {
                     self.note(&format!("k{conn} still open after the refusal"));
                 }
                 FinalEnd::Refused
@@ -663,7 +664,7 @@ impl Client {
             } else {
                 self.random(|rng| rng.random_range(5..=50))
             };
-            let pause = std::pin::pin!(tokio::time::sleep(Duration::from_millis(pause)));
+            let pause = std::pin::pin!(alarms::sleep(Duration::from_millis(pause)));
             let notified = std::pin::pin!(ended.notify.notified());
             select(notified, pause).await;
         }
@@ -673,7 +674,7 @@ impl Client {
 
     async fn connect(&self) -> Option<TcpStream> {
         let connect = self.net.connect((SERVER_HOST, PORT));
-        match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+        match alarms::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(Ok(stream)) => Some(stream),
             Ok(Err(error)) => {
                 self.note(&format!("connect failed: {error}"));
@@ -688,7 +689,7 @@ impl Client {
 
     /// Waits for the next line from the server, if it comes in time.
     async fn reply(&self, inbox: &mut mpsc::UnboundedReceiver<String>) -> Option<String> {
-        match tokio::time::timeout(REPLY_TIMEOUT, inbox.recv()).await {
+        match alarms::timeout(REPLY_TIMEOUT, inbox.recv()).await {
             Ok(reply) => reply,
             Err(_) => {
                 self.note("no reply in time");
@@ -729,7 +730,7 @@ impl Client {
             }
             if split && !piece.is_empty() {
                 let pause = self.random(|rng| rng.random_range(1..=300));
-                tokio::time::sleep(Duration::from_millis(pause)).await;
+                alarms::sleep(Duration::from_millis(pause)).await;
             }
         }
         true
@@ -780,13 +781,13 @@ impl Client {
             }
             rest = after;
             let pause = self.random(|rng| rng.random_range(20..=max_pause));
-            tokio::time::sleep(Duration::from_millis(pause)).await;
+            alarms::sleep(Duration::from_millis(pause)).await;
         }
         if !self.write_piece(writer, conn, rest).await {
             return false;
         }
         let hold = self.random(|rng| rng.random_range(0..=max_hold));
-        tokio::time::sleep(Duration::from_millis(hold)).await;
+        alarms::sleep(Duration::from_millis(hold)).await;
         self.write_piece(writer, conn, &line[body.len()..]).await
     }
 
@@ -795,7 +796,7 @@ impl Client {
     async fn write_piece(&self, writer: &mut OwnedWriteHalf, conn: usize, piece: &[u8]) -> bool {
         let mut rest = piece;
         while !rest.is_empty() {
-            match tokio::time::timeout(WRITE_TIMEOUT, writer.write(rest)).await {
+            match alarms::timeout(WRITE_TIMEOUT, writer.write(rest)).await {
                 Ok(Ok(written)) if written > 0 => {
                     self.recorder.sent(conn, &rest[..written]);
                     rest = &rest[written..];
@@ -1197,7 +1198,7 @@ async fn read_to_end(
             return;
         }
         if let Reading::Slow { pause, .. } | Reading::Steady { pause, .. } = reading {
-            tokio::time::sleep(pause).await;
+            alarms::sleep(pause).await;
         }
     }
 }

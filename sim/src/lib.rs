@@ -11,11 +11,13 @@
 //! - [`scenario`] draws the run from the seed: limits, network, client
 //!   behaviours and faults, each switched on or off per seed (swarm testing).
 //! - [`simulation`] builds turmoil's world and steps it, applying
-//!   [`faults`]. The server host ([`server`]) runs `chinwag::shell`, the
-//!   same code as production, through the turmoil [`runtime`] adapter; the
-//!   client hosts run [`client`]. Both ends of every connection go through
-//!   [`net`], which adds a kernel's sharp edges to turmoil's streams
-//!   (resets that discard unread input, small windows).
+//!   [`faults`] and stepping over idle time (the hosts' timers go through
+//!   [`alarms`] for it). The server host ([`server`]) runs
+//!   `chinwag::shell`, the same code as production, through the turmoil
+//!   [`runtime`] adapter; the client hosts run [`client`]. Both ends of
+//!   every connection go through [`net`], which adds a kernel's sharp
+//!   edges to turmoil's streams (resets that discard unread input, small
+//!   windows).
 //! - [`record`] collects the broker's witness log (through the shell's
 //!   `Observer`) and every byte each client sent and received, and writes
 //!   the [`trace`] whose hash fingerprints the run.
@@ -26,6 +28,7 @@
 //!
 //! [`run`] does all of it for one seed; `main.rs` sweeps seeds.
 
+pub mod alarms;
 pub mod checker;
 pub mod client;
 pub mod faults;
@@ -59,6 +62,7 @@ use std::time::Duration;
 use checker::{Broken, Coverage, Failure};
 use record::Recorder;
 use scenario::Scenario;
+use simulation::Stepping;
 
 /// The result of one seed.
 pub struct Run {
@@ -76,7 +80,7 @@ pub struct Run {
 
 /// Simulates and checks one seed, with its whole trace.
 pub fn run(seed: u64) -> Run {
-    run_with(seed, Recorder::new())
+    run_with(seed, Recorder::new(), Stepping::Leaping)
 }
 
 /// Simulates and checks one seed without building its trace's text (a
@@ -84,17 +88,25 @@ pub fn run(seed: u64) -> Run {
 /// The verdict is the same as [`run`]'s, and so are the trace line indices
 /// it names.
 pub fn run_untraced(seed: u64) -> Run {
-    run_with(seed, Recorder::untraced())
+    run_with(seed, Recorder::untraced(), Stepping::Leaping)
 }
 
-fn run_with(seed: u64, recorder: Recorder) -> Run {
+/// Simulates and checks one seed with its whole trace, stepping turmoil
+/// one tick at a time throughout ([`Stepping::EveryTick`]): slow, the
+/// reference for the tests that the usual stepping over idle time changes
+/// nothing.
+pub fn run_every_tick(seed: u64) -> Run {
+    run_with(seed, Recorder::new(), Stepping::EveryTick)
+}
+
+fn run_with(seed: u64, recorder: Recorder, stepping: Stepping) -> Run {
     let scenario = Rc::new(Scenario::generate(seed));
     for line in scenario.describe() {
         recorder.note_at(Duration::ZERO, "scenario", &line);
     }
     // A panic outside the server's tasks (in turmoil itself, say) fails
     // the seed like any other failure instead of ending a sweep.
-    let simulate = AssertUnwindSafe(|| simulation::simulate(&scenario, &recorder));
+    let simulate = AssertUnwindSafe(|| simulation::simulate_with(&scenario, &recorder, stepping));
     let simulated = panic::catch_unwind(simulate).unwrap_or_else(|panic| {
         Err(format!(
             "the simulation panicked: {}",

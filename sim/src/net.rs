@@ -61,6 +61,7 @@ use turmoil::ToSocketAddrs;
 use turmoil::net::TcpStream;
 use turmoil::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
+use crate::alarms::{self, Alarm};
 use crate::record::{Recorder, ResetSent};
 
 /// Which sharp edges a seed's network has.
@@ -408,7 +409,7 @@ pub struct ReadHalf {
     /// The reset this half has taken, once it has.
     reset: Option<Reset>,
     /// Wakes a reader waiting when a reset on its way is due.
-    due: Option<Pin<Box<Sleep>>>,
+    due: Option<Pin<Box<Alarm<Sleep>>>>,
 }
 
 impl ReadHalf {
@@ -463,7 +464,7 @@ impl AsyncRead for ReadHalf {
             }
             let due = this
                 .due
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep(at - now())));
+                .get_or_insert_with(|| Box::pin(alarms::sleep(at - now())));
             // Ready only once due: then the next poll takes the reset.
             if due.as_mut().poll(cx).is_ready() {
                 cx.waker().wake_by_ref();

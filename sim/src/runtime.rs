@@ -73,7 +73,7 @@ impl Runtime for Turmoil {
     }
 
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
-        Box::pin(tokio::time::sleep(duration))
+        Box::pin(crate::alarms::sleep(duration))
     }
 
     /// The host's paused tokio clock, which `sleep` waits on and turmoil

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use chinwag_sim::checker::{CLOSE_REASONS, Coverage, ERROR_KINDS, OUTPUT_KINDS};
 use chinwag_sim::faults::KINDS;
 use chinwag_sim::scenario::Scenario;
-use chinwag_sim::{replay_command, run};
+use chinwag_sim::{alarms, replay_command, run, run_every_tick};
 
 /// Cheap seeds that between them inject every kind of fault and reach
 /// every kind of cut and close, each at least once and most of them
@@ -46,6 +46,8 @@ fn fixed_seeds_keep_every_guarantee() {
             ),
         }
     }
+    // Every timer a host set was on the driver's list (see alarms.rs).
+    assert_eq!(alarms::missed(), 0);
     let closes: [(&str, Count); 16] = [
         ("a reset the server caused, checked", |c| c.server_resets),
         ("a reset of the client's own doing", |c| c.client_resets),
@@ -165,4 +167,21 @@ fn a_seed_replays_the_same_after_other_seeds_and_beside_them() {
     let threaded: Vec<Option<u64>> = [0, 4].map(|seed| run(seed).hash).to_vec();
     beside.join().expect("seed 2 runs");
     assert_eq!(alone, threaded);
+}
+
+/// The driver steps over idle stretches of simulated time at once; run
+/// tick by tick, as turmoil steps by itself, a seed gives the very same
+/// trace. Seeds 0 and 4 crash and restart the server, 7 bounces clients
+/// and makes a link flaky, 4 and 7 have turmoil run the hosts in random
+/// order, 7 has a 1 ms tick. No host set a timer in a long step: every
+/// timer was on the driver's list.
+#[test]
+fn stepping_over_idle_time_changes_nothing() {
+    for seed in [0, 4, 7] {
+        let leaping = run(seed);
+        let ticking = run_every_tick(seed);
+        assert_eq!(leaping.trace, ticking.trace, "seed {seed}");
+        assert!(leaping.verdict.is_ok(), "seed {seed}");
+    }
+    assert_eq!(alarms::missed(), 0);
 }
