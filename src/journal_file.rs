@@ -7,21 +7,25 @@
 //! `--journal FILE` does that and checks every guarantee offline.
 //!
 //! The broker task is the server's one serial step, so the journal costs
-//! it as little as possible: it encodes each input into a chunk in memory
-//! and hands full chunks (or, after [`FLUSH_INTERVAL`], partial ones) to a
-//! writer thread through a bounded channel. The broker never waits on the
-//! disk. Every limit ends the recording rather than the service:
+//! it as little as possible: it encodes each input onto a pending buffer
+//! (a short, uncontended lock), and a writer thread takes the buffer and
+//! writes it: whenever [`CHUNK_BYTES`] have gathered, and at least every
+//! [`FLUSH_INTERVAL`] whatever the broker is doing. The broker never waits
+//! on the disk. Every limit ends the recording rather than the service:
 //!
 //! - at `--journal-max-bytes` the journal ends (`Capped`) and the server
 //!   runs on unrecorded. A journal can only be replayed from its start, so
 //!   it is capped, not rotated;
-//! - if the disk falls [`CHUNKS_IN_FLIGHT_MAX`] chunks behind, the journal
-//!   ends (`FellBehind`), so memory stays bounded;
-//! - if a write fails, the journal ends where the last write did.
+//! - if [`PENDING_BYTES_MAX`] gather unwritten (the disk has stalled), the
+//!   journal ends (`FellBehind`), so memory stays bounded;
+//! - if a write fails, the journal ends where the failed write left it.
 //!
 //! Each ending is logged, and all but a failed write leave an end record
-//! saying why. So does a broker panic: the input it panicked on is written
-//! out before the process aborts, and replaying the journal reproduces it.
+//! saying why: the server stopped, or the process exited with the broker
+//! still running (a second signal, or `--shutdown-timeout`), or the broker
+//! panicked, in which case the input it panicked on is written out before
+//! the process aborts and replaying the journal reproduces the panic. A
+//! process killed outright loses at most the last [`FLUSH_INTERVAL`].
 //!
 //! The journal holds every line every client sent, so the file is created
 //! readable by its owner only, and never over an existing file.
@@ -29,9 +33,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -43,17 +45,17 @@ use crate::journal::{END_RECORD_BYTES_MAX, EndReason, encode_end, encode_header,
 use crate::shell::Observer;
 use crate::time::Time;
 
-/// A chunk is handed to the writer once it holds this many bytes: large
-/// writes, few wake-ups.
+/// The writer takes the pending buffer as soon as this much has gathered:
+/// large writes, few wake-ups.
 pub const CHUNK_BYTES: usize = 64 * 1024;
 
-/// Chunks handed to the writer and not yet written: with [`CHUNK_BYTES`],
-/// 4 MiB of memory at most.
-pub const CHUNKS_IN_FLIGHT_MAX: usize = 64;
+/// The most bytes that may wait for the writer; past it the journal ends.
+/// The disk has then stalled for as long as the broker took to produce
+/// 4 MiB of inputs.
+pub const PENDING_BYTES_MAX: usize = 4 * 1024 * 1024;
 
-/// A partial chunk is handed over when its first record is this old, so a
-/// quiet server's records reach the file soon after the broker's next
-/// input (or at once at shutdown or on a panic).
+/// The writer takes whatever is pending at least this often, so records
+/// reach the file this soon even when the broker is idle.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The smallest `--journal-max-bytes`: a header, an end record and room
@@ -61,58 +63,76 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 pub const JOURNAL_BYTES_MIN: u64 = 4096;
 
 /// How long a broker panic, or the end of the process, waits for the
-/// writer to save what it has.
+/// writer to save what is pending.
 const FINISH_WAIT: Duration = Duration::from_secs(1);
 
-/// How a writer thread reports that it is done.
-#[derive(Default)]
-struct Done {
-    finished: Mutex<bool>,
+/// What the broker task's side and the writer thread share.
+struct Shared {
+    pending: Mutex<Pending>,
+    /// Signalled when the writer should take the buffer at once (a chunk
+    /// has gathered, or the journal has ended), and when it is done.
     changed: Condvar,
 }
 
-impl Done {
-    fn set(&self) {
-        *self.finished.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        self.changed.notify_all();
-    }
-
-    /// Whether the writer finished within `timeout`.
-    fn wait(&self, timeout: Duration) -> bool {
-        let finished = self.finished.lock().unwrap_or_else(|e| e.into_inner());
-        let (finished, _) = self
-            .changed
-            .wait_timeout_while(finished, timeout, |finished| !*finished)
-            .unwrap_or_else(|e| e.into_inner());
-        *finished
-    }
-}
-
-/// What the broker task's side and the writer thread share.
-#[derive(Default)]
-struct Shared {
-    /// The end record, written after the last chunk.
-    last_words: Mutex<Option<Vec<u8>>>,
-    /// A write failed: the recording has stopped.
-    failed: AtomicBool,
-    done: Done,
-}
-
-/// The broker task's side: encodes inputs and hands chunks to the writer.
-pub struct Journal {
-    /// `None` once the recording has ended.
-    to_writer: Option<SyncSender<Vec<u8>>>,
-    chunk: Vec<u8>,
-    /// The time of the chunk's first record, if it has one.
-    chunk_opened_at: Option<Time>,
-    /// The time of the last record before the chunk (an end record written
-    /// in place of a lost chunk counts from it).
-    before_chunk: Time,
+/// The recording's state, behind the lock.
+struct Pending {
+    /// Encoded and not yet taken by the writer.
+    bytes: Vec<u8>,
     /// The time of the last record encoded.
     previous: Time,
-    /// Bytes handed to the writer so far.
-    handed_bytes: u64,
+    /// Bytes encoded so far, taken or not.
+    encoded_bytes: u64,
     max_bytes: u64,
+    /// Set once the end record (if any) is encoded: nothing more is.
+    ended: Option<EndReason>,
+    /// The writer failed to write: the journal ends where it failed.
+    failed: bool,
+    /// The writer has written everything and closed the file.
+    done: bool,
+}
+
+impl Pending {
+    /// Appends the end record, dated `at`, and ends the recording.
+    fn end(&mut self, at: Time, reason: EndReason) {
+        if self.ended.is_some() {
+            return;
+        }
+        encode_end(self.previous, at, reason, &mut self.bytes);
+        self.ended = Some(reason);
+        match reason {
+            EndReason::Stopped | EndReason::BrokerPanicked => {
+                info!("journal: {reason}, recording ends");
+            }
+            EndReason::Capped | EndReason::FellBehind | EndReason::Exited => warn!(
+                encoded_bytes = self.encoded_bytes,
+                "journal: {reason}; nothing after this is recorded"
+            ),
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ends the recording (if it has not ended) and waits a moment for
+    /// the writer to write everything out; whether it did.
+    fn end_and_wait(&self, reason: EndReason) -> bool {
+        let mut pending = self.lock();
+        let at = pending.previous;
+        pending.end(at, reason);
+        self.changed.notify_all();
+        let (pending, _) = self
+            .changed
+            .wait_timeout_while(pending, FINISH_WAIT, |pending| !pending.done)
+            .unwrap_or_else(|e| e.into_inner());
+        pending.done && !pending.failed
+    }
+}
+
+/// The broker task's side: encodes each input onto the pending buffer.
+pub struct Journal {
     shared: Arc<Shared>,
 }
 
@@ -125,7 +145,7 @@ pub struct JournalWriter {
 impl Journal {
     /// Creates the journal file at `path` (never over an existing file) for
     /// a broker with `config`, capped at `max_bytes`, and starts its writer
-    /// thread.
+    /// thread, which writes the header at once.
     pub fn create(
         path: &Path,
         config: &Config,
@@ -136,15 +156,16 @@ impl Journal {
             "journal cap below the minimum"
         );
         let file = create_private(path)?;
-        let (to_writer, chunks) = mpsc::sync_channel(CHUNKS_IN_FLIGHT_MAX);
-        let shared = Arc::new(Shared::default());
+        let shared = Journal::shared(config, max_bytes);
         {
             let (path, shared) = (path.to_path_buf(), shared.clone());
             thread::Builder::new()
                 .name("journal".into())
-                .spawn(move || write_chunks(&path, file, &chunks, &shared))?;
+                .spawn(move || write_pending(&path, file, &shared))?;
         }
-        let journal = Journal::new(to_writer, shared.clone(), config, max_bytes);
+        let journal = Journal {
+            shared: shared.clone(),
+        };
         let writer = JournalWriter {
             path: path.to_path_buf(),
             shared,
@@ -152,134 +173,56 @@ impl Journal {
         Ok((journal, writer))
     }
 
-    /// A journal handing its chunks to `to_writer`, starting with the header.
-    fn new(
-        to_writer: SyncSender<Vec<u8>>,
-        shared: Arc<Shared>,
-        config: &Config,
-        max_bytes: u64,
-    ) -> Journal {
-        let mut chunk = Vec::with_capacity(CHUNK_BYTES);
-        encode_header(config, &mut chunk);
-        Journal {
-            to_writer: Some(to_writer),
-            chunk,
-            chunk_opened_at: Some(Time::ZERO),
-            before_chunk: Time::ZERO,
-            previous: Time::ZERO,
-            handed_bytes: 0,
-            max_bytes,
-            shared,
-        }
-    }
-
-    /// Hands the chunk to the writer; false (keeping the chunk) if the
-    /// writer is [`CHUNKS_IN_FLIGHT_MAX`] chunks behind.
-    fn hand_over(&mut self) -> bool {
-        let Some(to_writer) = &self.to_writer else {
-            return false;
-        };
-        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK_BYTES));
-        let len = chunk.len() as u64;
-        match to_writer.try_send(chunk) {
-            Ok(()) => {
-                self.handed_bytes += len;
-                self.chunk_opened_at = None;
-                self.before_chunk = self.previous;
-                true
-            }
-            Err(TrySendError::Full(chunk) | TrySendError::Disconnected(chunk)) => {
-                self.chunk = chunk;
-                false
-            }
-        }
-    }
-
-    /// [`Journal::hand_over`], retrying for up to [`FINISH_WAIT`]: for the
-    /// last chunk, when the broker has stopped or panicked and nothing is
-    /// left to hold up.
-    fn hand_over_patiently(&mut self) -> bool {
-        let deadline = Instant::now() + FINISH_WAIT;
-        while !self.hand_over() {
-            if Instant::now() >= deadline || self.shared.failed.load(Ordering::Relaxed) {
-                return false;
-            }
-            thread::sleep(Duration::from_millis(1));
-        }
-        true
-    }
-
-    /// Ends the recording: hands over the last chunk, then the end record,
-    /// and lets the writer finish.
-    fn end(&mut self, reason: EndReason) {
-        if self.to_writer.is_none() {
-            return;
-        }
-        // A chunk the writer has no room for is lost, and the end record
-        // follows the last chunk it took.
-        let lost_chunk = !self.chunk.is_empty()
-            && !match reason {
-                EndReason::Stopped | EndReason::BrokerPanicked => self.hand_over_patiently(),
-                EndReason::Capped | EndReason::FellBehind => self.hand_over(),
-            };
-        let (reason, after) = if lost_chunk {
-            (EndReason::FellBehind, self.before_chunk)
-        } else {
-            (reason, self.previous)
-        };
-        let mut last_words = Vec::with_capacity(END_RECORD_BYTES_MAX);
-        encode_end(after, self.previous, reason, &mut last_words);
-        *self
-            .shared
-            .last_words
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(last_words);
-        self.to_writer = None;
-        match reason {
-            EndReason::Stopped | EndReason::BrokerPanicked => {
-                info!(
-                    handed_bytes = self.handed_bytes,
-                    "journal: {reason}, recording ends"
-                );
-            }
-            EndReason::Capped | EndReason::FellBehind => warn!(
-                handed_bytes = self.handed_bytes,
-                "journal: {reason}; the server goes on without recording"
-            ),
-        }
+    /// The shared state of a journal of a broker with `config`: the
+    /// header, pending.
+    fn shared(config: &Config, max_bytes: u64) -> Arc<Shared> {
+        let mut bytes = Vec::with_capacity(CHUNK_BYTES);
+        encode_header(config, &mut bytes);
+        let encoded_bytes = bytes.len() as u64;
+        Arc::new(Shared {
+            pending: Mutex::new(Pending {
+                bytes,
+                previous: Time::ZERO,
+                encoded_bytes,
+                max_bytes,
+                ended: None,
+                failed: false,
+                done: false,
+            }),
+            changed: Condvar::new(),
+        })
     }
 }
 
 impl Observer for Journal {
     fn handing(&mut self, now: Time, input: &Input) {
-        if self.to_writer.is_none() {
+        let mut pending = self.shared.lock();
+        if pending.ended.is_some() || pending.failed {
             return;
         }
-        if self.shared.failed.load(Ordering::Relaxed) {
-            // The writer has logged why.
-            self.to_writer = None;
-            return;
+        let before = pending.bytes.len();
+        let previous = pending.previous;
+        encode_input(previous, now, input, &mut pending.bytes);
+        let record_bytes = (pending.bytes.len() - before) as u64;
+        if pending.encoded_bytes + record_bytes + END_RECORD_BYTES_MAX as u64 > pending.max_bytes {
+            pending.bytes.truncate(before);
+            pending.end(now, EndReason::Capped);
+        } else if pending.bytes.len() > PENDING_BYTES_MAX {
+            pending.bytes.truncate(before);
+            pending.end(now, EndReason::FellBehind);
+        } else {
+            pending.encoded_bytes += record_bytes;
+            pending.previous = now;
+            if pending.bytes.len() < CHUNK_BYTES {
+                return;
+            }
         }
-        let before = self.chunk.len();
-        encode_input(self.previous, now, input, &mut self.chunk);
-        let would_be = self.handed_bytes + self.chunk.len() as u64;
-        if would_be + END_RECORD_BYTES_MAX as u64 > self.max_bytes {
-            self.chunk.truncate(before);
-            self.end(EndReason::Capped);
-            return;
-        }
-        self.previous = now;
-        let opened_at = *self.chunk_opened_at.get_or_insert(now);
-        let full = self.chunk.len() >= CHUNK_BYTES;
-        if (full || now.saturating_since(opened_at) >= FLUSH_INTERVAL) && !self.hand_over() {
-            self.end(EndReason::FellBehind);
-        }
+        self.shared.changed.notify_all();
     }
 
     fn broker_panicked(&mut self) {
-        self.end(EndReason::BrokerPanicked);
-        if !self.shared.done.wait(FINISH_WAIT) {
-            error!("journal: the writer did not finish within {FINISH_WAIT:?} of the panic");
+        if !self.shared.end_and_wait(EndReason::BrokerPanicked) {
+            error!("journal: not all of it was written out within {FINISH_WAIT:?} of the panic");
         }
     }
 }
@@ -287,21 +230,26 @@ impl Observer for Journal {
 impl Drop for Journal {
     /// The broker task has ended: the server stopped.
     fn drop(&mut self) {
-        self.end(EndReason::Stopped);
+        let mut pending = self.shared.lock();
+        let at = pending.previous;
+        pending.end(at, EndReason::Stopped);
+        self.shared.changed.notify_all();
     }
 }
 
 impl JournalWriter {
-    /// Waits (a moment at most) for the writer to save everything the
-    /// broker task handed it; call it once the server has stopped.
+    /// Ends the journal, if the broker task has not (the process is
+    /// exiting with it still running), and waits a moment for the writer
+    /// to write everything out. Call it once the server has stopped.
     pub fn finish(self) {
-        if self.shared.done.wait(FINISH_WAIT) {
+        // `Exited` only if the broker task had not ended the journal.
+        if self.shared.end_and_wait(EndReason::Exited) {
             info!(path = %self.path.display(), "journal saved");
         } else {
             warn!(
                 path = %self.path.display(),
-                "journal: the broker was still running at exit; the journal ends \
-                 without an end record"
+                "journal: not all of it was written out (see the errors above, or the disk \
+                 was too slow to write it within {FINISH_WAIT:?})"
             );
         }
     }
@@ -317,52 +265,56 @@ fn create_private(path: &Path) -> io::Result<File> {
     options.open(path)
 }
 
-/// The writer thread: writes chunks as they come, then the end record,
-/// then syncs the file and says it is done.
-fn write_chunks(path: &Path, mut file: File, chunks: &Receiver<Vec<u8>>, shared: &Shared) {
+/// The writer thread: takes what is pending when a chunk has gathered, the
+/// journal has ended or [`FLUSH_INTERVAL`] has passed, and writes it; once
+/// the end record is written, syncs the file and says it is done.
+fn write_pending(path: &Path, mut file: File, shared: &Shared) {
     let started = Instant::now();
-    let mut written: u64 = 0;
-    let mut failed = None;
-    for chunk in chunks {
-        if failed.is_some() {
-            continue;
+    let mut written_bytes: u64 = 0;
+    let mut taken = Vec::with_capacity(CHUNK_BYTES);
+    let outcome = loop {
+        let ended = {
+            let pending = shared.lock();
+            let (mut pending, _) = shared
+                .changed
+                .wait_timeout_while(pending, FLUSH_INTERVAL, |pending| {
+                    pending.bytes.len() < CHUNK_BYTES && pending.ended.is_none()
+                })
+                .unwrap_or_else(|e| e.into_inner());
+            std::mem::swap(&mut pending.bytes, &mut taken);
+            pending.ended.is_some()
+        };
+        if let Err(error) = file.write_all(&taken) {
+            break Err(error);
         }
-        match file.write_all(&chunk) {
-            Ok(()) => written += chunk.len() as u64,
-            Err(error) => {
-                shared.failed.store(true, Ordering::Relaxed);
-                failed = Some(error);
-            }
+        written_bytes += taken.len() as u64;
+        taken.clear();
+        if ended {
+            break file.sync_data();
         }
-    }
-    let last_words = shared
-        .last_words
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take();
-    let ended = match (failed, last_words) {
-        (Some(error), _) => Err(error),
-        (None, Some(last_words)) => file
-            .write_all(&last_words)
-            .map(|()| written += last_words.len() as u64),
-        (None, None) => Ok(()),
-    }
-    .and_then(|()| file.sync_data());
-    match ended {
+    };
+    let mut pending = shared.lock();
+    match outcome {
         Ok(()) => info!(
             path = %path.display(),
-            written_bytes = written,
+            written_bytes,
             seconds = started.elapsed().as_secs_f64(),
             "journal closed"
         ),
-        Err(error) => error!(
-            path = %path.display(),
-            %error,
-            written_bytes = written,
-            "journal write failed; the journal ends at the last whole write"
-        ),
+        Err(error) => {
+            // Nothing more is recorded.
+            pending.failed = true;
+            error!(
+                path = %path.display(),
+                %error,
+                written_bytes,
+                "journal write failed; the journal ends where the write stopped (a replay \
+                 reads it up to the last whole record)"
+            );
+        }
     }
-    shared.done.set();
+    pending.done = true;
+    shared.changed.notify_all();
 }
 
 #[cfg(test)]
@@ -373,6 +325,7 @@ mod tests {
     use crate::broker::ConnId;
     use crate::journal::{Reader, Record};
 
+    /// A fresh path in a scratch directory of this test process.
     fn scratch(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("chinwag-journal-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -388,10 +341,23 @@ mod tests {
         }
     }
 
+    fn decode(bytes: &[u8]) -> (Config, Vec<Record>) {
+        let (config, reader) = Reader::open(bytes).unwrap();
+        (config, reader.map(Result::unwrap).collect())
+    }
+
+    /// Reads the journal at `path`, and removes it.
     fn read(path: &Path) -> (Config, Vec<Record>) {
         let bytes = std::fs::read(path).unwrap();
-        let (config, reader) = Reader::open(&bytes).unwrap();
-        (config, reader.map(Result::unwrap).collect())
+        std::fs::remove_file(path).unwrap();
+        decode(&bytes)
+    }
+
+    fn end_reason(records: &[Record]) -> Option<EndReason> {
+        match records.last() {
+            Some(Record::End { reason, .. }) => Some(*reason),
+            _ => None,
+        }
     }
 
     #[test]
@@ -407,19 +373,11 @@ mod tests {
             address: IpAddr::V4(Ipv4Addr::LOCALHOST),
         };
         let mut inputs = vec![opened];
-        // Enough lines for several chunks: a burst fills chunks, then a
-        // trickle has partial ones handed over by time.
+        // Enough for several chunks.
         for i in 0..20_000 {
             inputs.push(line(1, &format!("bob: message {i}")));
         }
-        let at = |i: usize| {
-            let millis = if i < 10_000 {
-                i / 100
-            } else {
-                100 + (i - 10_000) / 5
-            };
-            Time::from_origin(Duration::from_millis(millis as u64))
-        };
+        let at = |i: usize| Time::from_origin(Duration::from_micros(i as u64 * 37));
         for (i, input) in inputs.iter().enumerate() {
             journal.handing(at(i), input);
         }
@@ -432,13 +390,30 @@ mod tests {
             let input = input.clone();
             assert_eq!(record, &Record::Input { at: at(i), input });
         }
-        assert!(matches!(
+        assert_eq!(
             records.last(),
-            Some(Record::End {
-                reason: EndReason::Stopped,
-                ..
+            Some(&Record::End {
+                at: at(inputs.len() - 1),
+                reason: EndReason::Stopped
             })
-        ));
+        );
+    }
+
+    #[test]
+    fn the_header_and_each_record_reach_the_file_without_more_input() {
+        let path = scratch("idle");
+        let (mut journal, writer) = Journal::create(&path, &Config::default(), 1 << 20).unwrap();
+        journal.handing(Time::ZERO, &line(1, "bob: the last before a quiet spell"));
+        // No more inputs: the writer takes the record on its own.
+        let written = (0..500).any(|_| {
+            thread::sleep(Duration::from_millis(10));
+            let bytes = std::fs::read(&path).unwrap();
+            Reader::open(&bytes).is_ok_and(|(_, reader)| reader.count() == 1)
+        });
+        assert!(written, "the record never reached the file");
+        drop(journal);
+        writer.finish();
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
@@ -456,13 +431,7 @@ mod tests {
         assert!(size > cap - 100, "{size} bytes: the cap was not used");
         let (_, records) = read(&path);
         assert!(records.len() > 100);
-        assert!(matches!(
-            records.last(),
-            Some(Record::End {
-                reason: EndReason::Capped,
-                ..
-            })
-        ));
+        assert_eq!(end_reason(&records), Some(EndReason::Capped));
     }
 
     #[test]
@@ -471,8 +440,8 @@ mod tests {
         let (mut journal, writer) = Journal::create(&path, &Config::default(), 1 << 20).unwrap();
         journal.handing(Time::ZERO, &line(7, "bob: the last straw"));
         journal.broker_panicked();
-        // The writer has finished before `broker_panicked` returned.
-        assert!(writer.shared.done.wait(Duration::ZERO));
+        // Written out before `broker_panicked` returned.
+        assert!(writer.shared.lock().done);
         let (_, records) = read(&path);
         assert_eq!(
             records,
@@ -487,49 +456,62 @@ mod tests {
                 }
             ]
         );
-        drop(journal);
+    }
+
+    #[test]
+    fn an_exit_with_the_broker_still_running_saves_what_it_recorded() {
+        let path = scratch("exited");
+        let (mut journal, writer) = Journal::create(&path, &Config::default(), 1 << 20).unwrap();
+        let at = Time::from_origin(Duration::from_secs(3));
+        journal.handing(at, &Input::Shutdown);
+        // The process exits: the broker task (and the journal) live on.
+        writer.finish();
+        let (_, records) = read(&path);
+        assert_eq!(
+            records,
+            [
+                Record::Input {
+                    at,
+                    input: Input::Shutdown
+                },
+                Record::End {
+                    at,
+                    reason: EndReason::Exited
+                }
+            ]
+        );
+        journal.handing(at, &line(1, "bob: too late"));
     }
 
     #[test]
     fn a_journal_the_disk_cannot_keep_up_with_ends_rather_than_waits() {
-        let (to_writer, chunks) = mpsc::sync_channel(CHUNKS_IN_FLIGHT_MAX);
-        let shared = Arc::new(Shared::default());
-        let mut journal = Journal::new(to_writer, shared.clone(), &Config::default(), u64::MAX);
-        // Nothing takes the chunks: a stuck disk. Each input is 1 ms after
-        // the last, so every chunk is handed over by time.
+        // No writer: a stuck disk.
+        let shared = Journal::shared(&Config::default(), u64::MAX);
+        let mut journal = Journal {
+            shared: shared.clone(),
+        };
         let at = |i: u64| Time::from_origin(Duration::from_millis(i));
         let mut i = 0;
-        while journal.to_writer.is_some() {
+        while shared.lock().ended.is_none() {
             journal.handing(at(i), &line(1, "bob: hello"));
             i += 1;
-            assert!(i < 1_000_000, "the journal never gave up");
+            assert!(i < 10_000_000, "the journal never gave up");
         }
-        // The writer took 64 chunks, each of 101 inputs (a chunk is handed
-        // over with the input 100 ms after its first), and the journal
-        // ended at the next one.
-        let handed: Vec<Vec<u8>> = chunks.try_iter().collect();
-        assert_eq!(handed.len(), CHUNKS_IN_FLIGHT_MAX);
-        let Some(last_words) = shared.last_words.lock().unwrap().take() else {
-            panic!("no end record");
-        };
-        let mut bytes = handed.concat();
-        bytes.extend_from_slice(&last_words);
-        let (_, reader) = Reader::open(&bytes).unwrap();
-        let records: Vec<Record> = reader.map(Result::unwrap).collect();
+        let bytes = std::mem::take(&mut shared.lock().bytes);
+        assert!(bytes.len() <= PENDING_BYTES_MAX + END_RECORD_BYTES_MAX);
+        let (_, records) = decode(&bytes);
         let (end, inputs) = records.split_last().unwrap();
-        assert_eq!(inputs.len() as u64, 64 * 101);
-        // The end record follows the last input the writer took, and is
-        // dated when the journal gave up, at the 101st input of the chunk
-        // the writer had no room for.
-        let last_taken = at(64 * 101 - 1);
-        assert!(matches!(inputs.last(), Some(Record::Input { at, .. }) if *at == last_taken));
+        // Every input but the one that did not fit, then the end, dated
+        // when the journal gave up.
+        assert_eq!(inputs.len() as u64, i - 1);
         assert_eq!(
             end,
             &Record::End {
-                at: at(64 * 101 + 100),
+                at: at(i - 1),
                 reason: EndReason::FellBehind
             }
         );
+        drop(journal);
     }
 
     #[test]
@@ -541,5 +523,6 @@ mod tests {
             .unwrap();
         assert_eq!(error.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(std::fs::read(&path).unwrap(), b"evidence");
+        std::fs::remove_file(&path).unwrap();
     }
 }

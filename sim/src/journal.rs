@@ -49,6 +49,9 @@ pub enum Unreplayable {
     /// The broker panicked on input `index` (from 0), as the recorded one
     /// may have.
     BrokerPanicked { index: usize, message: String },
+    /// The reference model or a guarantee check panicked: a bug in them
+    /// that this journal shows.
+    CheckPanicked { message: String },
 }
 
 /// Replays the journal in `bytes` through a fresh broker and checks the
@@ -89,11 +92,16 @@ pub fn replay(bytes: &[u8]) -> Result<Replayed, Unreplayable> {
             Err(error) => damage = Some(error),
         }
     }
-    let verdict = checker::check_log("journal", &log, |_| None).map(|()| {
-        let mut coverage = Coverage::default();
-        checker::count_log(&log, &mut coverage);
-        coverage
-    });
+    let checked = panic::catch_unwind(AssertUnwindSafe(|| {
+        checker::check_log("journal", &log, |_| None).map(|()| {
+            let mut coverage = Coverage::default();
+            checker::count_log(&log, &mut coverage);
+            coverage
+        })
+    }));
+    let verdict = checked.map_err(|panic| Unreplayable::CheckPanicked {
+        message: panic_message(&*panic).to_string(),
+    })?;
     Ok(Replayed {
         config,
         inputs: log.steps.len(),

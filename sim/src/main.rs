@@ -26,6 +26,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use chinwag::journal::EndReason;
 use chinwag_sim::checker::{CLOSE_REASONS, Coverage, ERROR_KINDS, Failure, OUTPUT_KINDS};
 use chinwag_sim::faults::KINDS;
 use chinwag_sim::journal::{self, Unreplayable};
@@ -416,6 +417,10 @@ fn replay_journal(path: &Path) -> ExitCode {
             println!("FAIL: the broker panicked on input #{index} of the journal: {message}");
             return ExitCode::FAILURE;
         }
+        Err(Unreplayable::CheckPanicked { message }) => {
+            println!("FAIL: the reference model or a guarantee check panicked: {message}");
+            return ExitCode::FAILURE;
+        }
     };
     println!(
         "journal:            {} ({} bytes)",
@@ -435,6 +440,13 @@ fn replay_journal(path: &Path) -> ExitCode {
             "ends:               without an end record (the server was killed, or is still \
              recording)"
         ),
+    }
+    if replayed.end == Some(EndReason::BrokerPanicked) {
+        println!(
+            "FAIL: the recorded broker panicked on the last input, and this one did not: \
+             another build, or a broker that is not deterministic"
+        );
+        return ExitCode::FAILURE;
     }
     match replayed.verdict {
         Ok(coverage) => {

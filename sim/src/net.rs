@@ -75,7 +75,7 @@ pub struct Model {
     pub reset_on_write_to_closed: bool,
     /// The most bytes one write puts in a segment (`None`: a write of any
     /// size is one segment, as in turmoil).
-    pub segment: Option<usize>,
+    pub segment_bytes: Option<usize>,
 }
 
 impl Model {
@@ -83,7 +83,7 @@ impl Model {
     pub const TURMOIL: Model = Model {
         reset_on_unread_close: false,
         reset_on_write_to_closed: false,
-        segment: None,
+        segment_bytes: None,
     };
 }
 
@@ -141,7 +141,7 @@ struct Registry {
     latency: Duration,
     /// turmoil's `tcp_capacity`: segments a stream holds in flight and
     /// unread.
-    capacity: usize,
+    capacity_segments: usize,
     recorder: Recorder,
     /// Connections one end has wrapped and the other not yet, by the
     /// connector's address and the acceptor's.
@@ -167,7 +167,7 @@ struct EndState {
     unread_segments: VecDeque<u64>,
     /// A shutdown waiting for a credit.
     shutdown_waker: Option<Waker>,
-    /// Halves of this end still open (2 until one is dropped).
+    /// Halves of this end dropped so far (0, 1 or 2).
     dropped_halves: u8,
     /// When both halves were gone.
     closed_at: Option<Duration>,
@@ -181,11 +181,16 @@ impl Net {
     /// The meeting point for a simulation whose network has `model`'s
     /// edges, a maximum latency of `latency` and turmoil's `tcp_capacity`
     /// of `capacity`.
-    pub fn new(model: Model, latency: Duration, capacity: usize, recorder: Recorder) -> Net {
+    pub fn new(
+        model: Model,
+        latency: Duration,
+        capacity_segments: usize,
+        recorder: Recorder,
+    ) -> Net {
         Net(Arc::new(Mutex::new(Registry {
             model,
             latency,
-            capacity,
+            capacity_segments,
             recorder,
             waiting: BTreeMap::new(),
         })))
@@ -332,7 +337,7 @@ impl End {
     /// started reading any of the last `tcp_capacity` segments it wrote.
     /// If so, `waker` (if any) is woken when that changes.
     fn window_full(&self, waker: Option<&Waker>) -> bool {
-        let capacity = self.net.lock().capacity;
+        let capacity = self.net.lock().capacity_segments;
         let mut conn = self.conn();
         let peer = &conn.ends[self.side.peer().index()];
         let peer_gone = peer.closed_at.is_some() || peer.reset_sent_at.is_some();
@@ -408,8 +413,8 @@ pub struct ReadHalf {
     end: End,
     /// The reset this half has taken, once it has.
     reset: Option<Reset>,
-    /// Wakes a reader waiting when a reset on its way is due.
-    due: Option<Pin<Box<Alarm<Sleep>>>>,
+    /// Wakes a reader waiting when a reset on its way is due, with when.
+    due: Option<(Duration, Pin<Box<Alarm<Sleep>>>)>,
 }
 
 impl ReadHalf {
@@ -462,9 +467,12 @@ impl AsyncRead for ReadHalf {
                 this.reset = Some(this.take_reset(cause));
                 return Poll::Ready(Err(Self::reset_error()));
             }
-            let due = this
-                .due
-                .get_or_insert_with(|| Box::pin(alarms::sleep(at - now())));
+            // A reset due sooner than the one the alarm is set for (one
+            // that came on a shorter path) sets it anew.
+            if this.due.as_ref().is_none_or(|(set_for, _)| *set_for != at) {
+                this.due = Some((at, Box::pin(alarms::sleep(at - now()))));
+            }
+            let (_, due) = this.due.as_mut().expect("just set");
             // Ready only once due: then the next poll takes the reset.
             if due.as_mut().poll(cx).is_ready() {
                 cx.waker().wake_by_ref();
@@ -526,7 +534,7 @@ impl AsyncWrite for WriteHalf {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let model = self.end.net.model();
-        let buf = match model.segment {
+        let buf = match model.segment_bytes {
             Some(segment) => &buf[..buf.len().min(segment)],
             None => buf,
         };

@@ -543,7 +543,11 @@ pub fn steady_budget(
     let full = steady_queue_max(config, senders);
     debug_assert!(full < WRITE_BATCH_BYTES_MAX);
     // One credit must carry the whole queue (see `draw_model`).
-    if network.model.segment.is_some_and(|segment| segment < full) {
+    if network
+        .model
+        .segment_bytes
+        .is_some_and(|segment| segment < full)
+    {
         return None;
     }
     let interval = pause + network.tick;
@@ -573,7 +577,7 @@ pub const SEGMENT_BYTES: std::ops::RangeInclusive<usize> = 256..=4096;
 fn draw_model(rng: &mut ChaCha8Rng, config: &Config, clients: usize, hostile: &Hostile) -> Model {
     let reset_on_unread_close = rng.random_bool(0.5);
     let reset_on_write_to_closed = rng.random_bool(0.5);
-    let segment = rng.random_bool(0.5).then(|| {
+    let segment_bytes = rng.random_bool(0.5).then(|| {
         let segment = rng.random_range(SEGMENT_BYTES);
         if hostile.steady_reader.any() {
             let senders = clients.saturating_sub(1);
@@ -585,7 +589,7 @@ fn draw_model(rng: &mut ChaCha8Rng, config: &Config, clients: usize, hostile: &H
     Model {
         reset_on_unread_close,
         reset_on_write_to_closed,
-        segment,
+        segment_bytes,
     }
 }
 
@@ -731,7 +735,7 @@ mod tests {
         let edges: [fn(&Model) -> bool; 3] = [
             |m| m.reset_on_unread_close,
             |m| m.reset_on_write_to_closed,
-            |m| m.segment.is_some(),
+            |m| m.segment_bytes.is_some(),
         ];
         for edge in edges {
             let on = scenarios.iter().filter(|s| edge(&s.network.model)).count();
@@ -747,7 +751,7 @@ mod tests {
     #[test]
     fn seeds_with_steady_readers_and_small_segments_keep_their_budget() {
         for s in (0..300).map(Scenario::generate) {
-            if s.hostile.steady_reader.any() && s.network.model.segment.is_some() {
+            if s.hostile.steady_reader.any() && s.network.model.segment_bytes.is_some() {
                 let senders = s.clients - 1;
                 let pause = Duration::from_millis(10);
                 let budget = steady_budget(&s.config, &s.network, senders, pause);

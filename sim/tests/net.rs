@@ -21,12 +21,12 @@ use turmoil::net::TcpListener;
 const PORT: u16 = 7000;
 const LATENCY: Duration = Duration::from_millis(5);
 
-/// Every sharp edge on, with `segment`-byte segments.
-fn hostile(segment: Option<usize>) -> Model {
+/// Every sharp edge on, with `segment_bytes`-byte segments.
+fn hostile(segment_bytes: Option<usize>) -> Model {
     Model {
         reset_on_unread_close: true,
         reset_on_write_to_closed: true,
-        segment,
+        segment_bytes,
     }
 }
 

@@ -20,7 +20,7 @@
 //! ```
 //!
 //! Every number is an unsigned LEB128 varint, durations in nanoseconds, so
-//! a line costs its text plus about five bytes and a flush about five. A
+//! a line costs its text plus about seven bytes and a flush about six. A
 //! journal cut short (the process was killed mid-write) reads as far as its
 //! last whole record and then reports where it was cut: the prefix is still
 //! a run to check.
@@ -75,14 +75,18 @@ pub enum EndReason {
     FellBehind,
     /// The broker panicked on the input recorded last.
     BrokerPanicked,
+    /// The process exited with the broker still running: a second signal,
+    /// or `--shutdown-timeout` passed with connections left.
+    Exited,
 }
 
 impl EndReason {
-    const ALL: [EndReason; 4] = [
+    const ALL: [EndReason; 5] = [
         EndReason::Stopped,
         EndReason::Capped,
         EndReason::FellBehind,
         EndReason::BrokerPanicked,
+        EndReason::Exited,
     ];
 
     fn code(self) -> u8 {
@@ -91,6 +95,7 @@ impl EndReason {
             EndReason::Capped => 1,
             EndReason::FellBehind => 2,
             EndReason::BrokerPanicked => 3,
+            EndReason::Exited => 4,
         }
     }
 }
@@ -102,6 +107,7 @@ impl fmt::Display for EndReason {
             EndReason::Capped => "the journal reached its size cap",
             EndReason::FellBehind => "the journal fell behind the broker",
             EndReason::BrokerPanicked => "the broker panicked on the last input",
+            EndReason::Exited => "the process exited with the broker still running",
         })
     }
 }
@@ -193,7 +199,8 @@ pub fn encode_end(previous: Time, now: Time, reason: EndReason, out: &mut Vec<u8
 pub enum Record {
     /// The broker was handed `input` at `at`.
     Input { at: Time, input: Input },
-    /// The journal ends here, at `at`, for `reason`.
+    /// The journal ends here for `reason`, at `at`: when an input did not
+    /// fit (`Capped`, `FellBehind`), else at the last input recorded.
     End { at: Time, reason: EndReason },
 }
 
@@ -224,6 +231,9 @@ pub enum Problem {
     InvalidUtf8,
     /// Bytes after the end record.
     AfterEnd,
+    /// Limits no server runs with (a zero limit or timeout, which the
+    /// command line refuses).
+    InvalidConfig,
 }
 
 impl fmt::Display for DecodeError {
@@ -243,6 +253,7 @@ impl fmt::Display for DecodeError {
             Problem::NumberTooLarge => write!(f, "a number out of range at byte {offset}"),
             Problem::InvalidUtf8 => write!(f, "a line that is not UTF-8 at byte {offset}"),
             Problem::AfterEnd => write!(f, "bytes after the end record, at byte {offset}"),
+            Problem::InvalidConfig => write!(f, "a header with a zero limit or timeout"),
         }
     }
 }
@@ -290,6 +301,25 @@ impl<'a> Reader<'a> {
             shutdown_timeout: reader.duration()?,
             login_timeout: reader.duration()?,
         };
+        let zero_limit = [
+            max_line,
+            max_queue,
+            max_connections,
+            max_connections_per_address,
+        ]
+        .contains(&0);
+        let zero_timeout = [
+            config.slow_timeout,
+            config.write_timeout,
+            config.login_timeout,
+        ]
+        .contains(&Duration::ZERO);
+        if zero_limit || zero_timeout {
+            return Err(DecodeError {
+                offset: MAGIC.len() + 1,
+                problem: Problem::InvalidConfig,
+            });
+        }
         Ok((config, reader))
     }
 
@@ -683,6 +713,16 @@ mod tests {
             reader.next().unwrap().unwrap_err().problem,
             Problem::InvalidUtf8
         );
+
+        // A header no server could have written.
+        let zero_queue = Config {
+            max_queue: 0,
+            ..Config::default()
+        };
+        let error = Reader::open(&journal(&zero_queue, &[], None))
+            .err()
+            .unwrap();
+        assert_eq!(error.problem, Problem::InvalidConfig);
 
         // Bytes after the end.
         let mut bytes = journal(&Config::default(), &[], Some(EndReason::Stopped));

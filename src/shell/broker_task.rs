@@ -154,24 +154,6 @@ pub trait Observer: Send + 'static {
 
 impl Observer for () {}
 
-/// Two observers, each told everything, the first first.
-impl<A: Observer, B: Observer> Observer for (A, B) {
-    fn handing(&mut self, now: Time, input: &Input) {
-        self.0.handing(now, input);
-        self.1.handing(now, input);
-    }
-
-    fn processed(&mut self, now: Time, input: &Input, outputs: &[Output]) {
-        self.0.processed(now, input, outputs);
-        self.1.processed(now, input, outputs);
-    }
-
-    fn broker_panicked(&mut self) {
-        self.0.broker_panicked();
-        self.1.broker_panicked();
-    }
-}
-
 /// The broker with what it needs around it: its writers, its observer and
 /// an output buffer reused for every input.
 struct Core<O> {

@@ -16,6 +16,7 @@
 //! Each panics, with a message saying what broke, when its check fails.
 
 use arbitrary::{Result, Unstructured};
+use chinwag::broker::Broker;
 use chinwag::codec::{Frame, FrameError, LineDecoder};
 use chinwag::journal::{Reader, Record, encode_end, encode_header, encode_input};
 use chinwag::protocol::{self, ErrorReply, MessageError};
@@ -211,13 +212,15 @@ fn frame_from(input: &mut Unstructured) -> Result<Frame> {
     Ok(Ok(line))
 }
 
-/// Bytes as a `--journal` file: the reader never panics, stops at its first
-/// error, and the records it read before it, written again, read back the
-/// same.
+/// Bytes as a `--journal` file: the reader never panics, accepts only
+/// limits a broker can run with, stops at its first error, and the records
+/// it read before it, written again, read back the same.
 pub fn check_journal(data: &[u8]) {
     let Ok((config, reader)) = Reader::open(data) else {
         return;
     };
+    // A header the reader accepts is one a broker can run with.
+    let _ = Broker::new(&config);
     let read: Vec<_> = reader.collect();
     if let Some(first_error) = read.iter().position(Result::is_err) {
         assert_eq!(first_error, read.len() - 1, "records read after an error");

@@ -208,18 +208,20 @@ pub fn guarantee_3_same_relative_order(trace: &Trace) -> Checked {
     {
         return Ok(());
     }
+    let sets: BTreeMap<ConnId, BTreeSet<usize>> = got
+        .iter()
+        .map(|(conn, origins)| (*conn, origins.iter().copied().collect()))
+        .collect();
     for (first, first_got) in &got {
-        let first_set: BTreeSet<usize> = first_got.iter().copied().collect();
         for (second, second_got) in &got {
-            let second_set: BTreeSet<usize> = second_got.iter().copied().collect();
             let in_common = |mine: &Vec<usize>, theirs: &BTreeSet<usize>| -> Vec<usize> {
                 mine.iter()
                     .copied()
                     .filter(|m| theirs.contains(m))
                     .collect()
             };
-            let by_first = in_common(first_got, &second_set);
-            let by_second = in_common(second_got, &first_set);
+            let by_first = in_common(first_got, &sets[second]);
+            let by_second = in_common(second_got, &sets[first]);
             if by_first != by_second {
                 let detail = format!(
                     "{first} got the messages of steps {by_first:?} in that order, \
