@@ -276,6 +276,8 @@ pub fn check(scenario: &Scenario, records: &Records) -> Result<Coverage, Failure
         if let Some(accepted) = accepted {
             let started_at = records.incarnations[accepted.0].started_at;
             judged.steady_reader_kept(scenario, started_at, &mut coverage)?;
+            let tick = scenario.network.tick;
+            judged.stops_reading_while_paused(started_at, tick, &records.server_reads)?;
         }
         coverage.max_overshoot = coverage.max_overshoot.max(judged.log.max_overshoot);
         coverage.deliveries += judged.deliveries();
@@ -526,6 +528,26 @@ struct ConnectionLog {
     closed_time: Option<Time>,
     /// The most bytes its queue held past `max_queue`.
     max_overshoot: usize,
+    /// When the broker paused it, each with the trace line of that step,
+    /// and when it resumed it or closed it (if it did): the server reads
+    /// nothing from it in between.
+    pauses: Vec<Paused>,
+}
+
+/// One stretch in which the broker had a connection paused, in the
+/// incarnation's time.
+struct Paused {
+    from: Time,
+    line: usize,
+    until: Option<Time>,
+}
+
+impl ConnectionLog {
+    fn end_pause(&mut self, at: Time) {
+        if let Some(paused) = self.pauses.last_mut() {
+            paused.until.get_or_insert(at);
+        }
+    }
 }
 
 fn connection_logs(incarnation: &Incarnation) -> BTreeMap<ConnId, ConnectionLog> {
@@ -563,8 +585,15 @@ fn connection_logs(incarnation: &Incarnation) -> BTreeMap<ConnId, ConnectionLog>
                         log.closed = Some((*reason, incarnation.lines[index]));
                         log.closed_time = Some(step.time);
                     }
+                    // A closed connection lingers, reading and discarding.
+                    log.end_pause(step.time);
                 }
-                Output::Pause { .. } | Output::Resume { .. } => {}
+                Output::Pause { conn } => logs.entry(*conn).or_default().pauses.push(Paused {
+                    from: step.time,
+                    line: incarnation.lines[index],
+                    until: None,
+                }),
+                Output::Resume { conn } => logs.entry(*conn).or_default().end_pause(step.time),
             }
         }
     }
@@ -942,6 +971,38 @@ impl Judged<'_> {
                 sent[processed]
             );
             return self.fail(Guarantee::PerSenderFifo, what, Some(closed_at));
+        }
+        Ok(())
+    }
+
+    /// PROTOCOL.md's "Flow control", end to end: while the broker has the
+    /// connection paused, the server reads nothing from its socket, so TCP
+    /// pushes back on the client. One read may complete after the pause:
+    /// the one the reader was waiting in when it came. Reads in the tick
+    /// of the pause or of its end are not counted (their order with it
+    /// within the tick is not recorded).
+    fn stops_reading_while_paused(
+        &self,
+        started_at: Duration,
+        tick: Duration,
+        server_reads: &BTreeMap<SocketAddr, Vec<Duration>>,
+    ) -> Result<(), Failure> {
+        let Some(reads) = server_reads.get(&self.connection.local) else {
+            return Ok(());
+        };
+        for paused in &self.log.pauses {
+            let from = started_at + paused.from.since_origin() + tick;
+            let until = paused
+                .until
+                .map_or(Duration::MAX, |until| started_at + until.since_origin());
+            let read_while_paused = reads.iter().filter(|&&at| at > from && at < until).count();
+            if read_while_paused > 1 {
+                let what = format!(
+                    "the server read from it {read_while_paused} times while the broker had \
+                     it paused, from {from:?} to {until:?}"
+                );
+                return self.broke(Broken::Rule("Flow control"), what, Some(paused.line));
+            }
         }
         Ok(())
     }

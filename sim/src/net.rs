@@ -356,6 +356,9 @@ impl End {
         if bytes == 0 {
             return;
         }
+        if self.side == Side::Acceptor {
+            self.recorder().server_read(self.remote);
+        }
         let mut conn = self.conn();
         conn.ends[self.side.index()].read += bytes;
         let read = conn.ends[self.side.index()].read;

@@ -15,6 +15,7 @@
 //! One [`Recorder`] is shared by all hosts. The simulation runs on one
 //! thread, but the shell demands `Send` observers, so it is an `Arc<Mutex>`.
 
+use std::collections::BTreeMap;
 use std::fmt::{self, Write};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -45,6 +46,10 @@ pub struct Records {
     pub panics: Vec<String>,
     /// Every reset the network model saw sent, in order.
     pub resets: Vec<ResetSent>,
+    /// Every read of the server's that took bytes, by the connecting end's
+    /// address, at each simulated time, in order: what the server read
+    /// from a client while the broker had it paused shows here.
+    pub server_reads: BTreeMap<SocketAddr, Vec<Duration>>,
 }
 
 /// A reset sent on a connection, as the network model ([`crate::net`])
@@ -366,6 +371,16 @@ impl Recorder {
     pub fn reset_sent(&self, reset: ResetSent, text: &str) {
         self.lock().resets.push(reset);
         self.note("net", text);
+    }
+
+    /// The server read bytes from the connection `connector` opened.
+    pub fn server_read(&self, connector: SocketAddr) {
+        let at = turmoil::sim_elapsed().unwrap_or_default();
+        self.lock()
+            .server_reads
+            .entry(connector)
+            .or_default()
+            .push(at);
     }
 
     /// Takes the records out, leaving empty ones.
