@@ -995,7 +995,11 @@ impl Judged<'_> {
             let until = paused
                 .until
                 .map_or(Duration::MAX, |until| started_at + until.since_origin());
-            let read_while_paused = reads.iter().filter(|&&at| at > from && at < until).count();
+            // `reads` is in time order, as the reads happened; a pause
+            // ended within its own tick counts none.
+            let read_while_paused = reads
+                .partition_point(|&at| at < until)
+                .saturating_sub(reads.partition_point(|&at| at <= from));
             if read_while_paused > 1 {
                 let what = format!(
                     "the server read from it {read_while_paused} times while the broker had \

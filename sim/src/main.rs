@@ -351,18 +351,11 @@ fn summarize(totals: &Totals, wall: Duration) {
     // Every decision the broker can take, each counted, zeros included: a
     // zero is a rule the sweep never exercised.
     println!("broker decisions (a zero is a rule no seed reached):");
-    let outputs: Vec<String> = OUTPUT_KINDS
-        .iter()
-        .zip(totals.outputs)
-        .map(|(kind, count)| format!("{count} {kind}"))
-        .collect();
-    println!("  outputs:          {}", outputs.join(", "));
-    let reasons: Vec<String> = CLOSE_REASONS
-        .iter()
-        .zip(totals.close_reasons)
-        .map(|((_, name), count)| format!("{count} {name}"))
-        .collect();
-    println!("  close reasons:    {}", reasons.join(", "));
+    println!("  outputs:          {}", output_counts(&totals.outputs));
+    println!(
+        "  close reasons:    {}",
+        close_counts(&totals.close_reasons)
+    );
     let kinds: Vec<String> = KINDS
         .iter()
         .map(|kind| format!("{} {kind}", totals.faults.get(kind).copied().unwrap_or(0)))
@@ -380,6 +373,26 @@ fn summarize(totals: &Totals, wall: Duration) {
         totals.messages as f64 / seconds,
         totals.deliveries as f64 / seconds
     );
+}
+
+/// `N send, N close, ...`: the broker's outputs by kind, zeros included.
+fn output_counts(counts: &[usize; OUTPUT_KINDS.len()]) -> String {
+    let counts: Vec<String> = OUTPUT_KINDS
+        .iter()
+        .zip(counts)
+        .map(|(kind, count)| format!("{count} {kind}"))
+        .collect();
+    counts.join(", ")
+}
+
+/// `N peer closed, ...`: the broker's closes by reason, zeros included.
+fn close_counts(counts: &[usize; CLOSE_REASONS.len()]) -> String {
+    let counts: Vec<String> = CLOSE_REASONS
+        .iter()
+        .zip(counts)
+        .map(|((_, name), count)| format!("{count} {name}"))
+        .collect();
+    counts.join(", ")
 }
 
 fn report(run: &Run, failure: &Failure) {
@@ -450,20 +463,12 @@ fn replay_journal(path: &Path) -> ExitCode {
     }
     match replayed.verdict {
         Ok(coverage) => {
-            let outputs: Vec<String> = OUTPUT_KINDS
-                .iter()
-                .zip(coverage.outputs)
-                .map(|(kind, count)| format!("{count} {kind}"))
-                .collect();
-            let reasons: Vec<String> = CLOSE_REASONS
-                .iter()
-                .zip(coverage.close_reasons)
-                .filter(|(_, count)| *count > 0)
-                .map(|((_, name), count)| format!("{count} {name}"))
-                .collect();
             println!("messages processed: {}", coverage.messages);
-            println!("outputs:            {}", outputs.join(", "));
-            println!("closes:             {}", reasons.join(", "));
+            println!("outputs:            {}", output_counts(&coverage.outputs));
+            println!(
+                "closes:             {}",
+                close_counts(&coverage.close_reasons)
+            );
             println!(
                 "PASS: the broker matched the reference model at every input, and every \
                  guarantee held"
