@@ -4,14 +4,15 @@
 //! sockets and a future that completes when shutdown is requested. On
 //! shutdown the accept loop stops, the broker tells every connection and
 //! closes it after what it had already processed, and `serve` returns once
-//! every connection is closed or `shutdown_timeout` has passed, whichever
-//! comes first.
+//! every connection is closed and the broker task has ended (so its
+//! observer has seen the last input), or `shutdown_timeout` has passed,
+//! whichever comes first.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 
-use futures::channel::mpsc;
+use futures::channel::{mpsc, oneshot};
 use futures::io::{AsyncRead, AsyncWrite};
 use futures::{FutureExt, SinkExt, Stream, StreamExt, pin_mut, select_biased};
 use tracing::{debug, info, warn};
@@ -68,13 +69,12 @@ pub async fn serve_observed<R, S, I, F, O>(
     let (mut broker, queue) = mpsc::channel(BROKER_QUEUE);
     let (reports, reports_received) = mpsc::unbounded();
     let core = Broker::new(&config);
-    runtime.spawn(run_broker(
-        runtime.clone(),
-        core,
-        queue,
-        reports_received,
-        observer,
-    ));
+    // Dropped when the broker task ends.
+    let (broker_running, broker_ended) = oneshot::channel::<Infallible>();
+    runtime.spawn(
+        run_broker(runtime.clone(), core, queue, reports_received, observer)
+            .map(move |()| drop(broker_running)),
+    );
     // Each connection task holds a clone; the receiver ends when all are gone.
     let (connections_open, mut all_connections_closed) = mpsc::channel::<Infallible>(0);
 
@@ -114,8 +114,13 @@ pub async fn serve_observed<R, S, I, F, O>(
     drop(reports);
     let drained = async move {
         let _ = broker.send(ToBroker::Shutdown).await;
+        drop(broker);
         drop(connections_open);
         let _ = all_connections_closed.next().await;
+        // With every connection gone, nothing holds the broker's queue
+        // open: it processes what is left and ends, its observer (the
+        // journal) with it.
+        let _ = broker_ended.await;
     }
     .fuse();
     let deadline = runtime.sleep(config.shutdown_timeout).fuse();
