@@ -18,7 +18,14 @@
 //!
 //! An idle connection holds as little as possible: no read buffer (one per
 //! thread is shared), no write buffers and no timer, since a server may
-//! hold tens of thousands of them.
+//! hold tens of thousands of them. For the same reason the connection's
+//! functions return `async move` blocks instead of being `async fn`s: an
+//! `async fn` keeps its arguments twice in its future (as passed, and moved
+//! into its body), which cost every idle connection about 180 bytes.
+#![expect(
+    clippy::manual_async_fn,
+    reason = "an async fn stores its arguments twice; see the module doc"
+)]
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -95,62 +102,100 @@ thread_local! {
 /// Runs one connection until the broker closes it or the socket fails.
 /// Lines go to the broker through its bounded `queue`; the writer's
 /// progress goes through `reports`, which the broker reads first.
-pub(super) async fn run_connection<R, S>(
+pub(super) fn run_connection<R, S>(
     runtime: R,
     conn: ConnId,
-    Accepted { socket, peer }: Accepted<S>,
+    accepted: Accepted<S>,
     max_line: usize,
     write_timeout: Duration,
     mut queue: mpsc::Sender<ToBroker>,
     reports: Reports,
-) where
+) -> impl Future<Output = ()> + Send + 'static
+where
     R: Runtime,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (outbox, inbox) = mpsc::unbounded();
-    let open = ToBroker::Open { conn, peer, outbox };
-    if queue.send(open).await.is_err() {
-        return;
+    async move {
+        let Accepted { socket, peer } = accepted;
+        let (outbox, inbox) = mpsc::unbounded();
+        let open = ToBroker::Open { conn, peer, outbox };
+        if queue.send(open).await.is_err() {
+            return;
+        }
+        // Declared before the socket's halves, so dropped after them: the
+        // broker hears of the release only once the descriptor is gone.
+        let _release = Release {
+            conn,
+            reports: reports.clone(),
+        };
+        let (mut socket_reader, socket_writer) = socket.split();
+        let writer = Writer {
+            runtime: runtime.clone(),
+            conn,
+            write_timeout,
+            reports,
+        };
+        let (peer_done, ending) = read_and_write(
+            conn,
+            &mut socket_reader,
+            socket_writer,
+            max_line,
+            queue,
+            writer,
+            inbox,
+        )
+        .await;
+        // A peer that finished sending has nothing left to read.
+        if let (false, Ending::HalfClosed(reason)) = (peer_done, ending) {
+            let (bound, bytes_max) = linger_limits(reason, write_timeout);
+            linger(&runtime, &mut socket_reader, bound, bytes_max).await;
+        }
+        // Dropping both halves closes the socket; then `_release` tells the
+        // broker.
     }
-    // Declared before the socket's halves, so dropped after them: the
-    // broker hears of the release only once the descriptor is gone.
-    let _release = Release {
-        conn,
-        reports: reports.clone(),
-    };
-    let (mut socket_reader, socket_writer) = socket.split();
-    let writer = Writer {
-        runtime: runtime.clone(),
-        conn,
-        write_timeout,
-        reports,
-    };
-    // Set once the broker has closed the connection: the reader stops
-    // queueing lines nobody will process.
-    let closing = AtomicBool::new(false);
-    // Set while the broker has paused the connection: the reader neither
-    // reads nor queues. Only the writer changes it, as it takes `Pause`
-    // and `Resume` off its queue.
-    //
-    // A paused reader returns Pending without arranging a wake-up of its
-    // own, and that is safe because of how the two share this task:
-    // - the select below polls the writer first, then the reader, on
-    //   every wake-up of the task, so once the writer has taken a
-    //   `Resume` the reader is polled after it, in the same pass;
-    // - the writer returns Pending only once it has polled its queue and
-    //   found it empty (idle, or racing a blocked write against it), so a
-    //   `Resume` sent to it later wakes this task, which re-polls both;
-    // - once the writer is draining a graceful close it no longer listens
-    //   to its queue, but the broker sends nothing after `Close`, the
-    //   reader has nothing left to queue (`closing` is set), and the task
-    //   ends with the writer, however the drain ends (done, failed, or its
-    //   deadline).
-    // So a paused reader is re-polled after every message the writer
-    // takes, and the broker ends every pause with `Resume` or `Close`.
-    let paused = AtomicBool::new(false);
-    let (peer_done, ending) = {
-        let reading =
-            read_frames(conn, &mut socket_reader, max_line, queue, &closing, &paused).fuse();
+}
+
+/// Runs the reader and the writer side by side until the writer is done.
+/// Returns whether the peer had finished sending, and how the writer ended.
+///
+/// A function of its own, awaited once, so that while the connection
+/// lingers its task reuses the memory the reader and writer took: an
+/// `async` body keeps whatever is live across two of its awaits apart from
+/// everything else.
+fn read_and_write<R: Runtime, Rd: AsyncRead + Unpin, Wr: AsyncWrite + Unpin>(
+    conn: ConnId,
+    socket_reader: &mut Rd,
+    socket_writer: Wr,
+    max_line: usize,
+    queue: mpsc::Sender<ToBroker>,
+    writer: Writer<R>,
+    inbox: mpsc::UnboundedReceiver<Outbound>,
+) -> impl Future<Output = (bool, Ending)> {
+    async move {
+        // Set once the broker has closed the connection: the reader stops
+        // queueing lines nobody will process.
+        let closing = AtomicBool::new(false);
+        // Set while the broker has paused the connection: the reader neither
+        // reads nor queues. Only the writer changes it, as it takes `Pause`
+        // and `Resume` off its queue.
+        //
+        // A paused reader returns Pending without arranging a wake-up of its
+        // own, and that is safe because of how the two share this task:
+        // - the select below polls the writer first, then the reader, on
+        //   every wake-up of the task, so once the writer has taken a
+        //   `Resume` the reader is polled after it, in the same pass;
+        // - the writer returns Pending only once it has polled its queue and
+        //   found it empty (idle, or racing a blocked write against it), so a
+        //   `Resume` sent to it later wakes this task, which re-polls both;
+        // - once the writer is draining a graceful close it no longer listens
+        //   to its queue, but the broker sends nothing after `Close`, the
+        //   reader has nothing left to queue (`closing` is set), and the task
+        //   ends with the writer, however the drain ends (done, failed, or its
+        //   deadline).
+        // So a paused reader is re-polled after every message the writer
+        // takes, and the broker ends every pause with `Resume` or `Close`.
+        let paused = AtomicBool::new(false);
+        let reading = read_frames(conn, socket_reader, max_line, queue, &closing, &paused).fuse();
         let writing = writer.run(socket_writer, inbox, &closing, &paused).fuse();
         pin_mut!(reading, writing);
         // Biased, writer first: see `paused` above.
@@ -161,14 +206,7 @@ pub(super) async fn run_connection<R, S>(
             // close; the writer still delivers what the broker queued.
             peer_done = reading => (peer_done, writing.await),
         }
-    };
-    // A peer that finished sending has nothing left to read.
-    if let (false, Ending::HalfClosed(reason)) = (peer_done, ending) {
-        let (bound, bytes_max) = linger_limits(reason, write_timeout);
-        linger(&runtime, &mut socket_reader, bound, bytes_max).await;
     }
-    // Dropping both halves closes the socket; then `_release` tells the
-    // broker.
 }
 
 /// Tells the broker, when dropped, that the connection's socket is gone,
@@ -230,42 +268,44 @@ async fn discard_until_end<S: AsyncRead + Unpin>(socket: &mut S, bytes_max: usiz
 /// set: the broker has closed the connection and would ignore the lines.
 /// While `paused` is set it waits before each read and before each event,
 /// so at most the event it was queueing goes to the broker after a pause.
-async fn read_frames<S: AsyncRead + Unpin>(
+fn read_frames<S: AsyncRead + Unpin>(
     conn: ConnId,
     socket: &mut S,
     max_line: usize,
     mut queue: mpsc::Sender<ToBroker>,
     closing: &AtomicBool,
     paused: &AtomicBool,
-) -> bool {
-    let mut decoder = LineDecoder::new(max_line);
-    let mut frames = Vec::new();
-    loop {
-        let read = read_and_decode(socket, &mut decoder, &mut frames, paused).await;
-        let end_of_stream = match read {
-            Ok(0) => {
-                decoder.finish(&mut frames);
-                true
+) -> impl Future<Output = bool> {
+    async move {
+        let mut decoder = LineDecoder::new(max_line);
+        let mut frames = Vec::new();
+        loop {
+            let read = read_and_decode(socket, &mut decoder, &mut frames, paused).await;
+            let end_of_stream = match read {
+                Ok(0) => {
+                    decoder.finish(&mut frames);
+                    true
+                }
+                Ok(_) => false,
+                // A reset or failed connection: an unfinished line is dropped,
+                // since the peer never finished sending it.
+                Err(_) => true,
+            };
+            if closing.load(Ordering::Relaxed) {
+                return end_of_stream;
             }
-            Ok(_) => false,
-            // A reset or failed connection: an unfinished line is dropped,
-            // since the peer never finished sending it.
-            Err(_) => true,
-        };
-        if closing.load(Ordering::Relaxed) {
-            return end_of_stream;
-        }
-        while !frames.is_empty() {
-            unpaused(paused).await;
-            let rest = frames.split_off(event_size(&frames));
-            let frames = std::mem::replace(&mut frames, rest);
-            if queue.send(ToBroker::Lines { conn, frames }).await.is_err() {
+            while !frames.is_empty() {
+                unpaused(paused).await;
+                let rest = frames.split_off(event_size(&frames));
+                let frames = std::mem::replace(&mut frames, rest);
+                if queue.send(ToBroker::Lines { conn, frames }).await.is_err() {
+                    return true;
+                }
+            }
+            if end_of_stream {
+                let _ = queue.send(ToBroker::Closed { conn }).await;
                 return true;
             }
-        }
-        if end_of_stream {
-            let _ = queue.send(ToBroker::Closed { conn }).await;
-            return true;
         }
     }
 }
@@ -452,83 +492,85 @@ impl<R: Runtime> Writer<R> {
     /// pauses and resumes the reader. Whenever it returns Pending short of
     /// draining a close, it has just found `inbox` empty: the reader relies
     /// on that (see `run_connection`).
-    async fn run<S: AsyncWrite + Unpin>(
+    fn run<S: AsyncWrite + Unpin>(
         self,
         mut socket: S,
         mut inbox: mpsc::UnboundedReceiver<Outbound>,
         closing: &AtomicBool,
         paused: &AtomicBool,
-    ) -> Ending {
-        let mut batches = Batches::default();
-        // Whether a socket that accepts nothing is dead is the broker's call
-        // (it sees the flushes, with their times). The writer's one timer
-        // bounds a drain, after the broker has let the connection go:
-        // armed the first time a draining write blocks.
-        let mut drain_deadline: Option<Fuse<BoxFuture<'static, ()>>> = None;
-        loop {
-            if batches.draining.is_some() {
-                closing.store(true, Ordering::Relaxed);
-            }
-            if batches.unwritten().is_empty() {
-                if let Some(reason) = batches.draining {
-                    return self.close(&mut socket, reason).await;
+    ) -> impl Future<Output = Ending> {
+        async move {
+            let mut batches = Batches::default();
+            // Whether a socket that accepts nothing is dead is the broker's call
+            // (it sees the flushes, with their times). The writer's one timer
+            // bounds a drain, after the broker has let the connection go:
+            // armed the first time a draining write blocks.
+            let mut drain_deadline: Option<Fuse<BoxFuture<'static, ()>>> = None;
+            loop {
+                if batches.draining.is_some() {
+                    closing.store(true, Ordering::Relaxed);
                 }
-                // Idle: wait for the broker, then take every line already
-                // waiting too, so they leave in one write. The queue ending
-                // means the broker task is gone: the server is exiting.
-                let Some(message) = inbox.next().await else {
-                    return Ending::Abandoned;
-                };
-                if batches.accept(message, paused).is_break() {
-                    return Ending::Abandoned;
+                if batches.unwritten().is_empty() {
+                    if let Some(reason) = batches.draining {
+                        return self.close(&mut socket, reason).await;
+                    }
+                    // Idle: wait for the broker, then take every line already
+                    // waiting too, so they leave in one write. The queue ending
+                    // means the broker task is gone: the server is exiting.
+                    let Some(message) = inbox.next().await else {
+                        return Ending::Abandoned;
+                    };
+                    if batches.accept(message, paused).is_break() {
+                        return Ending::Abandoned;
+                    }
+                    while batches.draining.is_none() {
+                        match inbox.try_recv() {
+                            Ok(message) => {
+                                if batches.accept(message, paused).is_break() {
+                                    return Ending::Abandoned;
+                                }
+                            }
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Closed) => return Ending::Abandoned,
+                        }
+                    }
+                    continue;
                 }
-                while batches.draining.is_none() {
-                    match inbox.try_recv() {
-                        Ok(message) => {
+                // Try the write at once: most complete without waiting.
+                if let Some(written) = socket.write(batches.unwritten()).now_or_never() {
+                    if self.wrote(written, &mut batches).is_break() {
+                        return Ending::Abandoned;
+                    }
+                    continue;
+                }
+                if batches.draining.is_some() && drain_deadline.is_none() {
+                    drain_deadline = Some(self.runtime.sleep(self.write_timeout).fuse());
+                }
+                // Blocked: race the write against new messages (a close among
+                // them) and, once draining, the drain's deadline. Progress comes
+                // first, or a steady trickle of new lines would keep the batch
+                // from ever being written. Once draining, the broker has said
+                // its last word: stop listening to it.
+                let listening = batches.draining.is_none();
+                let mut message = OptionFuture::from(listening.then(|| inbox.next()));
+                let mut deadline = OptionFuture::from(drain_deadline.as_mut());
+                select_biased! {
+                    written = socket.write(batches.unwritten()).fuse() => {
+                        if self.wrote(written, &mut batches).is_break() {
+                            return Ending::Abandoned;
+                        }
+                    },
+                    message = message => match message.flatten() {
+                        Some(message) => {
                             if batches.accept(message, paused).is_break() {
                                 return Ending::Abandoned;
                             }
                         }
-                        Err(TryRecvError::Empty) => break,
-                        Err(TryRecvError::Closed) => return Ending::Abandoned,
-                    }
+                        None => return Ending::Abandoned,
+                    },
+                    // Closing anyway, and the peer still reads nothing.
+                    _ = deadline => return Ending::Abandoned,
                 }
-                continue;
-            }
-            // Try the write at once: most complete without waiting.
-            if let Some(written) = socket.write(batches.unwritten()).now_or_never() {
-                if self.wrote(written, &mut batches).is_break() {
-                    return Ending::Abandoned;
-                }
-                continue;
-            }
-            if batches.draining.is_some() && drain_deadline.is_none() {
-                drain_deadline = Some(self.runtime.sleep(self.write_timeout).fuse());
-            }
-            // Blocked: race the write against new messages (a close among
-            // them) and, once draining, the drain's deadline. Progress comes
-            // first, or a steady trickle of new lines would keep the batch
-            // from ever being written. Once draining, the broker has said
-            // its last word: stop listening to it.
-            let listening = batches.draining.is_none();
-            let mut message = OptionFuture::from(listening.then(|| inbox.next()));
-            let mut deadline = OptionFuture::from(drain_deadline.as_mut());
-            select_biased! {
-                written = socket.write(batches.unwritten()).fuse() => {
-                    if self.wrote(written, &mut batches).is_break() {
-                        return Ending::Abandoned;
-                    }
-                },
-                message = message => match message.flatten() {
-                    Some(message) => {
-                        if batches.accept(message, paused).is_break() {
-                            return Ending::Abandoned;
-                        }
-                    }
-                    None => return Ending::Abandoned,
-                },
-                // Closing anyway, and the peer still reads nothing.
-                _ = deadline => return Ending::Abandoned,
             }
         }
     }

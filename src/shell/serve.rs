@@ -75,8 +75,10 @@ pub async fn serve_observed<R, S, I, F, O>(
         run_broker(runtime.clone(), core, queue, reports_received, observer)
             .map(move |()| drop(broker_running)),
     );
-    // Each connection task holds a clone; the receiver ends when all are gone.
-    let (connections_open, mut all_connections_closed) = mpsc::channel::<Infallible>(0);
+    // Each connection task holds a clone; the receiver ends when all are
+    // gone. Unbounded, since cloning its sender allocates nothing (a
+    // bounded sender's clone does, for every idle connection).
+    let (connections_open, mut all_connections_closed) = mpsc::unbounded::<Infallible>();
 
     let shutdown = shutdown.fuse();
     pin_mut!(shutdown);
