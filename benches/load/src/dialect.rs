@@ -217,7 +217,7 @@ fn redis_handshake(stream: &mut TcpStream, name: &str, channels: usize) -> io::R
             let frame = &buffer[start..end];
             match frame[0] {
                 b'%' | b'*' if !hello => hello = true,
-                b'>' if resp_strings(frame).first().map(Vec::as_slice) == Some(b"subscribe") => {
+                b'>' if resp_strings(frame).next() == Some(Some(b"subscribe")) => {
                     confirmed += 1;
                 }
                 _ => {
@@ -319,12 +319,20 @@ impl Decoder {
             match frame[0] {
                 // A PUBLISH's reply: how many subscribers got it.
                 b':' => {}
-                b'>' => match resp_strings(frame).as_slice() {
-                    [kind, _channel, payload] if kind == b"message" => {
-                        self.deliver(payload, on_line);
+                b'>' => {
+                    let mut strings = resp_strings(frame);
+                    match [(); 4].map(|()| strings.next()) {
+                        [
+                            Some(Some(b"message")),
+                            Some(_channel),
+                            Some(Some(payload)),
+                            None,
+                        ] => {
+                            self.deliver(payload, on_line);
+                        }
+                        _ => on_line(trim_crlf(frame)),
                     }
-                    _ => on_line(trim_crlf(frame)),
-                },
+                }
                 _ => on_line(trim_crlf(frame)),
             }
             start = end;
@@ -442,27 +450,23 @@ fn resp_value_end(bytes: &[u8], start: usize) -> Result<Option<usize>, String> {
     }
 }
 
-/// The blob and simple strings of a complete aggregate frame, in order
-/// (other elements are left out).
-fn resp_strings(frame: &[u8]) -> Vec<Vec<u8>> {
-    let mut strings = Vec::new();
-    let Some(lf) = memchr::memchr(b'\n', frame) else {
-        return strings;
-    };
-    let mut at = lf + 1;
-    while let Ok(Some(end)) = resp_value_end(frame, at) {
+/// The elements of a complete aggregate frame, in order: blob and simple
+/// strings as their bytes, anything else as `None`.
+fn resp_strings(frame: &[u8]) -> impl Iterator<Item = Option<&[u8]>> {
+    let mut at = memchr::memchr(b'\n', frame).map_or(frame.len(), |lf| lf + 1);
+    std::iter::from_fn(move || {
+        let end = resp_value_end(frame, at).ok()??;
         let element = &frame[at..end];
-        match element[0] {
+        at = end;
+        Some(match element[0] {
             b'$' => {
                 let lf = memchr::memchr(b'\n', element).expect("a complete value");
-                strings.push(element[lf + 1..element.len() - 2].to_vec());
+                Some(&element[lf + 1..element.len() - 2])
             }
-            b'+' => strings.push(trim_crlf(&element[1..]).to_vec()),
-            _ => {}
-        }
-        at = end;
-    }
-    strings
+            b'+' => Some(trim_crlf(&element[1..])),
+            _ => None,
+        })
+    })
 }
 
 #[cfg(test)]
@@ -583,7 +587,8 @@ mod tests {
         assert_eq!(resp_value_end(b"|1\r\n+a\r\n+b\r\n:1\r\n", 0), Ok(Some(16)));
         assert!(resp_value_end(b"?\r\n", 0).is_err());
         let push = b">3\r\n$9\r\nsubscribe\r\n$1\r\nx\r\n:1\r\n";
-        assert_eq!(resp_strings(push), [b"subscribe".to_vec(), b"x".to_vec()]);
+        let strings: Vec<_> = resp_strings(push).collect();
+        assert_eq!(strings, [Some(&b"subscribe"[..]), Some(b"x"), None]);
     }
 
     #[test]
