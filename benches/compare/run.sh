@@ -151,7 +151,15 @@ stop_servers() {
 trap stop_servers EXIT
 trap 'exit 130' INT TERM
 
-listening() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+# Whether something listens on 127.0.0.1:$1 (ss when there is one, else a
+# connection, which every server here shrugs off).
+listening() {
+    if command -v ss >/dev/null; then
+        ss -Hltn "sport = :$1" | grep -q .
+    else
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+    fi
+}
 
 start() {
     local server=$1 port=${PORT[$1]}
