@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use socket2::{Domain, Socket, Type};
 
+use super::dialect::{Decoder, Dialect};
+
 /// How long a login may take before the run gives up on it.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -76,18 +78,26 @@ pub fn connect_as(addr: SocketAddr, name: &str) -> io::Result<TcpStream> {
     login(&mut stream, name).map(|()| stream)
 }
 
-/// Reads a socket a buffer at a time and hands out complete lines.
+/// Reads a socket a buffer at a time and hands out complete lines, as its
+/// dialect's [`Decoder`] makes them out.
 pub struct LineReader {
     stream: TcpStream,
+    decoder: Decoder,
     buffer: Vec<u8>,
     /// Bytes of `buffer` holding data not yet handed out (an unfinished line).
     filled: usize,
 }
 
 impl LineReader {
+    /// A reader of chinwag's lines.
     pub fn new(stream: TcpStream) -> Self {
+        LineReader::with_decoder(stream, Dialect::Chinwag.decoder())
+    }
+
+    pub fn with_decoder(stream: TcpStream, decoder: Decoder) -> Self {
         LineReader {
             stream,
+            decoder,
             buffer: vec![0; READ_BUFFER],
             filled: 0,
         }
@@ -95,6 +105,11 @@ impl LineReader {
 
     pub fn stream(&self) -> &TcpStream {
         &self.stream
+    }
+
+    /// Pings the server sent that want an answer (see [`Decoder`]).
+    pub fn take_pings(&mut self) -> u32 {
+        self.decoder.take_pings()
     }
 
     /// Reads once, calling `on_line` with every line completed (without its
@@ -106,11 +121,7 @@ impl LineReader {
         }
         let read = self.stream.read(&mut self.buffer[self.filled..])?;
         let end = self.filled + read;
-        let mut start = 0;
-        while let Some(lf) = memchr::memchr(b'\n', &self.buffer[start..end]) {
-            on_line(&self.buffer[start..start + lf]);
-            start += lf + 1;
-        }
+        let start = self.decoder.decode(&self.buffer[..end], &mut on_line);
         self.buffer.copy_within(start..end, 0);
         self.filled = end - start;
         Ok(read)

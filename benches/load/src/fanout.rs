@@ -82,4 +82,8 @@ impl Plan for FanoutPlan {
     fn addresses(&self, _sender: usize, _seq: u32, recipient: usize) -> bool {
         recipient < self.clients
     }
+
+    fn to_everyone(&self) -> bool {
+        true
+    }
 }

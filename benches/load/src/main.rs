@@ -38,9 +38,12 @@
 //! (its CPU and memory), [`client`] (connecting and logging in), [`text`]
 //! (what a message carries), [`verify`] (the delivery checker), [`stats`]
 //! (latency percentiles), [`report`] (table and JSON), [`traffic`] (the
-//! engine behind `dm` and `fanout`), and one file per scenario.
+//! engine behind `dm` and `fanout`), [`dialect`] (other servers' protocols,
+//! for comparing: `--dialect tutorial|redis|nats`), and one file per
+//! scenario.
 
 mod client;
+mod dialect;
 mod dm;
 mod fanout;
 mod idle;
@@ -94,6 +97,12 @@ struct ServerArgs {
         default_value = "127.0.0.1:8080"
     )]
     addr: SocketAddr,
+
+    /// The protocol of that server: chinwag, the async-std tutorial's a-chat
+    /// (`tutorial`), or redis or nats pub/sub (see dialect.rs). Only `dm`
+    /// and `fanout` speak other dialects than chinwag.
+    #[arg(long, global = true, value_enum, default_value_t = dialect::Dialect::Chinwag)]
+    dialect: dialect::Dialect,
 
     /// Pid of that server, to report its CPU time and memory from /proc.
     #[arg(long, global = true, value_name = "PID")]
@@ -153,6 +162,12 @@ fn main() -> ExitCode {
             return ExitCode::from(RUN_FAILED);
         }
     };
+    if target.dialect != dialect::Dialect::Chinwag
+        && matches!(args.scenario, Scenario::Slow(_) | Scenario::Idle(_))
+    {
+        eprintln!("error: only dm and fanout speak another --dialect than chinwag");
+        return ExitCode::from(RUN_FAILED);
+    }
     let deadline = Duration::from_secs(args.server.timeout);
     let seed = args.server.seed;
     let result = match args.scenario {
@@ -223,5 +238,14 @@ mod tests {
         let cli = Cli::try_parse_from(["chinwag-bench", "dm", "--spawn", "-c", "4"]).unwrap();
         assert!(cli.server.spawn);
         assert!(Cli::try_parse_from(["chinwag-bench", "--server-bin", "x", "dm"]).is_err());
+    }
+
+    #[test]
+    fn the_dialect_defaults_to_chinwag_and_goes_anywhere() {
+        let cli = Cli::try_parse_from(["chinwag-bench", "dm"]).unwrap();
+        assert_eq!(cli.server.dialect, dialect::Dialect::Chinwag);
+        let cli = Cli::try_parse_from(["chinwag-bench", "fanout", "--dialect", "nats"]).unwrap();
+        assert_eq!(cli.server.dialect, dialect::Dialect::Nats);
+        assert!(Cli::try_parse_from(["chinwag-bench", "--dialect", "irc", "dm"]).is_err());
     }
 }

@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::ServerArgs;
+use super::dialect::Dialect;
 use super::probe::Probe;
 
 /// How long a spawned server gets to print its address, and to exit after
@@ -23,6 +24,8 @@ const SPAWN_GRACE: Duration = Duration::from_secs(10);
 /// The server a scenario talks to.
 pub struct Target {
     pub addr: SocketAddr,
+    /// The protocol it speaks.
+    pub dialect: Dialect,
     /// Reads the server's CPU time and memory, if its pid is known.
     pub probe: Option<Probe>,
     /// The server process, if this run spawned it.
@@ -33,6 +36,12 @@ impl Target {
     /// Spawns the server or checks the given address, as `args` say.
     pub fn start(args: &ServerArgs) -> io::Result<Target> {
         if args.spawn {
+            if args.dialect != Dialect::Chinwag {
+                return Err(io::Error::other(
+                    "--spawn only spawns chinwag: start other servers yourself and \
+                     give --addr and --server-pid",
+                ));
+            }
             return spawn(args);
         }
         if !args.addr.ip().is_loopback() {
@@ -43,6 +52,7 @@ impl Target {
         }
         Ok(Target {
             addr: args.addr,
+            dialect: args.dialect,
             probe: args.server_pid.map(Probe::new),
             child: None,
         })
@@ -120,6 +130,7 @@ fn spawn(args: &ServerArgs) -> io::Result<Target> {
     match address.recv_timeout(SPAWN_GRACE) {
         Ok(Ok(addr)) => Ok(Target {
             addr,
+            dialect: Dialect::Chinwag,
             probe: Some(Probe::new(child.id())),
             child: Some(child),
         }),

@@ -27,9 +27,15 @@ pub struct Delivery<'a> {
 /// Appends `<destinations>: <stamped text>\n` to `out`, the text padded
 /// to `size` bytes (at least the stamp itself).
 pub fn write_message(out: &mut Vec<u8>, destinations: &str, stamp: Stamp, size: usize) {
-    let start = out.len();
     out.extend_from_slice(destinations.as_bytes());
     out.extend_from_slice(b": ");
+    write_text(out, stamp, size);
+    out.push(b'\n');
+}
+
+/// Appends the stamped text alone, padded to `size` bytes (at least the
+/// stamp itself).
+pub fn write_text(out: &mut Vec<u8>, stamp: Stamp, size: usize) {
     let text_start = out.len();
     write!(
         out,
@@ -39,8 +45,6 @@ pub fn write_message(out: &mut Vec<u8>, destinations: &str, stamp: Stamp, size: 
     .expect("writing to a Vec cannot fail");
     let text_len = out.len() - text_start;
     out.resize(out.len() + size.saturating_sub(text_len), b'.');
-    out.push(b'\n');
-    debug_assert!(out[start..].ends_with(b"\n"));
 }
 
 /// Reads a `from <name>: <text>` line whose text is stamped; `None` for

@@ -14,6 +14,10 @@
 //!   hands the window back as they do. Open loop (`--rate`): each message
 //!   has a due time set by the rate and is stamped with it, so latency
 //!   includes any time the writer fell behind (no coordinated omission).
+//!
+//! The server's [`Dialect`] logs clients in, encodes messages and decodes
+//! what arrives into chinwag's delivery lines, so the same traffic and the
+//! same checks run against other servers too.
 
 use std::io::{self, ErrorKind, Write};
 use std::net::TcpStream;
@@ -27,6 +31,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use polling::{Event, Events, PollMode, Poller};
 
 use super::client::{self, LineReader};
+use super::dialect::{Dialect, Route};
 use super::probe::Probe;
 use super::report::Report;
 use super::stats::Latencies;
@@ -72,6 +77,11 @@ pub trait Plan: Sync {
     fn destinations(&self, sender: usize, seq: u32, out: &mut Vec<usize>);
     /// Whether message `seq` of `sender` goes to `recipient`.
     fn addresses(&self, sender: usize, seq: u32, recipient: usize) -> bool;
+    /// Whether every message goes to every client, which pub/sub dialects
+    /// send as one publish to a channel they all subscribe to.
+    fn to_everyone(&self) -> bool {
+        false
+    }
 }
 
 /// A plan together with the login names of its clients.
@@ -95,6 +105,12 @@ impl<P: Plan> Expectation for Named<'_, P> {
 /// What the reader and the writer share.
 struct Shared<'a, P> {
     named: Named<'a, P>,
+    dialect: Dialect,
+    /// The channel every client subscribes to if the plan is to everyone.
+    everyone: Option<String>,
+    /// Held by whoever writes to a sender's socket: the writer, or the
+    /// reader answering the server's pings.
+    write_locks: Vec<Mutex<()>>,
     args: TrafficArgs,
     windows: Windows,
     /// Time zero of the message stamps.
@@ -130,17 +146,20 @@ pub fn run(
     deadline: Duration,
 ) -> io::Result<Report> {
     let names: Vec<String> = (0..plan.clients()).map(client::name).collect();
+    let everyone = plan.to_everyone().then(|| client::name("all"));
     let mut readers = Vec::with_capacity(names.len());
     let mut writers = Vec::with_capacity(plan.senders());
     for (client, name) in names.iter().enumerate() {
-        let stream = client::connect_as(target.addr, name)?;
+        let stream = target
+            .dialect
+            .connect_as(target.addr, name, everyone.as_deref())?;
         // The reader polls; the writer must never block on one socket
         // while others wait (see `write_all`).
         stream.set_nonblocking(true)?;
         if client < plan.senders() {
             writers.push(stream.try_clone()?);
         }
-        readers.push(LineReader::new(stream));
+        readers.push(LineReader::with_decoder(stream, target.dialect.decoder()));
     }
     let expected = expected_counts(plan);
     let total: u64 = expected.iter().flatten().map(|&n| u64::from(n)).sum();
@@ -155,6 +174,9 @@ pub fn run(
     let epoch = Instant::now();
     let shared = Shared {
         named: Named { plan, names },
+        dialect: target.dialect,
+        everyone,
+        write_locks: (0..plan.senders()).map(|_| Mutex::new(())).collect(),
         args,
         windows: Windows::new(plan.senders(), capacity),
         epoch,
@@ -378,7 +400,17 @@ fn append_message<P>(
         seq,
         sent_micros,
     };
-    text::write_message(batch, &names.join(", "), stamp, shared.args.size);
+    let route = match &shared.everyone {
+        Some(channel) => Route::Everyone {
+            names: &names,
+            channel,
+        },
+        None => Route::Names(&names),
+    };
+    let from = &shared.named.names[sender];
+    shared
+        .dialect
+        .encode(batch, from, route, stamp, shared.args.size);
 }
 
 /// Writes all of `bytes` to a non-blocking socket, backing off while its
@@ -389,6 +421,9 @@ fn write_all<P>(
     sender: usize,
     shared: &Shared<P>,
 ) -> Result<(), Fault> {
+    let _writing = shared.write_locks[sender]
+        .lock()
+        .expect("no thread panics holding it");
     while !bytes.is_empty() {
         match socket.write(bytes) {
             Ok(0) => return Err(Fault::Other(format!("client {sender}: the server closed"))),
@@ -443,6 +478,8 @@ fn read<P: Plan>(
     let mut open = vec![true; readers.len()];
     // Deliveries per sender since the windows were last handed back.
     let mut arrived = vec![0; senders];
+    // Server pings each client has not answered yet (nats).
+    let mut unanswered = vec![0; readers.len()];
     let mut events = Events::new();
     let mut last_data = Instant::now();
     while incomplete > 0 && received.faults.is_empty() {
@@ -478,7 +515,9 @@ fn read<P: Plan>(
                 open[client] = false;
                 let _ = poller.delete(readers[client].stream());
             }
+            unanswered[client] += readers[client].take_pings();
         }
+        answer_pings(&readers, &mut unanswered, shared);
         let now = Instant::now();
         if received.deliveries > before {
             last_data = now;
@@ -504,6 +543,34 @@ fn read<P: Plan>(
             .extend(inbox.finish(|sender| expected[recipient][sender]));
     }
     received
+}
+
+/// Answers the server's pings with `PONG`, unless the writer is busy with
+/// the socket: then they wait for the next round.
+fn answer_pings<P>(readers: &[LineReader], unanswered: &mut [u32], shared: &Shared<P>) {
+    for (client, owed) in unanswered.iter_mut().enumerate() {
+        if *owed == 0 {
+            continue;
+        }
+        let _writing = match shared.write_locks.get(client).map(Mutex::try_lock) {
+            Some(Ok(guard)) => Some(guard),
+            Some(Err(_)) => continue,
+            None => None,
+        };
+        let pongs = b"PONG\r\n".repeat(*owed as usize);
+        let mut bytes = &pongs[..];
+        let mut socket = readers[client].stream();
+        while !bytes.is_empty() && !shared.over() {
+            match socket.write(bytes) {
+                Ok(written) => bytes = &bytes[written..],
+                Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                    thread::sleep(WRITE_BACKOFF);
+                }
+                Err(_) => break,
+            }
+        }
+        *owed = 0;
+    }
 }
 
 /// A poller watching every reader's socket, keyed by client index.
