@@ -4,6 +4,7 @@
 use std::fmt;
 use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use chinwag::journal_file::{JOURNAL_BYTES_MIN, Journal};
 use chinwag::protocol::{
     ErrorReply, Line, MAX_NAME_CHARS, render_delivery, render_error, render_welcome,
 };
-use chinwag::server::Stopped;
+use chinwag::server::{Stopped, THREADS_MAX};
 
 /// Exit status for bad command-line input or a server that cannot start,
 /// the same status clap uses for usage errors.
@@ -119,11 +120,28 @@ struct ServeArgs {
     /// replays only from its start, so it is capped, not rotated.
     #[arg(long, value_name = "BYTES", default_value_t = JOURNAL_BYTES_DEFAULT, value_parser = parse_journal_bytes, requires = "journal")]
     journal_max_bytes: u64,
+
+    /// Threads that run the server. With 1, one thread does everything
+    /// (accepting, the broker, every connection's reads and writes), so a
+    /// line never crosses threads. With N > 1, N worker threads share the
+    /// connections and the broker while the main thread accepts; that
+    /// spends more CPU per message on hand-offs between threads, and pays
+    /// only when one core cannot keep up with the load (docs/performance.md).
+    #[arg(long, value_name = "N", default_value_t = THREADS_DEFAULT, value_parser = parse_threads)]
+    threads: NonZeroUsize,
 }
 
 /// `--journal-max-bytes` unless told otherwise: 1 GiB, about 25 million
 /// short lines.
 const JOURNAL_BYTES_DEFAULT: u64 = 1 << 30;
+
+/// `--threads` unless told otherwise. One thread measured more deliveries
+/// per server CPU-second than two, and more per wall second, on `dm` and
+/// `fanout` side by side (docs/performance.md); two did better only on a
+/// healthy pair's latency beside a flood, with the load tool on the same
+/// two cores. More threads pay on a machine with cores to spare and a load
+/// past what one core carries.
+const THREADS_DEFAULT: NonZeroUsize = NonZeroUsize::MIN;
 
 /// Descriptors kept back from `--max-connections`' default: the listener,
 /// stdio, the runtime's own, and connections being refused (each needs a
@@ -181,7 +199,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     let stopped = match &args.journal {
-        None => async_std::task::block_on(chinwag::server::run(config, listener, ())),
+        None => chinwag::server::run(args.threads, config, listener, ()),
         Some(path) => {
             let (journal, writer) = match Journal::create(path, &config, args.journal_max_bytes) {
                 Ok(created) => created,
@@ -194,8 +212,7 @@ fn serve(args: ServeArgs) -> ExitCode {
                 }
             };
             tracing::info!(path = %path.display(), max_bytes = args.journal_max_bytes, "journal recording");
-            let stopped =
-                async_std::task::block_on(chinwag::server::run(config, listener, journal));
+            let stopped = chinwag::server::run(args.threads, config, listener, journal);
             writer.finish();
             stopped
         }
@@ -324,6 +341,14 @@ fn parse_positive(text: &str) -> Result<usize, String> {
         Ok(value) => Ok(value),
         Err(error) => Err(format!("not a positive whole number ({error})")),
     }
+}
+
+fn parse_threads(text: &str) -> Result<NonZeroUsize, String> {
+    let threads = parse_positive(text)?;
+    if threads > THREADS_MAX {
+        return Err(format!("must be at most {THREADS_MAX}"));
+    }
+    Ok(NonZeroUsize::new(threads).expect("parse_positive refuses 0"))
 }
 
 fn parse_journal_bytes(text: &str) -> Result<u64, String> {

@@ -1,19 +1,31 @@
-//! The production server: the shell on async-std's real TCP and signals.
+//! The production server: the shell on async-std's runtime, real TCP and
+//! signals.
 //!
 //! This file is the production runtime adapter (ARCHITECTURE.md): it fills
-//! in the [`Runtime`] seam with async-std's executor, timers and clock,
-//! binds the listener (with a backlog deep enough for a burst of connects),
-//! turns it into a stream of configured sockets (TCP_NODELAY, keepalive,
-//! TCP_USER_TIMEOUT) and turns SIGINT/SIGTERM into the shutdown future; a
-//! second signal abandons the drain. async-std is discontinued upstream;
-//! moving to smol or tokio means rewriting this file and nothing else.
+//! in the [`Runtime`] seam with async-std's timers, an executor on the
+//! number of threads `--threads` asks for, and the clock; binds the
+//! listener (with a backlog deep enough for a burst of connects), turns it
+//! into a stream of configured sockets (TCP_NODELAY, keepalive,
+//! TCP_USER_TIMEOUT, see `tcp.rs`) and turns SIGINT/SIGTERM into the
+//! shutdown future; a second signal abandons the drain.
+//!
+//! async-std is a facade over two crates, and where the facade hides what
+//! the server needs, this file and `tcp.rs` use them directly: async-io,
+//! its reactor (sockets, registered for readiness), and async-executor,
+//! its executor (async-std chooses the thread count itself, and has no
+//! stable way to run tasks on the calling thread). async-std is
+//! discontinued upstream and these two crates are smol's; moving to smol
+//! or tokio means rewriting these two files and nothing else.
 
 use std::io::{self, Write};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::num::NonZeroUsize;
 use std::panic::AssertUnwindSafe;
+use std::sync::OnceLock;
+use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
-use async_std::net::{TcpListener, TcpStream};
+use async_io::Async;
 use futures::channel::oneshot;
 use futures::future::{self, BoxFuture};
 use futures::{FutureExt, Stream, StreamExt, pin_mut, select_biased};
@@ -64,34 +76,94 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 /// one warning per this interval: the first failure, then a summary.
 const ACCEPT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
-/// async-std's executor and timers, and the monotonic clock, read from
-/// when the value was made.
+/// The most threads `--threads` may ask for: past the cores a machine has,
+/// more threads only add hand-offs between them.
+pub const THREADS_MAX: usize = 1024;
+
+/// async-std's timers, an executor and the monotonic clock: a handle to
+/// the process's one runtime, which [`run`] starts.
+///
+/// The handle is zero-sized on purpose. Every connection's future holds
+/// copies of its runtime (the connection's, its writer's), so each byte
+/// here costs several per idle connection.
 #[derive(Clone, Copy, Debug)]
-pub struct AsyncStd {
+pub struct AsyncStd(());
+
+/// What [`AsyncStd`] handles: set once, by [`AsyncStd::start`].
+static STARTED: OnceLock<Started> = OnceLock::new();
+
+#[derive(Debug)]
+struct Started {
+    /// Where [`Runtime::now`] counts from.
     origin: Instant,
+    executor: Executor,
+}
+
+/// Where [`AsyncStd`] runs the tasks it is given (`--threads`).
+#[derive(Debug)]
+enum Executor {
+    /// On the thread that called [`run`], beside the accept loop: one
+    /// thread does everything, so a line never crosses threads and no
+    /// hand-off ever wakes another.
+    Local(ThreadId),
+    /// On a pool of worker threads; the thread that called [`run`] only
+    /// accepts.
+    Pool(async_executor::Executor<'static>),
+}
+
+thread_local! {
+    /// The tasks of [`Executor::Local`], run by [`run`]'s `block_on`.
+    static LOCAL_TASKS: async_executor::LocalExecutor<'static> =
+        const { async_executor::LocalExecutor::new() };
 }
 
 impl AsyncStd {
-    /// The runtime, with its clock starting now.
-    pub fn new() -> Self {
-        AsyncStd {
+    /// Starts the runtime for `threads` threads, with its clock starting
+    /// now. With one, tasks run on the calling thread, which must then
+    /// drive them ([`run`] does); with more, this starts a pool of that
+    /// many workers, which live as long as the process. Fails if a thread
+    /// cannot start.
+    ///
+    /// # Panics
+    ///
+    /// If called twice: a process has one runtime.
+    fn start(threads: NonZeroUsize) -> io::Result<Self> {
+        let executor = if threads.get() == 1 {
+            Executor::Local(thread::current().id())
+        } else {
+            Executor::Pool(async_executor::Executor::new())
+        };
+        let started = Started {
             origin: Instant::now(),
+            executor,
+        };
+        STARTED.set(started).expect("a process starts one runtime");
+        if threads.get() > 1 {
+            for worker in 1..=threads.get() {
+                thread::Builder::new()
+                    .name(format!("worker-{worker}"))
+                    .spawn(|| {
+                        let Executor::Pool(pool) = &AsyncStd::started().executor else {
+                            unreachable!("workers are started for a pool");
+                        };
+                        async_io::block_on(pool.run(future::pending::<()>()))
+                    })?;
+            }
         }
+        Ok(AsyncStd(()))
     }
-}
 
-impl Default for AsyncStd {
-    fn default() -> Self {
-        AsyncStd::new()
+    fn started() -> &'static Started {
+        STARTED.get().expect("an AsyncStd exists only once started")
     }
 }
 
 impl Runtime for AsyncStd {
-    /// A task that panics ends the process. async-std would otherwise
-    /// catch the panic and drop the task, and a server whose broker task
-    /// is gone goes on accepting connections it can never serve; the
-    /// broker panics only when its legal-input contract is broken, and
-    /// then carrying on is the one wrong answer.
+    /// A task that panics ends the process. An executor would otherwise
+    /// either drop the task or lose the thread running it, and a server
+    /// whose broker task is gone goes on accepting connections it can never
+    /// serve; the broker panics only when its legal-input contract is
+    /// broken, and then carrying on is the one wrong answer.
     fn spawn<F>(&self, task: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
@@ -105,7 +177,19 @@ impl Runtime for AsyncStd {
                 std::process::abort();
             }
         });
-        async_std::task::spawn(guarded);
+        match &AsyncStd::started().executor {
+            &Executor::Local(owner) => {
+                // A task spawned on another thread would wait for that
+                // thread to run its local tasks, which it never does.
+                assert_eq!(
+                    thread::current().id(),
+                    owner,
+                    "a one-thread server spawns only on its own thread"
+                );
+                LOCAL_TASKS.with(|tasks| tasks.spawn(guarded).detach());
+            }
+            Executor::Pool(pool) => pool.spawn(guarded).detach(),
+        }
     }
 
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
@@ -113,7 +197,7 @@ impl Runtime for AsyncStd {
     }
 
     fn now(&self) -> Time {
-        Time::from_origin(self.origin.elapsed())
+        Time::from_origin(AsyncStd::started().origin.elapsed())
     }
 }
 
@@ -128,7 +212,7 @@ pub enum Stopped {
 
 /// Binds a listener on `address`, with room in its backlog for a burst of
 /// connects.
-pub fn listen(address: SocketAddr) -> io::Result<TcpListener> {
+pub fn listen(address: SocketAddr) -> io::Result<Async<TcpListener>> {
     let socket = Socket::new(
         Domain::for_address(address),
         Type::STREAM,
@@ -139,25 +223,39 @@ pub fn listen(address: SocketAddr) -> io::Result<TcpListener> {
     socket.set_reuse_address(true)?;
     socket.bind(&address.into())?;
     socket.listen(LISTEN_BACKLOG_CONNECTIONS)?;
-    socket.set_nonblocking(true)?;
-    Ok(TcpListener::from(std::net::TcpListener::from(socket)))
+    Async::new(TcpListener::from(socket))
 }
 
-/// Serves on `listener` until SIGINT or SIGTERM, then shuts down gracefully,
-/// unless a second signal comes first. `observer` sees every broker input
-/// (the journal, or `()`).
-pub async fn run(
+/// Serves on `listener` with `threads` threads until SIGINT or SIGTERM,
+/// then shuts down gracefully, unless a second signal comes first.
+/// `observer` sees every broker input (the journal, or `()`). Blocks the
+/// calling thread, which accepts connections and, with one thread, runs
+/// everything else too.
+pub fn run(
+    threads: NonZeroUsize,
     config: Config,
-    listener: TcpListener,
+    listener: Async<TcpListener>,
     observer: impl Observer,
 ) -> io::Result<Stopped> {
-    let address = listener.local_addr()?;
+    let runtime = AsyncStd::start(threads)?;
+    let served = serve(runtime, threads, config, listener, observer);
+    LOCAL_TASKS.with(|tasks| async_io::block_on(tasks.run(served)))
+}
+
+async fn serve(
+    runtime: AsyncStd,
+    threads: NonZeroUsize,
+    config: Config,
+    listener: Async<TcpListener>,
+    observer: impl Observer,
+) -> io::Result<Stopped> {
+    let address = listener.get_ref().local_addr()?;
     let signals = Signals::new([SIGINT, SIGTERM])?;
     let (shutdown_requested, shutdown) = oneshot::channel();
     announce(address);
-    info!(?config, "listening on {address}");
+    info!(?config, threads, "listening on {address}");
     let served = shell::serve_observed(
-        AsyncStd::new(),
+        runtime,
         config,
         accepted(listener, config.write_timeout),
         shutdown.map(|_| ()),
@@ -207,7 +305,7 @@ async fn watch_signals(mut signals: Signals, shutdown_requested: oneshot::Sender
 
 /// The listener as an endless stream of configured sockets.
 fn accepted(
-    listener: TcpListener,
+    listener: Async<TcpListener>,
     write_timeout: Duration,
 ) -> impl Stream<Item = Accepted<tcp::Socket>> + Unpin {
     let warnings = WarningLimiter::new(ACCEPT_WARNING_INTERVAL);
@@ -217,8 +315,8 @@ fn accepted(
             loop {
                 match listener.accept().await {
                     Ok((socket, peer)) => {
-                        configure(&socket, peer, write_timeout);
-                        let socket = tcp::Socket(socket);
+                        configure(socket.get_ref(), peer, write_timeout);
+                        let socket = tcp::Socket::new(socket);
                         return Some((Accepted { socket, peer }, (listener, warnings)));
                     }
                     // Failures of one connection (aborted before it was
@@ -366,11 +464,11 @@ mod tests {
         ] {
             async_std::task::block_on(async {
                 let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
-                let address = listener.local_addr().unwrap();
+                let address = listener.get_ref().local_addr().unwrap();
                 let _client = std::net::TcpStream::connect(address).unwrap();
                 let mut sockets = accepted(listener, write_timeout);
                 let Accepted { socket, .. } = sockets.next().await.unwrap();
-                let socket = SockRef::from(&socket.0);
+                let socket = SockRef::from(socket.get_ref());
                 assert_eq!(socket.tcp_user_timeout().unwrap(), Some(expected));
                 assert!(socket.tcp_nodelay().unwrap());
                 assert!(socket.keepalive().unwrap());

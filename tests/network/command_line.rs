@@ -159,3 +159,47 @@ fn a_journal_is_never_written_over_an_existing_file() {
     assert_usage_error(&[&listen[..], &[fresh], &cap].concat(), "at least 4096");
     assert_usage_error(&["serve", "--journal-max-bytes", "8192"], "--journal");
 }
+
+#[test]
+fn thread_counts_past_the_limits_are_refused() {
+    assert_usage_error(&["serve", "--threads", "0"], "--threads");
+    assert_usage_error(&["serve", "--threads", "1025"], "at most 1024");
+    assert_usage_error(&["serve", "--threads", "many"], "--threads");
+}
+
+/// The names of the server's threads, from /proc.
+#[cfg(target_os = "linux")]
+fn thread_names(server: &Server) -> Vec<String> {
+    let tasks = format!("/proc/{}/task", server.pid());
+    let mut names: Vec<String> = std::fs::read_dir(tasks)
+        .unwrap()
+        .map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).unwrap())
+        .map(|name| name.trim().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn threads_sets_how_many_workers_run_the_server_and_the_order_holds_on_any() {
+    for (flags, workers) in [(&[][..], 0), (&["--threads", "3"][..], 3)] {
+        let server = Server::start(flags);
+        let mut bob = server.login("bob");
+        let mut alice = server.login("alice");
+        let names = thread_names(&server);
+        let running = names
+            .iter()
+            .filter(|name| name.starts_with("worker-"))
+            .count();
+        assert_eq!(running, workers, "{flags:?}: threads {names:?}");
+        // Lines from one sender arrive in the order sent, whichever
+        // threads read, process and write them.
+        for seq in 0..500 {
+            alice.send(&format!("bob: {seq}"));
+        }
+        for seq in 0..500 {
+            bob.expect(&format!("from alice: {seq}"));
+        }
+    }
+}
