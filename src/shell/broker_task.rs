@@ -52,11 +52,7 @@ pub enum Outbound {
     Resume,
 }
 
-/// A connection's writer queue. Unbounded as a channel, but bounded in
-/// bytes: once a connection has more than `max_queue` unflushed bytes the
-/// broker pauses every sender whose line goes into it, so it grows past
-/// that only by what one line of each sender causes.
-pub(super) type Outbox = mpsc::UnboundedSender<Outbound>;
+pub(super) use super::outbox::Outbox;
 
 /// What a writer tells the broker about its socket.
 #[derive(Debug)]
@@ -358,7 +354,7 @@ fn route(
             if let Some(link) = links.get(&conn) {
                 // A writer that has already exited has closed its socket;
                 // its Closed report is on the way, so the line has nowhere to go.
-                let _ = link.outbox.unbounded_send(Outbound::Line(line));
+                link.outbox.send(Outbound::Line(line));
             }
         }
         Output::Close { conn, reason, name } => {
@@ -384,7 +380,7 @@ fn route(
                     debug!(%conn, %peer, name, ?reason, "connection closed")
                 }
             }
-            let _ = link.outbox.unbounded_send(Outbound::Close(reason));
+            link.outbox.send(Outbound::Close(reason));
         }
         // The writer carries these out (it shares a task with the reader;
         // see `connection.rs`), so they travel in order with the lines.
@@ -395,7 +391,7 @@ fn route(
                 link.held.get_or_insert_default();
                 if !link.stopped {
                     link.stopped = true;
-                    let _ = link.outbox.unbounded_send(Outbound::Pause);
+                    link.outbox.send(Outbound::Pause);
                 }
             }
         }
@@ -418,6 +414,6 @@ fn route(
 fn read_again(link: &mut Link) {
     if link.stopped {
         link.stopped = false;
-        let _ = link.outbox.unbounded_send(Outbound::Resume);
+        link.outbox.send(Outbound::Resume);
     }
 }

@@ -36,12 +36,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Poll, ready};
 use std::time::Duration;
 
-use futures::channel::mpsc::{self, TryRecvError};
+use futures::channel::mpsc;
 use futures::future::{BoxFuture, Fuse, OptionFuture, poll_fn};
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use futures::{FutureExt, SinkExt, StreamExt, pin_mut, select_biased};
+use futures::{FutureExt, SinkExt, pin_mut, select_biased};
 
 use super::broker_task::{Outbound, Report, Reports, ToBroker};
+use super::outbox::{self, Inbox, Taken};
 use super::runtime::Runtime;
 use super::serve::Accepted;
 use crate::broker::{CloseReason, ConnId};
@@ -117,7 +118,7 @@ where
 {
     async move {
         let Accepted { socket, peer } = accepted;
-        let (outbox, inbox) = mpsc::unbounded();
+        let (outbox, inbox) = outbox::outbox();
         let open = ToBroker::Open { conn, peer, outbox };
         if queue.send(open).await.is_err() {
             return;
@@ -169,7 +170,7 @@ fn read_and_write<R: Runtime, Rd: AsyncRead + Unpin, Wr: AsyncWrite + Unpin>(
     max_line: usize,
     queue: mpsc::Sender<ToBroker>,
     writer: Writer<R>,
-    inbox: mpsc::UnboundedReceiver<Outbound>,
+    inbox: Inbox,
 ) -> impl Future<Output = (bool, Ending)> {
     async move {
         // Set once the broker has closed the connection: the reader stops
@@ -439,6 +440,19 @@ impl Batches {
         ControlFlow::Continue(())
     }
 
+    /// Applies every message the writer took from its inbox, in order;
+    /// `Break` means close at once, as does an inbox that has ended (the
+    /// broker task is gone: the server is exiting).
+    fn accept_all(&mut self, taken: Taken, paused: &AtomicBool) -> ControlFlow<()> {
+        let Taken::Messages(messages) = taken else {
+            return ControlFlow::Break(());
+        };
+        for message in messages {
+            self.accept(message, paused)?;
+        }
+        ControlFlow::Continue(())
+    }
+
     /// Takes one line: into the batch if nothing waits and it fits, or
     /// else to wait, uncopied.
     fn push(&mut self, line: Line) {
@@ -495,7 +509,7 @@ impl<R: Runtime> Writer<R> {
     fn run<S: AsyncWrite + Unpin>(
         self,
         mut socket: S,
-        mut inbox: mpsc::UnboundedReceiver<Outbound>,
+        mut inbox: Inbox,
         closing: &AtomicBool,
         paused: &AtomicBool,
     ) -> impl Future<Output = Ending> {
@@ -517,22 +531,9 @@ impl<R: Runtime> Writer<R> {
                     // Idle: wait for the broker, then take every line already
                     // waiting too, so they leave in one write. The queue ending
                     // means the broker task is gone: the server is exiting.
-                    let Some(message) = inbox.next().await else {
+                    let taken = poll_fn(|cx| inbox.poll_take(cx)).await;
+                    if batches.accept_all(taken, paused).is_break() {
                         return Ending::Abandoned;
-                    };
-                    if batches.accept(message, paused).is_break() {
-                        return Ending::Abandoned;
-                    }
-                    while batches.draining.is_none() {
-                        match inbox.try_recv() {
-                            Ok(message) => {
-                                if batches.accept(message, paused).is_break() {
-                                    return Ending::Abandoned;
-                                }
-                            }
-                            Err(TryRecvError::Empty) => break,
-                            Err(TryRecvError::Closed) => return Ending::Abandoned,
-                        }
                     }
                     continue;
                 }
@@ -552,7 +553,8 @@ impl<R: Runtime> Writer<R> {
                 // from ever being written. Once draining, the broker has said
                 // its last word: stop listening to it.
                 let listening = batches.draining.is_none();
-                let mut message = OptionFuture::from(listening.then(|| inbox.next()));
+                let mut message =
+                    OptionFuture::from(listening.then(|| poll_fn(|cx| inbox.poll_take(cx)).fuse()));
                 let mut deadline = OptionFuture::from(drain_deadline.as_mut());
                 select_biased! {
                     written = socket.write(batches.unwritten()).fuse() => {
@@ -560,13 +562,11 @@ impl<R: Runtime> Writer<R> {
                             return Ending::Abandoned;
                         }
                     },
-                    message = message => match message.flatten() {
-                        Some(message) => {
-                            if batches.accept(message, paused).is_break() {
-                                return Ending::Abandoned;
-                            }
+                    taken = message => {
+                        let taken = taken.expect("polled only while listening");
+                        if batches.accept_all(taken, paused).is_break() {
+                            return Ending::Abandoned;
                         }
-                        None => return Ending::Abandoned,
                     },
                     // Closing anyway, and the peer still reads nothing.
                     _ = deadline => return Ending::Abandoned,

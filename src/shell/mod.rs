@@ -1,7 +1,8 @@
 //! The connection shell: moves bytes between sockets and the broker.
 //!
-//! Written once, against `futures::io` traits and `futures::channel`, so the
-//! production server and the simulator run the very same code. It reports
+//! Written once, against `futures::io` traits, `futures::channel` and a
+//! queue of its own for each writer (`outbox.rs`), so the production server
+//! and the simulator run the very same code. It reports
 //! facts to the broker (opened, line read, bytes flushed, closed), each with
 //! the runtime's current time, wakes the broker when it asks to be woken,
 //! and carries out the broker's outputs; it makes no protocol decision of
@@ -27,6 +28,7 @@
 
 mod broker_task;
 mod connection;
+mod outbox;
 mod runtime;
 mod serve;
 
