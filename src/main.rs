@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use chinwag::config::Config;
@@ -190,7 +191,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(USAGE_ERROR);
         }
     };
-    init_logging("info");
+    let _logging = init_logging("info");
     let listener = match chinwag::server::listen(args.listen) {
         Ok(listener) => listener,
         Err(error) => {
@@ -305,7 +306,7 @@ fn longest_server_line(max_line: usize) -> Option<usize> {
 }
 
 fn connect(address: SocketAddr) -> ExitCode {
-    init_logging("warn");
+    let _logging = init_logging("warn");
     match async_std::task::block_on(chinwag::client::run(address)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -315,15 +316,30 @@ fn connect(address: SocketAddr) -> ExitCode {
     }
 }
 
-/// Logs to stderr; `RUST_LOG` overrides the default level.
-fn init_logging(default_level: &str) {
+/// Log lines that may wait for a stderr that has stopped taking them; past
+/// this, lines are dropped. About 4 MiB of typical lines.
+const LOG_LINES_WAITING_MAX: usize = 16 * 1024;
+
+/// Logs to stderr; `RUST_LOG` overrides the default level. A thread of its
+/// own writes the lines out, so a stderr that blocks (a full pipe, a stalled
+/// log collector) never holds up the server, whose one thread by default
+/// runs everything: past [`LOG_LINES_WAITING_MAX`] lines waiting, lines are
+/// dropped instead. Lines still waiting are written when the returned guard
+/// is dropped.
+#[must_use = "dropping the guard stops the logging"]
+fn init_logging(default_level: &str) -> WorkerGuard {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let (stderr, guard) = NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_LINES_WAITING_MAX)
+        .lossy(true)
+        .finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    guard
 }
 
 fn parse_address(text: &str) -> Result<SocketAddr, String> {

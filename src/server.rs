@@ -21,7 +21,7 @@ use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::num::NonZeroUsize;
 use std::panic::AssertUnwindSafe;
-use std::sync::OnceLock;
+use std::sync::{Arc, Barrier, OnceLock};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
@@ -139,16 +139,22 @@ impl AsyncStd {
         };
         STARTED.set(started).expect("a process starts one runtime");
         if threads.get() > 1 {
+            // Returns once every worker runs, so a server that says it is
+            // listening has its threads (named, for `top`) in place.
+            let running = Arc::new(Barrier::new(threads.get() + 1));
             for worker in 1..=threads.get() {
+                let running = running.clone();
                 thread::Builder::new()
                     .name(format!("worker-{worker}"))
-                    .spawn(|| {
+                    .spawn(move || {
+                        running.wait();
                         let Executor::Pool(pool) = &AsyncStd::started().executor else {
                             unreachable!("workers are started for a pool");
                         };
                         async_io::block_on(pool.run(future::pending::<()>()))
                     })?;
             }
+            running.wait();
         }
         Ok(AsyncStd(()))
     }
@@ -231,6 +237,10 @@ pub fn listen(address: SocketAddr) -> io::Result<Async<TcpListener>> {
 /// `observer` sees every broker input (the journal, or `()`). Blocks the
 /// calling thread, which accepts connections and, with one thread, runs
 /// everything else too.
+///
+/// # Panics
+///
+/// If called twice: a process has one runtime.
 pub fn run(
     threads: NonZeroUsize,
     config: Config,

@@ -60,8 +60,10 @@ impl AsyncRead for Socket {
             if !self.maybe_readable {
                 // Ready once the kernel has reported the socket readable
                 // since the last Pending; Pending registers this task to be
-                // woken when it does. Bytes that arrived after the last
-                // read are reported at once, so none wait unseen.
+                // woken when it does. Registering re-arms the reactor's
+                // interest, and the kernel reports bytes already waiting on
+                // the reactor's next pass, so none wait unseen (at the cost
+                // of that pass, where a read would have found them).
                 ready!(self.stream.poll_readable(cx))?;
                 self.maybe_readable = true;
             }
@@ -109,6 +111,18 @@ mod tests {
 
     use super::*;
 
+    /// Runs `test`, failing it if it has not finished in 10 s: a lost
+    /// wake-up would otherwise hang the test instead of failing it.
+    fn within_10_s(test: impl std::future::Future<Output = ()>) {
+        let deadline = async_io::Timer::after(std::time::Duration::from_secs(10));
+        let test = std::pin::pin!(test);
+        let finished = async_io::block_on(futures::future::select(test, deadline));
+        assert!(
+            matches!(finished, futures::future::Either::Left(_)),
+            "a read never completed"
+        );
+    }
+
     /// A pair: the server's end as a [`Socket`], and a plain client.
     fn connected() -> (Socket, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -120,7 +134,7 @@ mod tests {
     #[test]
     fn bytes_that_arrive_after_a_short_read_are_read() {
         let (mut socket, mut client) = connected();
-        async_io::block_on(async {
+        within_10_s(async {
             let mut buffer = [0; 16];
             client.write_all(b"ab").unwrap();
             assert_eq!(socket.read(&mut buffer).await.unwrap(), 2);
@@ -145,7 +159,7 @@ mod tests {
     #[test]
     fn a_full_read_leaves_the_rest_to_read_at_once() {
         let (mut socket, mut client) = connected();
-        async_io::block_on(async {
+        within_10_s(async {
             client.write_all(b"abcdef").unwrap();
             let mut buffer = [0; 4];
             // Wait until all six bytes are in, so the first read fills up.

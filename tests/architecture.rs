@@ -23,8 +23,10 @@ const CORE_DEPENDENCIES_ALLOWED: [&str; 5] = [
 ];
 
 /// Names a runtime (or a clock that is not the runtime's).
-const RUNTIME_NAMES: [&str; 7] = [
+const RUNTIME_NAMES: [&str; 9] = [
     "async_std",
+    "async_io",
+    "async_executor",
     "tokio",
     "turmoil",
     "smol",
@@ -98,8 +100,8 @@ fn the_shell_names_no_runtime() {
         for name in RUNTIME_NAMES {
             assert!(
                 !code.contains(name),
-                "{} names {name}: only the runtime adapters (src/server.rs, sim/src/runtime.rs) \
-                 may name a runtime or read a clock",
+                "{} names {name}: only the runtime adapters (src/server.rs, src/tcp.rs, \
+                 sim/src/runtime.rs) may name a runtime or read a clock",
                 path.display()
             );
         }

@@ -14,7 +14,7 @@
 //! and queues nothing until it is resumed, so the kernel's buffers fill
 //! and TCP pushes back on this sender alone. Pause and resume come to the
 //! writer, in order with the lines, and it sets a flag the reader checks;
-//! `run_connection` says why the reader needs no wake-up of its own.
+//! `read_and_write` says why the reader needs no wake-up of its own.
 //!
 //! An idle connection holds as little as possible: no read buffer (one per
 //! thread is shared), no write buffers and no timer, since a server may
@@ -329,7 +329,7 @@ fn event_size(frames: &[Frame]) -> usize {
 
 /// Completes once `paused` is clear. Pending while it is set, with no
 /// wake-up arranged: the writer, polled first in the same task, clears it
-/// (see `run_connection`).
+/// (see `read_and_write`).
 async fn unpaused(paused: &AtomicBool) {
     poll_fn(|_| {
         if paused.load(Ordering::Relaxed) {
@@ -505,7 +505,7 @@ impl<R: Runtime> Writer<R> {
     /// sets `closing`) or the socket fails, and sets `paused` as the broker
     /// pauses and resumes the reader. Whenever it returns Pending short of
     /// draining a close, it has just found `inbox` empty: the reader relies
-    /// on that (see `run_connection`).
+    /// on that (see `read_and_write`).
     fn run<S: AsyncWrite + Unpin>(
         self,
         mut socket: S,

@@ -61,8 +61,8 @@ pub(super) struct Outbox(Arc<Shared>);
 
 impl Outbox {
     /// Queues `message` for the writer. Does nothing if the writer is gone:
-    /// it has closed its socket, and the connection's release is on its
-    /// way to the broker.
+    /// it has finished (its socket is closed, or closing), and the
+    /// connection's release will reach the broker.
     pub(super) fn send(&self, message: Outbound) {
         {
             let mut state = self.0.state();
@@ -113,7 +113,7 @@ impl Inbox {
     }
 
     /// Takes every message queued, if there are any or the sender is gone.
-    pub(super) fn try_take(&mut self) -> Option<Taken> {
+    fn try_take(&mut self) -> Option<Taken> {
         let mut state = self.0.state();
         if !state.queue.is_empty() {
             return Some(Taken::Messages(std::mem::take(&mut state.queue)));
@@ -124,11 +124,17 @@ impl Inbox {
 
 impl Drop for Inbox {
     fn drop(&mut self) {
-        let mut state = self.0.state();
-        state.receiver_gone = true;
-        // What was queued will never be written; drop it now, not with the
-        // broker's link.
-        state.queue = VecDeque::new();
+        // What was queued will never be written: free it now, not with the
+        // broker's link, and outside the lock the broker sends under.
+        let unwritten = {
+            let mut state = self.0.state();
+            state.receiver_gone = true;
+            std::mem::take(&mut state.queue)
+        };
+        drop(unwritten);
+        // The task's waker would otherwise keep the finished task's memory
+        // until the broker drops its end.
+        drop(self.0.writer.take());
     }
 }
 
@@ -189,6 +195,25 @@ mod tests {
         assert!(inbox.poll_take(&mut cx).is_pending());
         drop(outbox);
         assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+        assert!(matches!(
+            inbox.poll_take(&mut cx),
+            Poll::Ready(Taken::Ended)
+        ));
+    }
+
+    #[test]
+    fn messages_sent_before_the_sender_went_come_before_the_end() {
+        let (outbox, mut inbox) = outbox();
+        let counter = Arc::new(CountingWaker::default());
+        let waker = waker(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        outbox.send(Outbound::Line(crate::protocol::render_welcome("alice")));
+        outbox.send(Outbound::Close(CloseReason::PeerClosed));
+        drop(outbox);
+        assert_eq!(
+            messages(inbox.poll_take(&mut cx)),
+            ["Line(\"welcome alice\\n\")", "Close(PeerClosed)"]
+        );
         assert!(matches!(
             inbox.poll_take(&mut cx),
             Poll::Ready(Taken::Ended)

@@ -1,8 +1,9 @@
 //! The runtime seam: the only things the shell needs from an async runtime.
 //!
-//! async-std fills it in production (`crate::server`), turmoil's simulated
-//! world under tokio fills it in `sim/`. Keeping it this small is what makes
-//! moving production to smol or tokio a change of one file.
+//! async-std fills it in production (`crate::server`, with `crate::tcp`),
+//! turmoil's simulated world under tokio fills it in `sim/`. Keeping it this
+//! small is what makes moving production to smol or tokio a change of those
+//! two files.
 
 use std::future::Future;
 use std::time::Duration;
