@@ -1,6 +1,9 @@
 //! `chinwag connect`: the interactive client.
 //!
-//! Plain line-in, line-out. What is typed on stdin goes to the server byte
+//! When stdin and stdout are both terminals, the client is a line editor
+//! ([`terminal`]): what the server sends is printed above the line being
+//! typed, escaped as below. Otherwise it is plain line-in, line-out, as
+//! follows. What is typed on stdin goes to the server byte
 //! for byte: the server, not the client, judges it (invalid UTF-8 gets
 //! `error: invalid utf-8` from the server). What the server sends is printed
 //! on stdout as it arrives, not a whole line at a time, so a line with no
@@ -11,7 +14,10 @@
 //! connection and keeps printing until the server closes it, so piped input
 //! gets all its replies; it exits when the server closes.
 
+mod terminal;
+
 use std::fmt::{self, Write as _};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 
 use async_std::io::{self, prelude::*};
@@ -50,8 +56,15 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Connects to `address` and relays stdin and stdout until the server closes.
+/// Connects to `address` and relays stdin and stdout until the server
+/// closes; on a terminal, until the user quits or the server closes.
 pub async fn run(address: SocketAddr) -> Result<(), Error> {
+    if std::io::stdin().is_terminal()
+        && std::io::stdout().is_terminal()
+        && let Some(terminal) = terminal::Terminal::open()
+    {
+        return terminal::run(terminal, address).await;
+    }
     let server = |error| Error::Server(address, error);
     let stream = TcpStream::connect(address).await.map_err(server)?;
     stream.set_nodelay(true).map_err(server)?;

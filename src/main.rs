@@ -51,6 +51,8 @@ enum Command {
     /// Run the chat server until SIGINT or SIGTERM.
     Serve(ServeArgs),
     /// Chat interactively: stdin lines go to the server, its lines go to stdout.
+    /// On a terminal, lines are edited with history, what arrives is printed
+    /// above the line being typed, and `/quit` or Ctrl-D leaves.
     Connect {
         /// Server address to connect to.
         #[arg(value_name = "ADDR", default_value = "127.0.0.1:8080", value_parser = parse_address)]

@@ -227,10 +227,10 @@ impl<O: Observer> Core<O> {
             for (conn, held) in std::mem::take(&mut self.resumed) {
                 let Held { frames, closed } = *held;
                 self.feed(now, conn, frames, closed);
-                if let Some(link) = self.links.get_mut(&conn) {
-                    if link.held.is_none() {
-                        read_again(link);
-                    }
+                if let Some(link) = self.links.get_mut(&conn)
+                    && link.held.is_none()
+                {
+                    read_again(link);
                 }
             }
         }

@@ -16,6 +16,7 @@ mod shutdown;
 mod sockets;
 mod spawned;
 mod support;
+mod terminal_client;
 
 /// The reference model's guarantee checks, for the journal test. Only the
 /// modules they need; most of what they offer serves other harnesses.
