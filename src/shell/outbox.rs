@@ -141,6 +141,7 @@ impl Drop for Inbox {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Waker;
 
     use futures::task::{ArcWake, waker};
 
@@ -156,68 +157,84 @@ mod tests {
         }
     }
 
-    fn messages(taken: Poll<Taken>) -> Vec<String> {
-        match taken {
-            Poll::Ready(Taken::Messages(queue)) => {
-                queue.iter().map(|message| format!("{message:?}")).collect()
+    /// A writer's end, polled by a task that counts its wake-ups.
+    struct Writer {
+        inbox: Inbox,
+        wakes: Arc<CountingWaker>,
+        waker: Waker,
+    }
+
+    impl Writer {
+        fn new(inbox: Inbox) -> Self {
+            let wakes = Arc::new(CountingWaker::default());
+            let waker = waker(wakes.clone());
+            Writer {
+                inbox,
+                wakes,
+                waker,
             }
-            other => panic!("expected messages, got {other:?}"),
+        }
+
+        fn take(&mut self) -> Poll<Taken> {
+            self.inbox.poll_take(&mut Context::from_waker(&self.waker))
+        }
+
+        /// The messages taken, as their debug text; panics on anything else.
+        fn take_messages(&mut self) -> Vec<String> {
+            match self.take() {
+                Poll::Ready(Taken::Messages(queue)) => {
+                    queue.iter().map(|message| format!("{message:?}")).collect()
+                }
+                other => panic!("expected messages, got {other:?}"),
+            }
+        }
+
+        fn wakes(&self) -> usize {
+            self.wakes.0.load(Ordering::SeqCst)
         }
     }
 
     #[test]
     fn the_writer_takes_every_message_in_order_and_is_woken_for_the_next() {
-        let (outbox, mut inbox) = outbox();
-        let counter = Arc::new(CountingWaker::default());
-        let waker = waker(counter.clone());
-        let mut cx = Context::from_waker(&waker);
-        assert!(inbox.poll_take(&mut cx).is_pending());
+        let (outbox, inbox) = outbox();
+        let mut writer = Writer::new(inbox);
+        assert!(writer.take().is_pending());
         outbox.send(Outbound::Pause);
         outbox.send(Outbound::Resume);
         // Woken once: the wake-up is spent until the writer looks again.
-        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
-        assert_eq!(messages(inbox.poll_take(&mut cx)), ["Pause", "Resume"]);
-        assert!(inbox.poll_take(&mut cx).is_pending());
+        assert_eq!(writer.wakes(), 1);
+        assert_eq!(writer.take_messages(), ["Pause", "Resume"]);
+        assert!(writer.take().is_pending());
         outbox.send(Outbound::Close(CloseReason::PeerClosed));
-        assert_eq!(counter.0.load(Ordering::SeqCst), 2);
-        assert_eq!(messages(inbox.poll_take(&mut cx)), ["Close(PeerClosed)"]);
+        assert_eq!(writer.wakes(), 2);
+        assert_eq!(writer.take_messages(), ["Close(PeerClosed)"]);
     }
 
     #[test]
     fn the_writer_sees_the_end_after_the_last_message() {
-        let (outbox, mut inbox) = outbox();
-        let counter = Arc::new(CountingWaker::default());
-        let waker = waker(counter.clone());
-        let mut cx = Context::from_waker(&waker);
-        assert!(inbox.poll_take(&mut cx).is_pending());
+        let (outbox, inbox) = outbox();
+        let mut writer = Writer::new(inbox);
+        assert!(writer.take().is_pending());
         outbox.send(Outbound::Pause);
-        assert_eq!(messages(inbox.poll_take(&mut cx)), ["Pause"]);
-        assert!(inbox.poll_take(&mut cx).is_pending());
+        assert_eq!(writer.take_messages(), ["Pause"]);
+        assert!(writer.take().is_pending());
         drop(outbox);
-        assert_eq!(counter.0.load(Ordering::SeqCst), 2);
-        assert!(matches!(
-            inbox.poll_take(&mut cx),
-            Poll::Ready(Taken::Ended)
-        ));
+        assert_eq!(writer.wakes(), 2);
+        assert!(matches!(writer.take(), Poll::Ready(Taken::Ended)));
     }
 
     #[test]
     fn messages_sent_before_the_sender_went_come_before_the_end() {
-        let (outbox, mut inbox) = outbox();
-        let counter = Arc::new(CountingWaker::default());
-        let waker = waker(counter.clone());
-        let mut cx = Context::from_waker(&waker);
+        let (outbox, inbox) = outbox();
+        let mut writer = Writer::new(inbox);
         outbox.send(Outbound::Line(crate::protocol::render_welcome("alice")));
         outbox.send(Outbound::Close(CloseReason::PeerClosed));
         drop(outbox);
         assert_eq!(
-            messages(inbox.poll_take(&mut cx)),
+            writer.take_messages(),
             ["Line(\"welcome alice\\n\")", "Close(PeerClosed)"]
         );
-        assert!(matches!(
-            inbox.poll_take(&mut cx),
-            Poll::Ready(Taken::Ended)
-        ));
+        assert!(matches!(writer.take(), Poll::Ready(Taken::Ended)));
     }
 
     #[test]
