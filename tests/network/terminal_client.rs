@@ -21,6 +21,10 @@ struct Tmux {
     socket: String,
     /// The socket's file, which tmux leaves behind.
     socket_path: Option<PathBuf>,
+    /// Where the command's exit status is written when it exits. tmux's own
+    /// record of it (`pane_dead`) can lag: under load a client that had
+    /// exited was seen still unreaped by tmux 20 s later.
+    status_path: PathBuf,
 }
 
 impl Tmux {
@@ -35,13 +39,16 @@ impl Tmux {
             }
         }
         static SESSIONS: AtomicU32 = AtomicU32::new(0);
+        let socket = format!(
+            "chinwag-test-{}-{}",
+            std::process::id(),
+            SESSIONS.fetch_add(1, Ordering::Relaxed)
+        );
+        let status_path = std::env::temp_dir().join(format!("{socket}.status"));
         let mut tmux = Tmux {
-            socket: format!(
-                "chinwag-test-{}-{}",
-                std::process::id(),
-                SESSIONS.fetch_add(1, Ordering::Relaxed)
-            ),
+            socket,
             socket_path: None,
+            status_path,
         };
         let (width, height) = (width.to_string(), height.to_string());
         let mut args = vec![
@@ -54,7 +61,14 @@ impl Tmux {
             "-y",
             &height,
             "--",
+            "sh",
+            "-c",
+            // Runs the command, then writes its status whole (`mv`).
+            r#"status=$1; shift; "$@"; echo $? > "$status.part" && mv "$status.part" "$status""#,
+            "sh",
         ];
+        let status_path = tmux.status_path.to_str().expect("a UTF-8 temp path");
+        args.push(status_path);
         args.extend(command);
         tmux.run(&args);
         let path = tmux
@@ -123,16 +137,8 @@ impl Tmux {
     fn wait_exit(&self) -> String {
         let start = Instant::now();
         loop {
-            let output = self.run(&[
-                "display-message",
-                "-p",
-                "-t",
-                "test",
-                "#{pane_dead} #{pane_dead_status}",
-            ]);
-            let shown = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-            if let Some(status) = shown.strip_prefix("1 ") {
-                return status.to_owned();
+            if let Ok(status) = std::fs::read_to_string(&self.status_path) {
+                return status.trim().to_owned();
             }
             assert!(
                 start.elapsed() < SCREEN_LIMIT,
@@ -152,6 +158,7 @@ impl Drop for Tmux {
         if let Some(path) = &self.socket_path {
             let _ = std::fs::remove_file(path);
         }
+        let _ = std::fs::remove_file(&self.status_path);
     }
 }
 
