@@ -27,6 +27,7 @@ use futures::stream::{self, PollNext};
 use futures::{FutureExt, StreamExt, select_biased};
 use tracing::{debug, info};
 
+use super::outbox::Outbox;
 use super::runtime::Runtime;
 use crate::broker::{Broker, CloseReason, ConnId, Input, Output};
 use crate::codec::Frame;
@@ -51,8 +52,6 @@ pub enum Outbound {
     /// Read from the socket again.
     Resume,
 }
-
-pub(super) use super::outbox::Outbox;
 
 /// What a writer tells the broker about its socket.
 #[derive(Debug)]

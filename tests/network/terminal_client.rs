@@ -75,7 +75,8 @@ impl Tmux {
             .run(&["display-message", "-p", "#{socket_path}"])
             .stdout;
         tmux.socket_path = Some(PathBuf::from(String::from_utf8_lossy(&path).trim()));
-        // Keep the pane once its command exits, to read how it exited.
+        // Keep the pane once its command exits, so that a test failing
+        // after an early exit can still show the screen.
         tmux.run(&["set-option", "-t", "test", "remain-on-exit", "on"]);
         Some(tmux)
     }
