@@ -58,7 +58,8 @@ pub struct RoomArgs {
     #[arg(long, short = 'c', default_value_t = 200)]
     clients: usize,
 
-    /// Rooms.
+    /// Rooms, joined before the clock starts; a member sees every join
+    /// after its own, so setup grows with the square of a room's members.
     #[arg(long, short = 'r', default_value_t = 4)]
     rooms: usize,
 
