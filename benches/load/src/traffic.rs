@@ -93,8 +93,8 @@ pub trait Plan: Sync {
     fn describe(&self, _report: &mut Report) {}
     /// Readies the logged-in clients before the first message is sent and
     /// before the clock starts, on their non-blocking sockets; `names` are
-    /// their login names. What goes wrong that the server did is pushed to
-    /// `faults`; an error is a run that cannot go on.
+    /// their login names. Faults of the server's making go to `faults`; an
+    /// error is a run that cannot go on.
     fn prepare(
         &self,
         _readers: &mut [LineReader],
