@@ -284,6 +284,7 @@ fn server_config(args: &ServeArgs) -> Result<Config, String> {
         max_connections,
         max_connections_per_address,
         login_timeout: args.login_timeout.0,
+        ..Config::default()
     })
 }
 

@@ -30,6 +30,10 @@ pub struct Config {
     pub max_connections_per_address: usize,
     /// How long a connection may stay open without logging in.
     pub login_timeout: Duration,
+    /// Most rooms one connection may be in at once.
+    pub max_rooms_per_connection: usize,
+    /// Most members one room may have at once.
+    pub max_room_members: usize,
 }
 
 impl Default for Config {
@@ -45,6 +49,8 @@ impl Default for Config {
             max_connections: 10_000,
             max_connections_per_address: 2_500,
             login_timeout: Duration::from_secs(30),
+            max_rooms_per_connection: 64,
+            max_room_members: 1000,
         }
     }
 }

@@ -300,6 +300,7 @@ impl<'a> Reader<'a> {
             write_timeout: reader.duration()?,
             shutdown_timeout: reader.duration()?,
             login_timeout: reader.duration()?,
+            ..Config::default()
         };
         let zero_limit = [
             max_line,
