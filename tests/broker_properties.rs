@@ -24,8 +24,9 @@ use chinwag::codec::{Frame, FrameError};
 use chinwag::journal;
 use chinwag::time::Time;
 use model::scenario::{
-    ABSENT, Amount, BAD_NAMES, BLANK, CONTROL_TEXTS, LOOK_ALIKES, MALFORMED, NAMES, NFC_NAMES,
-    SLOW_TIMEOUT, Scenario, Step, TEXTS, WRITE_TIMEOUT,
+    ABSENT, Amount, BAD_COMMANDS, BAD_NAMES, BAD_ROOMS, BLANK, CONTROL_TEXTS, LOOK_ALIKE_ROOM,
+    LOOK_ALIKES, MALFORMED, NAMES, NFC_NAMES, NFC_ROOMS, ROOMS, SLOW_TIMEOUT, Scenario, Step,
+    TEXTS, WRITE_TIMEOUT,
 };
 use model::trace::Trace;
 use proptest::prelude::*;
@@ -51,6 +52,41 @@ fn anyone() -> impl Strategy<Value = &'static str> {
     ]
 }
 
+/// A room, mostly one of a few so they fill up, now and then its other
+/// spelling, its look-alike or no room at all.
+fn room() -> impl Strategy<Value = &'static str> {
+    prop_oneof![
+        12 => prop::sample::select(ROOMS.to_vec()),
+        2 => prop::sample::select(NFC_ROOMS.to_vec()),
+        1 => Just(LOOK_ALIKE_ROOM),
+        1 => prop::sample::select(BAD_ROOMS.to_vec()),
+    ]
+}
+
+/// A destination: a name or a room, names more often.
+fn destination() -> impl Strategy<Value = &'static str> {
+    prop_oneof![3 => anyone(), 2 => room()]
+}
+
+/// A command line, well formed or not, maybe led by white space.
+fn command() -> impl Strategy<Value = String> {
+    let pad = prop::sample::select(vec!["", "", "", " ", "\u{3000}"]);
+    let nick = prop_oneof![
+        6 => login(),
+        1 => prop::sample::select(BAD_NAMES.to_vec()).prop_map(str::to_string),
+    ];
+    let command = prop_oneof![
+        8 => room().prop_map(|r| format!("/join {r}")),
+        4 => room().prop_map(|r| format!("/part {r}")),
+        2 => room().prop_map(|r| format!("/names {r}")),
+        2 => Just("/rooms".to_string()),
+        // The name may have white space around it, but not within.
+        3 => nick.prop_map(|n| format!("/nick {}", n.trim())),
+        2 => prop::sample::select(BAD_COMMANDS.to_vec()).prop_map(str::to_string),
+    ];
+    (pad, command).prop_map(|(pad, command)| format!("{pad}{command}"))
+}
+
 /// A login line for a name or a look-alike of one, maybe padded with
 /// Unicode whitespace.
 fn login() -> impl Strategy<Value = String> {
@@ -68,8 +104,8 @@ fn login() -> impl Strategy<Value = String> {
 fn message() -> impl Strategy<Value = String> {
     // Now and then more than eight, for the set that deduplicates long lists.
     let destinations = prop_oneof![
-        9 => prop::collection::vec(anyone(), 1..=3),
-        1 => prop::collection::vec(anyone(), 9..=12),
+        9 => prop::collection::vec(destination(), 1..=3),
+        1 => prop::collection::vec(destination(), 9..=12),
     ];
     let separator = prop::sample::select(vec![",", ", ", " , "]);
     let text = prop_oneof![
@@ -87,6 +123,7 @@ fn frame() -> impl Strategy<Value = Frame> {
     prop_oneof![
         6 => login().prop_map(Ok),
         8 => message().prop_map(Ok),
+        6 => command().prop_map(Ok),
         1 => any_of(&BAD_NAMES).prop_map(Ok),
         1 => any_of(&MALFORMED).prop_map(Ok),
         1 => any_of(&BLANK).prop_map(Ok),
