@@ -416,7 +416,8 @@ pub fn guarantee_5_per_connection_order(trace: &Trace) -> Checked {
 }
 
 /// Guarantee 6: Nothing accepted is lost silently: every non-blank line from an
-/// open connection draws a visible effect, every close has its cause in the
+/// open connection draws a visible effect (but a message only to rooms its
+/// sender is alone in, which reaches no one), every close has its cause in the
 /// same step, and a slow-consumer cut happens only on a timer step at least
 /// `slow_timeout` after the step whose line took the queue past `max_queue`,
 /// with the queue still past it. Closes for a peer that left or for shutdown
@@ -432,6 +433,14 @@ pub fn guarantee_6_no_silent_loss(trace: &Trace) -> Checked {
         let fail = |detail| Err(violation(G, index, detail));
         if let Input::Line { conn, frame } = &step.input {
             let counts = frame.as_ref().map_or(true, |line| !grammar::is_blank(line));
+            // A message only to rooms its sender is alone in reaches nobody,
+            // and is no error: there is nothing to lose.
+            let to_no_one = accepted_message(seen, &step.input).is_some_and(|accepted| {
+                let destinations = accepted.message.destinations.iter();
+                destinations.clone().all(|d| seen.members(d).contains(conn))
+                    && accepted.deliveries(seen).is_empty()
+            });
+            let counts = counts && !to_no_one;
             if seen.is_open(*conn) && counts && step.outputs.is_empty() {
                 return fail(format!("{conn}'s line {frame:?} had no effect at all"));
             }

@@ -102,9 +102,10 @@ pub const BAD_COMMANDS: [&str; 10] = [
 /// Lines that are ignored.
 pub const BLANK: [&str; 3] = ["", "   ", "\t\u{3000}"];
 /// Room limits of every scenario: small, so that joins are refused for
-/// too many rooms and for a full room now and then.
+/// too many rooms and for a full room now and then (with at most four
+/// connections, two from one address, a third member is rare).
 pub const MAX_ROOMS_PER_CONNECTION: usize = 2;
-pub const MAX_ROOM_MEMBERS: usize = 3;
+pub const MAX_ROOM_MEMBERS: usize = 2;
 /// The write timeout of every scenario; `Wait` steps are drawn around it.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connection limits of every scenario: small, so that connections are
