@@ -1,6 +1,6 @@
 //! Model-based property tests of the broker: random event sequences, the
 //! broker's outputs held against the reference model after every step, and
-//! PROTOCOL.md's guarantees 1-9 checked over each whole run.
+//! PROTOCOL.md's guarantees 1-10 checked over each whole run.
 //!
 //! The model, the guarantee checks and the story-telling step type live in
 //! `tests/model/` (shared with the fuzz targets); this file only says how
@@ -8,7 +8,8 @@
 //! connections (from three kinds of address, under small limits), three
 //! names and their look-alikes, many logins and disconnects, messages
 //! racing logins, control characters, time passing, and small queues so
-//! slow readers get cut.
+//! slow readers get cut. A third of the scenarios are stories about rooms,
+//! under room limits small enough to be hit.
 //!
 //! `cargo test` runs proptest's default number of cases; set
 //! `PROPTEST_CASES=100000` for a deep run. A shrunk failure prints the
