@@ -8,7 +8,7 @@
 //! ```
 //!
 //! - [`codec`], [`protocol`], [`broker`], [`config`] and [`time`] are the
-//!   pure core. They live in the `chinwag-core` crate (`src/core/`), which is
+//!   pure core, with [`irc`], the IRC grammar a front end will use. They live in the `chinwag-core` crate (`src/core/`), which is
 //!   `no_std` and depends on no runtime, so the build proves they do no
 //!   I/O, read no clock and draw no random numbers; they are re-exported
 //!   here under their usual names.
@@ -18,7 +18,7 @@
 //!   broker's inputs for `--journal`, and [`client`] is the interactive
 //!   client. The simulator in `sim/` plugs in turmoil instead.
 
-pub use chinwag_core::{broker, codec, config, journal, protocol, time};
+pub use chinwag_core::{broker, codec, config, irc, journal, protocol, time};
 
 pub mod client;
 pub mod journal_file;

@@ -16,7 +16,8 @@ use tracing_subscriber::EnvFilter;
 use chinwag::config::Config;
 use chinwag::journal_file::{JOURNAL_BYTES_MIN, Journal};
 use chinwag::protocol::{
-    ErrorReply, Line, MAX_NAME_CHARS, render_delivery, render_error, render_welcome,
+    Departure, ErrorReply, Line, MAX_NAME_CHARS, render_error, render_everyone_left, render_joined,
+    render_left, render_renamed, render_room_delivery, render_welcome,
 };
 use chinwag::server::{Stopped, THREADS_MAX};
 
@@ -132,6 +133,16 @@ struct ServeArgs {
     /// only when one core cannot keep up with the load (docs/performance.md).
     #[arg(long, value_name = "N", default_value_t = THREADS_DEFAULT, value_parser = parse_threads)]
     threads: NonZeroUsize,
+
+    /// Most rooms one connection may be in at once; one more `/join` gets
+    /// `error: too many rooms`.
+    #[arg(long, value_name = "N", default_value_t = Config::default().max_rooms_per_connection, value_parser = parse_positive)]
+    max_rooms_per_connection: usize,
+
+    /// Most members a room may have; one more `/join` gets `error: room
+    /// full`.
+    #[arg(long, value_name = "N", default_value_t = Config::default().max_room_members, value_parser = parse_positive)]
+    max_room_members: usize,
 }
 
 /// `--journal-max-bytes` unless told otherwise: 1 GiB, about 25 million
@@ -247,8 +258,8 @@ fn server_config(args: &ServeArgs) -> Result<Config, String> {
     if args.max_queue < longest_line {
         return Err(format!(
             "--max-queue {} is too small for --max-line {max_line}: the server can send \
-             lines of up to {longest_line} bytes (a {max_line}-byte message, or an error \
-             naming someone, with a name of {MAX_NAME_CHARS} four-byte characters), so \
+             lines of up to {longest_line} bytes (a {max_line}-byte message to a room, or \
+             news naming someone, with names of {MAX_NAME_CHARS} four-byte characters), so \
              --max-queue must be at least {longest_line}",
             args.max_queue
         ));
@@ -284,7 +295,8 @@ fn server_config(args: &ServeArgs) -> Result<Config, String> {
         max_connections,
         max_connections_per_address,
         login_timeout: args.login_timeout.0,
-        ..Config::default()
+        max_rooms_per_connection: args.max_rooms_per_connection,
+        max_room_members: args.max_room_members,
     })
 }
 
@@ -296,15 +308,26 @@ fn server_config(args: &ServeArgs) -> Result<Config, String> {
 /// other reply is a fixed, shorter text.
 fn longest_server_line(max_line: usize) -> Option<usize> {
     let name: String = std::iter::repeat_n(WIDEST_NAME_CHAR, MAX_NAME_CHARS).collect();
+    let room = format!("#{name}");
     let longest_naming_reply = [
         render_welcome(&name),
         render_error(&ErrorReply::NameTaken(name.clone())),
         render_error(&ErrorReply::NoSuchPeer(name.clone())),
+        render_error(&ErrorReply::NotInRoom(room.clone())),
+        render_error(&ErrorReply::AlreadyInRoom(room.clone())),
+        render_error(&ErrorReply::RoomFull(room.clone())),
+        render_error(&ErrorReply::NoSuchRoom(room.clone())),
+        render_joined(&room, &name),
+        render_left(&room, &name, Departure::SlowConsumer),
+        render_everyone_left(&room),
+        render_renamed(&name, &name),
     ]
     .iter()
     .map(Line::len)
     .fold(0, usize::max);
-    let longest_delivery = render_delivery(&name, "").len().checked_add(max_line)?;
+    let longest_delivery = render_room_delivery(&name, &room, "")
+        .len()
+        .checked_add(max_line)?;
     Some(longest_delivery.max(longest_naming_reply))
 }
 
@@ -452,12 +475,16 @@ mod tests {
         let name: String = std::iter::repeat_n(WIDEST_NAME_CHAR, MAX_NAME_CHARS).collect();
         assert!(chinwag::protocol::is_valid_name(&name));
         assert_eq!(name.len(), 128);
-        // "from " + name + ": " + text + "\n"
-        assert_eq!(longest_server_line(8192), Some(5 + 128 + 2 + 8192 + 1));
-        // "error: no such peer: " + name + "\n" outgrows a tiny delivery.
-        assert_eq!(longest_server_line(1), Some(21 + 128 + 1));
-        assert_eq!(longest_server_line(usize::MAX - 136), Some(usize::MAX));
-        assert_eq!(longest_server_line(usize::MAX - 135), None);
+        // "from " + name + " to #" + name + ": " + text + "\n"
+        assert_eq!(
+            longest_server_line(8192),
+            Some(5 + 128 + 5 + 128 + 2 + 8192 + 1)
+        );
+        // "#" + name + ": " + name + " left (slow consumer)\n" outgrows a
+        // tiny delivery.
+        assert_eq!(longest_server_line(1), Some(1 + 128 + 2 + 128 + 22));
+        assert_eq!(longest_server_line(usize::MAX - 269), Some(usize::MAX));
+        assert_eq!(longest_server_line(usize::MAX - 268), None);
         assert_eq!(longest_server_line(usize::MAX), None);
         // The replies that name nobody are shorter than any bound.
         for reply in [
@@ -509,16 +536,16 @@ mod tests {
 
     #[test]
     fn a_queue_too_small_for_the_longest_line_is_refused() {
-        for max_queue in ["8", "4096", "8327"] {
+        for max_queue in ["8", "4096", "8460"] {
             let problem = server_config(&serve_args(&["--max-queue", max_queue])).unwrap_err();
             assert!(
                 problem.contains("--max-queue") && problem.contains("--max-line 8192"),
                 "{problem}"
             );
-            assert!(problem.contains("at least 8328"), "{problem}");
+            assert!(problem.contains("at least 8461"), "{problem}");
         }
-        let config = server_config(&serve_args(&["--max-queue", "8328"])).unwrap();
-        assert_eq!(config.max_queue, 8328);
+        let config = server_config(&serve_args(&["--max-queue", "8461"])).unwrap();
+        assert_eq!(config.max_queue, 8461);
         let defaults = server_config(&serve_args(&[])).unwrap();
         let derived = Config {
             max_connections: defaults.max_connections,

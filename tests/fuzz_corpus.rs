@@ -2,7 +2,7 @@
 //! fuzzers' findings stay fixed under plain `cargo test` (no nightly, no
 //! libFuzzer).
 //!
-//! For each target (`frame`, `line`, `broker`, `journal`) it reads every file in
+//! For each target (`frame`, `line`, `broker`, `journal`, `irc`) it reads every file in
 //! `fuzz/corpus/<target>/` (the seed corpus) and `fuzz/regressions/<target>/`
 //! (crashes found once and fixed since) and runs it through the same
 //! `check_<target>` the fuzz target runs, from `tests/model/fuzz_checks.rs`.
@@ -12,7 +12,7 @@ mod model;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use model::fuzz_checks::{check_broker, check_frame, check_journal, check_line};
+use model::fuzz_checks::{check_broker, check_frame, check_irc, check_journal, check_line};
 
 const FUZZ_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz");
 
@@ -76,4 +76,9 @@ fn journal_corpus_and_regressions_pass() {
         replay("journal", check_journal) > 0,
         "no journal inputs kept"
     );
+}
+
+#[test]
+fn irc_corpus_and_regressions_pass() {
+    assert!(replay("irc", check_irc) > 0, "no irc inputs kept");
 }

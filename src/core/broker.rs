@@ -10,7 +10,8 @@
 //! timer, the broker owns the rule.
 //!
 //! It owns who is logged in (by connection id; names are only a lookup
-//! table) and how many bytes are queued for each connection, so flow
+//! table), who is in which room, and how many bytes are queued for each
+//! connection, so flow
 //! control (whose reading pauses, who is too slow, who is dead) is decided
 //! here, from facts the shell reports.
 //! It does no I/O, reads no clock and draws no random numbers (the crate is
@@ -40,7 +41,7 @@ use hashbrown::HashMap;
 
 use crate::codec::Frame;
 use crate::config::Config;
-use crate::protocol::{self, ErrorReply, Line};
+use crate::protocol::{self, Command, Departure, ErrorReply, Line};
 use crate::time::Time;
 
 /// Names one connection for its whole life. Chosen by the shell, never
@@ -152,7 +153,13 @@ struct Connection {
     /// How many queues past `max_queue` its lines helped fill (its entries
     /// in `Broker::blocked`). It is paused while this is not zero.
     blocked_on: usize,
+    /// The rooms it is in, in room order (its entries in `Broker::rooms`).
+    rooms: BTreeSet<Arc<str>>,
 }
+
+/// The members of one room, in connection id order. A room exists while it
+/// has a member.
+type Members = BTreeSet<ConnId>;
 
 /// Takes the connections whose deadline in `deadlines` has come by `now`,
 /// soonest first.
@@ -214,7 +221,12 @@ pub struct Broker {
     max_connections: usize,
     max_connections_per_address: usize,
     login_timeout: Duration,
+    max_rooms_per_connection: usize,
+    max_room_members: usize,
     connections: HashMap<ConnId, Connection, FixedState>,
+    /// Every room with its members. Always the inverse of
+    /// `Connection::rooms`. Ordered, so listing rooms walks no hash order.
+    rooms: BTreeMap<Arc<str>, Members>,
     /// Who holds each name. Always the inverse of `Connection::name`.
     holders: HashMap<Arc<str>, ConnId, FixedState>,
     /// Who holds a name with each confusable skeleton: the same
@@ -260,7 +272,10 @@ impl Broker {
             max_connections: config.max_connections,
             max_connections_per_address: config.max_connections_per_address,
             login_timeout: config.login_timeout,
+            max_rooms_per_connection: config.max_rooms_per_connection,
+            max_room_members: config.max_room_members,
             connections: HashMap::default(),
+            rooms: BTreeMap::new(),
             holders: HashMap::default(),
             skeletons: HashMap::default(),
             stall_checks: BTreeSet::new(),
@@ -355,6 +370,7 @@ impl Broker {
             login_deadline: Some(login_deadline),
             over_since: None,
             blocked_on: 0,
+            rooms: BTreeSet::new(),
         };
         let reused = self.connections.insert(conn, connection).is_some();
         assert!(!reused, "the shell reused connection id {conn}");
@@ -396,7 +412,147 @@ impl Broker {
         }
         match sender {
             None => self.login(conn, line, out),
+            Some(_) if protocol::is_command(line) => self.command(conn, line, out),
             Some(sender) => self.message(conn, &sender, line, out),
+        }
+    }
+
+    fn command(&mut self, conn: ConnId, line: &str, out: &mut Vec<Output>) {
+        match protocol::parse_command(line) {
+            Ok(Command::Join(room)) => self.join(conn, &room, out),
+            Ok(Command::Part(room)) => self.part(conn, &room, out),
+            Ok(Command::Names(room)) => self.names(conn, &room, out),
+            Ok(Command::Rooms) => self.list_rooms(conn, out),
+            Ok(Command::Nick(name)) => self.rename(conn, name, out),
+            Err(error) => self.reply_error(conn, &ErrorReply::Command(error), out),
+        }
+    }
+
+    /// Makes `conn` a member of `room`, within the limits, and tells every
+    /// member, the new one included. The news is the joiner's line, so the
+    /// joiner pays for it.
+    fn join(&mut self, conn: ConnId, room: &str, out: &mut Vec<Output>) {
+        let connection = &self.connections[&conn];
+        let error = if connection.rooms.contains(room) {
+            Some(ErrorReply::AlreadyInRoom(room.into()))
+        } else if connection.rooms.len() >= self.max_rooms_per_connection {
+            Some(ErrorReply::TooManyRooms(self.max_rooms_per_connection))
+        } else if self
+            .rooms
+            .get(room)
+            .is_some_and(|members| members.len() >= self.max_room_members)
+        {
+            Some(ErrorReply::RoomFull(room.into()))
+        } else {
+            None
+        };
+        if let Some(error) = error {
+            return self.reply_error(conn, &error, out);
+        }
+        let room: Arc<str> = match self.rooms.get_key_value(room) {
+            Some((held, _)) => held.clone(),
+            None => Arc::from(room),
+        };
+        let connection = self.connections.get_mut(&conn).expect("checked above");
+        connection.rooms.insert(room.clone());
+        let name = connection.name.clone().expect("commands come after login");
+        self.rooms.entry(room.clone()).or_default().insert(conn);
+        let news = protocol::render_joined(&room, &name);
+        self.tell_members(&room, &news, Some(conn), out);
+    }
+
+    /// Takes `conn` out of `room`, telling every member, the one leaving
+    /// included.
+    fn part(&mut self, conn: ConnId, room: &str, out: &mut Vec<Output>) {
+        let connection = &self.connections[&conn];
+        let Some(room) = connection.rooms.get(room).cloned() else {
+            return self.reply_error(conn, &ErrorReply::NotInRoom(room.into()), out);
+        };
+        let name = connection.name.clone().expect("commands come after login");
+        let news = protocol::render_left(&room, &name, Departure::Parted);
+        self.tell_members(&room, &news, Some(conn), out);
+        self.leave(conn, &room);
+    }
+
+    /// Removes `conn` from `room`'s members, and the room if it was the last.
+    fn leave(&mut self, conn: ConnId, room: &Arc<str>) {
+        if let Some(connection) = self.connections.get_mut(&conn) {
+            connection.rooms.remove(room);
+        }
+        let members = self.rooms.get_mut(room).expect("a member's room exists");
+        let was_member = members.remove(&conn);
+        assert!(was_member, "{conn} left {room} without being in it");
+        if members.is_empty() {
+            self.rooms.remove(room);
+        }
+    }
+
+    /// Queues `news` for every member of `room`, in connection id order.
+    fn tell_members(
+        &mut self,
+        room: &str,
+        news: &Line,
+        sender: Option<ConnId>,
+        out: &mut Vec<Output>,
+    ) {
+        // Telling a member never changes who is in the room (a queue past
+        // the bound pauses, it does not close), but the set is borrowed.
+        let members: Vec<ConnId> = self.rooms[room].iter().copied().collect();
+        for member in members {
+            self.enqueue(member, news.clone(), sender, out);
+        }
+    }
+
+    /// Answers `/names`: the room's members' names, in name order.
+    fn names(&mut self, conn: ConnId, room: &str, out: &mut Vec<Output>) {
+        let Some(members) = self.rooms.get(room) else {
+            return self.reply_error(conn, &ErrorReply::NoSuchRoom(room.into()), out);
+        };
+        let mut names: Vec<&str> = members
+            .iter()
+            .map(|member| self.name_of(*member).expect("members are logged in"))
+            .collect();
+        names.sort_unstable();
+        let reply = protocol::render_names(room, names);
+        self.enqueue(conn, reply, Some(conn), out);
+    }
+
+    /// Answers `/rooms`: the rooms `conn` is in, in room order.
+    fn list_rooms(&mut self, conn: ConnId, out: &mut Vec<Output>) {
+        let rooms = self.connections[&conn].rooms.iter().map(|room| &**room);
+        let reply = protocol::render_rooms(rooms);
+        self.enqueue(conn, reply, Some(conn), out);
+    }
+
+    /// Answers `/nick`: `conn` takes `wanted` by the rules of login, and it
+    /// and everyone sharing a room with it are told once.
+    fn rename(&mut self, conn: ConnId, wanted: &str, out: &mut Vec<Output>) {
+        let Some(name) = protocol::parse_login(wanted) else {
+            return self.reply_error(conn, &ErrorReply::InvalidName, out);
+        };
+        let skeleton = protocol::skeleton(&name);
+        if self
+            .skeletons
+            .get(&skeleton)
+            .is_some_and(|holder| *holder != conn)
+        {
+            let error = ErrorReply::NameTaken(name.into_owned());
+            return self.reply_error(conn, &error, out);
+        }
+        let connection = self.connections.get_mut(&conn).expect("open");
+        let old = connection.name.replace(Arc::from(name)).expect("logged in");
+        let new = connection.name.clone().expect("just set");
+        self.holders.remove(&old);
+        self.skeletons.remove(&protocol::skeleton(&old));
+        self.holders.insert(new.clone(), conn);
+        self.skeletons.insert(skeleton, conn);
+        let news = protocol::render_renamed(&old, &new);
+        let mut told = BTreeSet::from([conn]);
+        for room in &self.connections[&conn].rooms {
+            told.extend(self.rooms[room].iter().copied());
+        }
+        for member in told {
+            self.enqueue(member, news.clone(), Some(conn), out);
         }
     }
 
@@ -427,11 +583,42 @@ impl Broker {
             Ok(message) => message,
             Err(why) => return self.reply_error(conn, &ErrorReply::Malformed(why), out),
         };
-        // Rendered once; every recipient shares the same buffer.
-        let delivery = protocol::render_delivery(sender, message.text);
+        // Each form is rendered once; every recipient shares its buffer.
+        let mut direct: Option<Line> = None;
+        // Who has been reached, when more than one destination could reach
+        // someone twice. Names alone cannot: each is held by one connection.
+        let mut reached = (message.destinations.len() > 1).then(BTreeSet::new);
+        let mut first_reach = |recipient: ConnId| match &mut reached {
+            Some(reached) => reached.insert(recipient),
+            None => true,
+        };
         for destination in message.destinations {
+            if protocol::is_room(&destination) {
+                if !self.connections[&conn].rooms.contains(&*destination) {
+                    let error = ErrorReply::NotInRoom(destination.into_owned());
+                    self.reply_error(conn, &error, out);
+                    continue;
+                }
+                let delivery = protocol::render_room_delivery(sender, &destination, message.text);
+                // Sending pauses at most, never closes: the members stay put.
+                let members = self.rooms[&*destination].iter();
+                let recipients: Vec<ConnId> = members
+                    .copied()
+                    .filter(|member| *member != conn && first_reach(*member))
+                    .collect();
+                for recipient in recipients {
+                    self.enqueue(recipient, delivery.clone(), Some(conn), out);
+                }
+                continue;
+            }
             match self.holders.get(&*destination) {
-                Some(&recipient) => self.enqueue(recipient, delivery.clone(), Some(conn), out),
+                Some(&recipient) => {
+                    if first_reach(recipient) {
+                        let delivery = direct
+                            .get_or_insert_with(|| protocol::render_delivery(sender, message.text));
+                        self.enqueue(recipient, delivery.clone(), Some(conn), out);
+                    }
+                }
                 None => {
                     let error = ErrorReply::NoSuchPeer(destination.into_owned());
                     self.reply_error(conn, &error, out);
@@ -471,6 +658,12 @@ impl Broker {
         open.sort_unstable();
         let notice = protocol::render_error(&ErrorReply::ShuttingDown);
         for conn in open {
+            // Everyone leaves every room at once: one line per membership,
+            // rather than one per member that leaves before it.
+            let rooms = self.connections[&conn].rooms.clone();
+            for room in rooms {
+                self.tell_if_fits(conn, &protocol::render_everyone_left(&room), out);
+            }
             self.tell_and_close(conn, &notice, CloseReason::ShuttingDown, out);
         }
     }
@@ -542,6 +735,13 @@ impl Broker {
         reason: CloseReason,
         out: &mut Vec<Output>,
     ) {
+        self.tell_if_fits(conn, notice, out);
+        self.close(conn, reason, out);
+    }
+
+    /// Queues `notice` for `conn` if it fits within `max_queue`: a notice
+    /// no line caused has no sender to pause, so it never goes past.
+    fn tell_if_fits(&mut self, conn: ConnId, notice: &Line, out: &mut Vec<Output>) {
         let fits = self
             .connections
             .get(&conn)
@@ -550,7 +750,6 @@ impl Broker {
             // It fits, so it can take no queue past the bound: no sender to pause.
             self.enqueue(conn, notice.clone(), None, out);
         }
-        self.close(conn, reason, out);
     }
 
     /// Replies to `conn` about the line it just sent.
@@ -653,10 +852,30 @@ impl Broker {
         }
         self.releasing.insert(conn, connection.address);
         let name = connection.name;
-        out.push(Output::Close { conn, reason, name });
+        out.push(Output::Close {
+            conn,
+            reason,
+            name: name.clone(),
+        });
         // Its senders wait on it no more. (What it was blocked on forgets it
         // lazily: `unblock` skips closed senders.)
         self.unblock(conn, out);
+        let departure = match reason {
+            CloseReason::SlowConsumer => Departure::SlowConsumer,
+            _ => Departure::Disconnected,
+        };
+        for room in &connection.rooms {
+            self.leave(conn, room);
+            // At shutdown every room's end was told as one line each.
+            if reason == CloseReason::ShuttingDown || !self.rooms.contains_key(room) {
+                continue;
+            }
+            let name = name.as_deref().expect("members are logged in");
+            let news = protocol::render_left(room, name, departure);
+            // Nobody's line caused it, so nobody is paused for it: it is
+            // queued whatever the queue holds, like the line of a sender.
+            self.tell_members(room, &news, None, out);
+        }
     }
 
     /// The shell let go of `conn`: it stops counting against the limits.
@@ -808,6 +1027,31 @@ impl Broker {
                 "a connection outlived shutdown"
             );
         }
+        let mut memberships = 0;
+        for (room, members) in &self.rooms {
+            assert!(!members.is_empty(), "{room} outlived its last member");
+            assert!(
+                members.len() <= self.max_room_members,
+                "{room} is over full"
+            );
+            for member in members {
+                let rooms = self.connections.get(member).map(|c| &c.rooms);
+                assert!(
+                    rooms.is_some_and(|rooms| rooms.contains(room)),
+                    "{member} is in {room} but does not know it"
+                );
+            }
+            memberships += members.len();
+        }
+        for (conn, connection) in &self.connections {
+            assert!(connection.rooms.len() <= self.max_rooms_per_connection);
+            assert!(
+                connection.rooms.is_empty() || connection.name.is_some(),
+                "{conn} is in a room without a name"
+            );
+        }
+        let counted: usize = self.connections.values().map(|c| c.rooms.len()).sum();
+        assert_eq!(counted, memberships, "rooms and connections disagree");
     }
 }
 

@@ -32,7 +32,7 @@ pub struct Config {
     pub login_timeout: Duration,
     /// Most rooms one connection may be in at once.
     pub max_rooms_per_connection: usize,
-    /// Most members one room may have at once.
+    /// Most members one room may have.
     pub max_room_members: usize,
 }
 

@@ -15,6 +15,7 @@
 //! header   = "chinwag journal\n" version:u8 config
 //! config   = max_line max_queue max_connections max_connections_per_address
 //!            slow_timeout write_timeout shutdown_timeout login_timeout
+//!            max_rooms_per_connection max_room_members
 //! record   = delta tag body       delta: nanoseconds since the last record
 //! end      = delta END reason:u8  nothing follows it
 //! ```
@@ -41,7 +42,7 @@ pub const MAGIC: &[u8] = b"chinwag journal\n";
 
 /// The format's version, after the magic. Bumped whenever [`Input`] or
 /// [`Config`] changes what a journal must hold.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 /// The most bytes an end record takes: the writer keeps this much room
 /// under its cap, so a capped journal still says why it ends.
@@ -131,6 +132,9 @@ pub fn encode_header(config: &Config, out: &mut Vec<u8>) {
         config.login_timeout,
     ] {
         put(out, duration.as_nanos());
+    }
+    for count in [config.max_rooms_per_connection, config.max_room_members] {
+        put(out, count as u128);
     }
 }
 
@@ -300,13 +304,16 @@ impl<'a> Reader<'a> {
             write_timeout: reader.duration()?,
             shutdown_timeout: reader.duration()?,
             login_timeout: reader.duration()?,
-            ..Config::default()
+            max_rooms_per_connection: reader.size()?,
+            max_room_members: reader.size()?,
         };
         let zero_limit = [
             max_line,
             max_queue,
             max_connections,
             max_connections_per_address,
+            config.max_rooms_per_connection,
+            config.max_room_members,
         ]
         .contains(&0);
         let zero_timeout = [
@@ -685,7 +692,10 @@ mod tests {
         assert_eq!(error.problem, Problem::Version(VERSION + 1));
         assert_eq!(
             error.to_string(),
-            "a journal of format version 2; this build reads version 1"
+            format!(
+                "a journal of format version {}; this build reads version {VERSION}",
+                VERSION + 1
+            )
         );
 
         let mut bytes = journal(&Config::default(), &[], None);

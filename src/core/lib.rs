@@ -10,6 +10,8 @@
 //! - [`protocol`] parses and renders PROTOCOL.md's line grammar.
 //! - [`broker`] is the state machine that makes every decision, with time
 //!   as an argument ([`time`]) and limits from [`config`].
+//! - [`irc`] parses IRC client lines and renders IRC server lines, for an
+//!   IRC front end (not wired in yet).
 //! - [`journal`] writes and reads its inputs as bytes, for a recorded run
 //!   to replay.
 //!
@@ -28,6 +30,7 @@ extern crate alloc;
 pub mod broker;
 pub mod codec;
 pub mod config;
+pub mod irc;
 pub mod journal;
 pub mod protocol;
 pub mod time;

@@ -1,7 +1,8 @@
 //! The text grammar of PROTOCOL.md, as pure functions.
 //!
-//! Parsing: login names and `dest, ...: text` message lines. Rendering: the
-//! three kinds of line a server sends (`welcome `, `from `, `error: `).
+//! Parsing: login names, room names, `dest, ...: text` message lines and
+//! `/` commands. Rendering: every kind of line a server sends (`welcome `,
+//! `from `, room news, `renamed `, `names `, `rooms:`, `error: `).
 //! Nothing here knows about connections or who is online; the broker makes
 //! those decisions with what these functions return.
 //!
@@ -101,6 +102,37 @@ pub fn skeleton(name: &str) -> String {
     unicode_security::skeleton(name).collect()
 }
 
+/// Whether `room` is a valid room name exactly as given: `#` and a valid
+/// name.
+pub fn is_valid_room(room: &str) -> bool {
+    room.strip_prefix('#').is_some_and(is_valid_name)
+}
+
+/// A room as written (already trimmed), in NFC, if it is `#` and a valid
+/// name.
+fn canonical_room(trimmed: &str) -> Option<Cow<'_, str>> {
+    let name = trimmed.strip_prefix('#')?;
+    match canonical_name(name)? {
+        Cow::Borrowed(_) => Some(Cow::Borrowed(trimmed)),
+        Cow::Owned(name) => Some(Cow::Owned(format!("#{name}"))),
+    }
+}
+
+/// A destination as written (already trimmed), in NFC: a room if it starts
+/// with `#`, a name otherwise. The two never collide: a name holds no `#`.
+fn canonical_destination(trimmed: &str) -> Option<Cow<'_, str>> {
+    if trimmed.starts_with('#') {
+        canonical_room(trimmed)
+    } else {
+        canonical_name(trimmed)
+    }
+}
+
+/// Whether a destination, as parsed, names a room rather than a connection.
+pub fn is_room(destination: &str) -> bool {
+    destination.starts_with('#')
+}
+
 /// Whether a line is blank (empty or Unicode whitespace only) and so ignored.
 pub fn is_blank(line: &str) -> bool {
     line.trim().is_empty()
@@ -133,8 +165,8 @@ fn may_hold_forbidden(text: &str) -> bool {
     text.as_bytes().chunks(CHUNK_BYTES).any(chunk_suspect)
 }
 
-/// A parsed message line: distinct destinations (in NFC) in the order
-/// first listed, and the trimmed text.
+/// A parsed message line: distinct destinations (names and rooms, in NFC)
+/// in the order first listed, and the trimmed text.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message<'a> {
     pub destinations: Vec<Cow<'a, str>>,
@@ -162,7 +194,7 @@ pub fn parse_message(line: &str) -> Result<Message<'_>, MessageError> {
         if dest.is_empty() {
             return Err(MessageError::EmptyDestination);
         }
-        let dest = canonical_name(dest).ok_or(MessageError::InvalidDestination)?;
+        let dest = canonical_destination(dest).ok_or(MessageError::InvalidDestination)?;
         destinations.push(dest);
     }
     let text = text.trim();
@@ -171,6 +203,61 @@ pub fn parse_message(line: &str) -> Result<Message<'_>, MessageError> {
     }
     dedupe_in_order(&mut destinations);
     Ok(Message { destinations, text })
+}
+
+/// A command line: `/` and a word, then its arguments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// `/join <room>`
+    Join(Cow<'a, str>),
+    /// `/part <room>`
+    Part(Cow<'a, str>),
+    /// `/names <room>`
+    Names(Cow<'a, str>),
+    /// `/rooms`
+    Rooms,
+    /// `/nick <name>`: the name as typed, judged by the rules of login.
+    Nick(&'a str),
+}
+
+/// Why a command line was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommandError {
+    /// No such command.
+    Unknown,
+    /// A known command with missing, extra or invalid arguments: its usage.
+    Usage(&'static str),
+}
+
+/// Whether a line (after login) is a command rather than a message.
+pub fn is_command(line: &str) -> bool {
+    line.trim_start().starts_with('/')
+}
+
+/// Parses a command line (one that [`is_command`]).
+pub fn parse_command(line: &str) -> Result<Command<'_>, CommandError> {
+    let mut words = line.split_whitespace();
+    let word = words.next().unwrap_or_default();
+    let arguments: Vec<&str> = words.collect();
+    let (usage, make): (&'static str, fn(&str) -> Option<Command<'_>>) = match word {
+        "/join" => ("/join <room>", |room| {
+            canonical_room(room).map(Command::Join)
+        }),
+        "/part" => ("/part <room>", |room| {
+            canonical_room(room).map(Command::Part)
+        }),
+        "/names" => ("/names <room>", |room| {
+            canonical_room(room).map(Command::Names)
+        }),
+        "/nick" => ("/nick <name>", |name| Some(Command::Nick(name))),
+        "/rooms" if arguments.is_empty() => return Ok(Command::Rooms),
+        "/rooms" => return Err(CommandError::Usage("/rooms")),
+        _ => return Err(CommandError::Unknown),
+    };
+    match arguments[..] {
+        [argument] => make(argument).ok_or(CommandError::Usage(usage)),
+        _ => Err(CommandError::Usage(usage)),
+    }
 }
 
 /// Lists up to this long are deduplicated by scanning: cheaper than hashing
@@ -207,6 +294,12 @@ pub enum ErrorReply {
     NameTaken(String),
     NoSuchPeer(String),
     Malformed(MessageError),
+    Command(CommandError),
+    NotInRoom(String),
+    AlreadyInRoom(String),
+    TooManyRooms(usize),
+    RoomFull(String),
+    NoSuchRoom(String),
     ShuttingDown,
     ServerFull,
     TooManyFromAddress,
@@ -231,6 +324,15 @@ impl fmt::Display for ErrorReply {
                 };
                 write!(f, "expected \"<dest>, ...: <text>\" ({detail})")
             }
+            ErrorReply::Command(CommandError::Unknown) => {
+                f.write_str("unknown command (try /join, /part, /names, /rooms, /nick)")
+            }
+            ErrorReply::Command(CommandError::Usage(usage)) => write!(f, "usage: {usage}"),
+            ErrorReply::NotInRoom(room) => write!(f, "not in room: {room}"),
+            ErrorReply::AlreadyInRoom(room) => write!(f, "already in room: {room}"),
+            ErrorReply::TooManyRooms(max) => write!(f, "too many rooms (at most {max})"),
+            ErrorReply::RoomFull(room) => write!(f, "room full: {room}"),
+            ErrorReply::NoSuchRoom(room) => write!(f, "no such room: {room}"),
             ErrorReply::ShuttingDown => f.write_str("server shutting down"),
             ErrorReply::ServerFull => f.write_str("server full"),
             ErrorReply::TooManyFromAddress => f.write_str("too many connections from your address"),
@@ -310,6 +412,71 @@ pub fn render_welcome(name: &str) -> Line {
 /// `from <sender>: <text>\n`
 pub fn render_delivery(sender: &str, text: &str) -> Line {
     Line::concat(&["from ", sender, ": ", text, "\n"])
+}
+
+/// `from <sender> to <room>: <text>\n`
+pub fn render_room_delivery(sender: &str, room: &str, text: &str) -> Line {
+    Line::concat(&["from ", sender, " to ", room, ": ", text, "\n"])
+}
+
+/// Why a member left a room, as its news says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Departure {
+    Parted,
+    Disconnected,
+    SlowConsumer,
+}
+
+impl Departure {
+    fn as_str(self) -> &'static str {
+        match self {
+            Departure::Parted => "parted",
+            Departure::Disconnected => "disconnected",
+            Departure::SlowConsumer => "slow consumer",
+        }
+    }
+}
+
+/// `<room>: <name> joined\n`
+pub fn render_joined(room: &str, name: &str) -> Line {
+    Line::concat(&[room, ": ", name, " joined\n"])
+}
+
+/// `<room>: <name> left (<why>)\n`
+pub fn render_left(room: &str, name: &str, why: Departure) -> Line {
+    Line::concat(&[room, ": ", name, " left (", why.as_str(), ")\n"])
+}
+
+/// `<room>: everyone left (server shutting down)\n`
+pub fn render_everyone_left(room: &str) -> Line {
+    Line::concat(&[room, ": everyone left (server shutting down)\n"])
+}
+
+/// `renamed <old> to <new>\n`
+pub fn render_renamed(old: &str, new: &str) -> Line {
+    Line::concat(&["renamed ", old, " to ", new, "\n"])
+}
+
+/// `names <room>: <name> <name> ...\n`, the names as given.
+pub fn render_names<'a>(room: &str, names: impl IntoIterator<Item = &'a str>) -> Line {
+    let mut text = format!("names {room}:");
+    for name in names {
+        text.push(' ');
+        text.push_str(name);
+    }
+    text.push('\n');
+    Line::from(text)
+}
+
+/// `rooms: <room> <room> ...\n`, the rooms as given (`rooms:` for none).
+pub fn render_rooms<'a>(rooms: impl IntoIterator<Item = &'a str>) -> Line {
+    let mut text = String::from("rooms:");
+    for room in rooms {
+        text.push(' ');
+        text.push_str(room);
+    }
+    text.push('\n');
+    Line::from(text)
 }
 
 /// `error: <reason>\n`

@@ -12,12 +12,20 @@
 //!   equal to the model and every guarantee holding.
 //! - [`check_journal`]: the journal reader never panics on any bytes, and
 //!   what it reads, written again, reads back the same.
+//! - [`check_irc`]: the IRC parser never panics, what it accepts obeys the
+//!   grammar and renders back to the same message ([`check_irc_parse`]),
+//!   and the IRC reply builder refuses exactly what its rules refuse and
+//!   writes only lines that parse back to what it was given
+//!   ([`check_irc_render`]).
 //!
 //! Each panics, with a message saying what broke, when its check fails.
 
 use arbitrary::{Result, Unstructured};
 use chinwag::broker::Broker;
 use chinwag::codec::{Frame, FrameError, LineDecoder};
+use chinwag::irc::{
+    self, IRC_BODY_BYTES_MAX, IRC_LINE_BYTES_MAX, IRC_PARAMS_MAX, RenderError, Reply,
+};
 use chinwag::journal::{Reader, Record, encode_end, encode_header, encode_input};
 use chinwag::protocol::{self, ErrorReply, MessageError};
 use chinwag::time::Time;
@@ -243,4 +251,198 @@ pub fn check_journal(data: &[u8]) {
         .map(|record| record.expect("a record written again reads"))
         .collect();
     assert_eq!(again, records);
+}
+
+/// Bytes: the whole input (as UTF-8, invalid sequences replaced) as one
+/// line to parse; then, cut at every 0xFF byte (never in UTF-8), a reply
+/// to render: source, command, then parameters, the last of them trailing
+/// when there is an odd number.
+pub fn check_irc(data: &[u8]) {
+    check_irc_parse(&String::from_utf8_lossy(data));
+    let pieces: Vec<String> = data
+        .split(|&byte| byte == 0xff)
+        .map(|piece| String::from_utf8_lossy(piece).into_owned())
+        .collect();
+    if let [source, command, params @ ..] = pieces.as_slice() {
+        let params: Vec<&str> = params.iter().map(String::as_str).collect();
+        let (middles, trailing) = match params.split_last() {
+            Some((last, middles)) if params.len() % 2 == 1 => (middles, Some(*last)),
+            _ => (params.as_slice(), None),
+        };
+        check_irc_render(source, command, middles, trailing);
+    }
+}
+
+/// Whether `text` holds a byte no IRC line may: NUL, CR or LF.
+fn has_irc_forbidden(text: &str) -> bool {
+    text.contains(['\0', '\r', '\n'])
+}
+
+/// The modern IRC grammar's command: letters, or exactly 3 digits.
+fn is_irc_command(command: &str) -> bool {
+    let digits = command.len() == 3 && command.bytes().all(|byte| byte.is_ascii_digit());
+    let letters = !command.is_empty() && command.bytes().all(|byte| byte.is_ascii_alphabetic());
+    digits || letters
+}
+
+/// `line` through `irc::parse`: no panic; a refusal with a reason the line
+/// shows; an accepted message that obeys the grammar and, rendered as a
+/// reply, parses back the same (its trailing text maybe cut at the limit).
+pub fn check_irc_parse(line: &str) {
+    // The line less its tags section (`@`, tags, one space), which has a
+    // limit of its own.
+    let body = match line.strip_prefix('@') {
+        Some(tagged) => tagged.split_once(' ').map_or("", |(_, body)| body),
+        None => line,
+    };
+    let message = match irc::parse(line) {
+        Ok(message) => message,
+        Err(irc::ParseError::TooLong) => {
+            assert!(
+                body.len() > IRC_BODY_BYTES_MAX,
+                "{line:?} refused as too long"
+            );
+            return;
+        }
+        Err(irc::ParseError::ForbiddenByte(byte)) => {
+            assert!(
+                matches!(byte, b'\0' | b'\r' | b'\n'),
+                "forbidden byte {byte}"
+            );
+            assert!(
+                line.as_bytes().contains(&byte),
+                "{line:?} lacks byte {byte}"
+            );
+            return;
+        }
+        Err(irc::ParseError::Empty) => {
+            assert!(
+                line.bytes().all(|byte| byte == b' '),
+                "{line:?} is not empty"
+            );
+            return;
+        }
+        Err(_) => return,
+    };
+    assert!(
+        !has_irc_forbidden(line),
+        "{line:?} accepted with NUL, CR or LF"
+    );
+    assert!(
+        body.len() <= IRC_BODY_BYTES_MAX,
+        "{line:?} accepted over the limit"
+    );
+    assert!(is_irc_command(message.command), "{message:?}: bad command");
+    assert!(
+        message.params.len() <= IRC_PARAMS_MAX,
+        "{message:?}: too many"
+    );
+    for part in message.tags.iter().chain(&message.prefix) {
+        assert!(!part.contains(' '), "{message:?}: space in tags or prefix");
+    }
+    let Some((last, middles)) = message.params.split_last() else {
+        return;
+    };
+    for middle in middles {
+        assert!(
+            irc::is_middle_param(middle),
+            "{message:?}: bad middle {middle:?}"
+        );
+    }
+    let source = message.prefix.filter(|prefix| !prefix.is_empty());
+    let mut reply = Reply::new(source.unwrap_or("s"), message.command);
+    for middle in middles {
+        reply = reply.param(middle);
+    }
+    match reply.trailing(last).render() {
+        // Written again with a source and a colon it may no longer fit.
+        Err(RenderError::TooLong) => {}
+        Err(error) => panic!("{message:?} renders to {error}"),
+        Ok(rendered) => {
+            let again = irc::parse(rendered.trim_end_matches("\r\n")).unwrap();
+            assert_eq!(again.command, message.command);
+            assert_eq!(&again.params[..middles.len()], middles);
+            let cut = again.params[middles.len()];
+            assert!(last.starts_with(cut), "{last:?} rendered as {cut:?}");
+            if cut.len() < last.len() {
+                assert!(
+                    rendered.len() >= IRC_LINE_BYTES_MAX - 3,
+                    "{rendered:?} cut short"
+                );
+            }
+        }
+    }
+}
+
+/// A reply through `Reply::render`: refused exactly when the documented
+/// rules say, for the first rule broken; otherwise a line of at most 512
+/// bytes ending in its only CR LF, with no NUL, that parses back to the
+/// source, command and middles given and the trailing text with NUL, CR
+/// and LF made spaces, cut only where the next character would not fit.
+pub fn check_irc_render(source: &str, command: &str, middles: &[&str], trailing: Option<&str>) {
+    let mut reply = Reply::new(source, command);
+    for middle in middles {
+        reply = reply.param(middle);
+    }
+    if let Some(text) = trailing {
+        reply = reply.trailing(text);
+    }
+    let is_middle = |param: &&str| {
+        !param.is_empty()
+            && !param.starts_with(':')
+            && !param.contains(' ')
+            && !has_irc_forbidden(param)
+    };
+    let head_bytes = 1
+        + source.len()
+        + 1
+        + command.len()
+        + middles.iter().map(|middle| 1 + middle.len()).sum::<usize>()
+        + if trailing.is_some() { 2 } else { 0 };
+    let expected = if source.is_empty() || source.contains(' ') || has_irc_forbidden(source) {
+        Some(RenderError::InvalidSource)
+    } else if !is_irc_command(command) {
+        Some(RenderError::InvalidCommand)
+    } else if middles.len() + usize::from(trailing.is_some()) > IRC_PARAMS_MAX {
+        Some(RenderError::TooManyParams)
+    } else if let Some(index) = middles.iter().position(|middle| !is_middle(middle)) {
+        Some(RenderError::InvalidParam(index))
+    } else if head_bytes > IRC_BODY_BYTES_MAX {
+        Some(RenderError::TooLong)
+    } else {
+        None
+    };
+    let line = match (reply.render(), expected) {
+        (Err(error), Some(expected)) => {
+            assert_eq!(error, expected, "{reply:?}");
+            return;
+        }
+        (Ok(line), None) => line,
+        (got, expected) => panic!("{reply:?} gave {got:?}, expected {expected:?}"),
+    };
+    assert!(
+        line.len() <= IRC_LINE_BYTES_MAX,
+        "{line:?} is over the limit"
+    );
+    let body = line.strip_suffix("\r\n").expect("ends in CR LF");
+    assert!(!has_irc_forbidden(body), "{line:?} holds NUL, CR or LF");
+    let message = irc::parse(body).unwrap_or_else(|error| panic!("{line:?}: {error}"));
+    assert_eq!(message.prefix, Some(source));
+    assert_eq!(message.command, command);
+    assert_eq!(&message.params[..middles.len()], middles);
+    match trailing {
+        None => assert_eq!(message.params.len(), middles.len()),
+        Some(text) => {
+            assert_eq!(message.params.len(), middles.len() + 1);
+            let clean = text.replace(['\0', '\r', '\n'], " ");
+            let got = message.params[middles.len()];
+            assert!(clean.starts_with(got), "{clean:?} rendered as {got:?}");
+            if let Some(next) = clean[got.len()..].chars().next() {
+                assert!(
+                    body.len() + next.len_utf8() > IRC_BODY_BYTES_MAX,
+                    "{line:?} cut short"
+                );
+            }
+        }
+    }
 }

@@ -65,35 +65,46 @@ fn zero_limits_are_refused() {
 #[test]
 fn a_queue_too_small_for_the_longest_line_is_refused() {
     // The longest line a server with the default --max-line 8192 sends is
-    // "from " + a 32-character name of 4-byte characters + ": " + 8192
-    // bytes + "\n": 8328 bytes. 8 bytes cannot even hold a welcome.
-    for max_queue in ["8", "4096", "8327"] {
+    // "from " + a 32-character name of 4-byte characters + " to #" + such
+    // a name + ": " + 8192 bytes + "\n": 8461 bytes. 8 bytes cannot even
+    // hold a welcome.
+    for max_queue in ["8", "4096", "8460"] {
         let args = ["serve", "--listen", "127.0.0.1:0", "--max-queue", max_queue];
         assert_usage_error(&args, "--max-queue");
         assert_usage_error(&args, "--max-line 8192");
-        assert_usage_error(&args, "at least 8328");
+        assert_usage_error(&args, "at least 8461");
     }
-    // A reply naming someone, "error: no such peer: " + that name + "\n"
-    // (150 bytes), is the longest line when lines are short.
+    // Room news naming someone, "#" + such a name + ": " + such a name +
+    // " left (slow consumer)\n" (281 bytes), is the longest line when lines
+    // are short.
     let args = ["serve", "--listen", "127.0.0.1:0", "--max-line", "8"];
     assert_usage_error(
-        &[&args[..], &["--max-queue", "149"]].concat(),
-        "at least 150",
+        &[&args[..], &["--max-queue", "280"]].concat(),
+        "at least 281",
     );
 }
 
 #[test]
 fn the_smallest_queue_allowed_carries_the_longest_message() {
-    let server = Server::start(&["--max-queue", "8328"]);
+    let server = Server::start(&["--max-queue", "8461"]);
+    // Two names, and a room, of 32 four-byte characters each.
     let name = "\u{1D400}".repeat(32);
+    let other = "\u{1D401}".repeat(32);
+    let room = format!("#{}", "\u{1D402}".repeat(32));
     let mut widest = server.login(&name);
-    // One line of exactly --max-line bytes, to itself.
-    let head = format!("{name}: ");
+    let mut member = server.login(&other);
+    widest.send(&format!("/join {room}"));
+    widest.expect(&format!("{room}: {name} joined"));
+    member.send(&format!("/join {room}"));
+    widest.expect(&format!("{room}: {other} joined"));
+    member.expect(&format!("{room}: {other} joined"));
+    // One line of exactly --max-line bytes, to the room.
+    let head = format!("{room}: ");
     let text = "m".repeat(8192 - head.len());
     widest.send(&format!("{head}{text}"));
-    widest.expect(&format!("from {name}: {text}"));
-    widest.send(&format!("{name}: still here"));
-    widest.expect(&format!("from {name}: still here"));
+    member.expect(&format!("from {name} to {room}: {text}"));
+    widest.send(&format!("{room}: still here"));
+    member.expect(&format!("from {name} to {room}: still here"));
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod login;
 mod messages;
 mod ordering;
 mod process;
+mod rooms;
 mod shutdown;
 mod sockets;
 mod spawned;

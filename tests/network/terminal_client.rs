@@ -216,7 +216,7 @@ fn an_incoming_line_is_printed_above_the_line_being_typed() {
     tmux.wait_for("the server's answer to /join", |screen| {
         screen
             .iter()
-            .any(|line| line.starts_with("error: expected"))
+            .any(|line| line.starts_with("#rust: alice joined"))
     });
 
     tmux.type_text("/quit");

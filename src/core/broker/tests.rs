@@ -804,3 +804,250 @@ fn an_ipv6_host_counts_by_its_64_bit_prefix() {
         "an IPv4-mapped address is its IPv4 address"
     );
 }
+
+/// A broker with alice, bob and carol logged in and `rooms` joined, as
+/// `(member, room)`, with everything queued so far flushed.
+fn with_rooms(memberships: &[(ConnId, &str)]) -> Harness {
+    let mut h = Harness::with_users(&[(ALICE, "alice"), (BOB, "bob"), (CAROL, "carol")]);
+    for &(conn, room) in memberships {
+        h.line(conn, &format!("/join {room}"));
+        h.flush_all();
+    }
+    h
+}
+
+#[test]
+fn joining_tells_every_member_the_joiner_included() {
+    let mut h = with_rooms(&[(ALICE, "#rust")]);
+    assert_eq!(
+        h.line(BOB, " /join   #rust "),
+        ["c1 <- #rust: bob joined", "c2 <- #rust: bob joined"]
+    );
+    assert_eq!(
+        h.line(BOB, "/join #rust"),
+        ["c2 <- error: already in room: #rust"]
+    );
+    assert_eq!(h.line(CAROL, "/rooms"), ["c3 <- rooms:"]);
+    assert_eq!(h.line(BOB, "/rooms"), ["c2 <- rooms: #rust"]);
+}
+
+#[test]
+fn a_room_message_reaches_the_other_members_once_each() {
+    let mut h = with_rooms(&[(ALICE, "#rust"), (BOB, "#rust"), (CAROL, "#rust")]);
+    assert_eq!(
+        h.line(ALICE, "#rust: hi"),
+        [
+            "c2 <- from alice to #rust: hi",
+            "c3 <- from alice to #rust: hi"
+        ]
+    );
+    // The first destination that reaches a recipient decides the form.
+    assert_eq!(
+        h.line(ALICE, "bob, #rust, carol, alice: x"),
+        [
+            "c2 <- from alice: x",
+            "c3 <- from alice to #rust: x",
+            "c1 <- from alice: x"
+        ]
+    );
+}
+
+#[test]
+fn only_members_send_to_a_room_and_the_rest_still_goes_out() {
+    let mut h = with_rooms(&[(ALICE, "#rust")]);
+    assert_eq!(
+        h.line(BOB, "#rust, #nowhere, alice: hi"),
+        [
+            "c2 <- error: not in room: #rust",
+            "c2 <- error: not in room: #nowhere",
+            "c1 <- from bob: hi"
+        ]
+    );
+    assert_eq!(
+        h.line(BOB, "#bad name: hi"),
+        ["c2 <- error: expected \"<dest>, ...: <text>\" (invalid destination name)"]
+    );
+}
+
+#[test]
+fn parting_tells_every_member_and_an_empty_room_is_gone() {
+    let mut h = with_rooms(&[(ALICE, "#rust"), (BOB, "#rust")]);
+    assert_eq!(
+        h.line(BOB, "/part #rust"),
+        [
+            "c1 <- #rust: bob left (parted)",
+            "c2 <- #rust: bob left (parted)"
+        ]
+    );
+    assert_eq!(
+        h.line(BOB, "/part #rust"),
+        ["c2 <- error: not in room: #rust"]
+    );
+    assert_eq!(h.line(ALICE, "/part #rust").len(), 1);
+    assert_eq!(
+        h.line(BOB, "/names #rust"),
+        ["c2 <- error: no such room: #rust"]
+    );
+    assert!(h.broker.rooms.is_empty());
+}
+
+#[test]
+fn names_lists_members_in_name_order_to_anyone() {
+    let mut h = with_rooms(&[(CAROL, "#r"), (ALICE, "#r")]);
+    assert_eq!(h.line(BOB, "/names #r"), ["c2 <- names #r: alice carol"]);
+}
+
+#[test]
+fn leaving_by_disconnect_or_cut_is_news_in_room_order() {
+    let mut h = with_rooms(&[
+        (ALICE, "#b"),
+        (ALICE, "#a"),
+        (BOB, "#a"),
+        (BOB, "#b"),
+        (CAROL, "#b"),
+    ]);
+    assert_eq!(
+        h.input(Input::Closed { conn: ALICE }),
+        [
+            "c1 closed: PeerClosed",
+            "c2 <- #a: alice left (disconnected)",
+            "c2 <- #b: alice left (disconnected)",
+            "c3 <- #b: alice left (disconnected)"
+        ]
+    );
+    assert_eq!(h.line(BOB, "/names #b"), ["c2 <- names #b: bob carol"]);
+}
+
+#[test]
+fn a_slow_consumer_leaves_its_rooms_as_one_and_the_news_needs_no_payer() {
+    let mut h = Harness::new(200);
+    for (conn, name) in [(ALICE, "alice"), (BOB, "bob")] {
+        h.input(opened(conn));
+        h.line(conn, name);
+        h.line(conn, "/join #r");
+    }
+    h.flush_all();
+    // Alice's line takes Bob's queue past the bound; he stops reading.
+    let filler = "x".repeat(190);
+    h.line(ALICE, &format!("bob: {filler}"));
+    assert!(h.broker.is_paused(ALICE), "alice paid for her line");
+    assert_eq!(
+        h.wait(SLOW_TIMEOUT),
+        [
+            "c2 closed: SlowConsumer",
+            "c1 resumed",
+            "c1 <- #r: bob left (slow consumer)"
+        ]
+    );
+}
+
+#[test]
+fn shutdown_ends_each_room_once_per_member_then_closes() {
+    let mut h = with_rooms(&[(ALICE, "#b"), (ALICE, "#a"), (BOB, "#a")]);
+    assert_eq!(
+        h.input(Input::Shutdown),
+        [
+            "c1 <- #a: everyone left (server shutting down)",
+            "c1 <- #b: everyone left (server shutting down)",
+            "c1 <- error: server shutting down",
+            "c1 closed: ShuttingDown",
+            "c2 <- #a: everyone left (server shutting down)",
+            "c2 <- error: server shutting down",
+            "c2 closed: ShuttingDown",
+            "c3 <- error: server shutting down",
+            "c3 closed: ShuttingDown"
+        ]
+    );
+}
+
+#[test]
+fn rooms_per_connection_and_members_per_room_are_limited() {
+    let config = Config {
+        max_rooms_per_connection: 1,
+        max_room_members: 2,
+        ..Config::default()
+    };
+    let mut h = Harness::new(1 << 20);
+    h.broker = Broker::new(&config);
+    for (conn, name) in [(ALICE, "alice"), (BOB, "bob"), (CAROL, "carol")] {
+        h.input(opened(conn));
+        h.line(conn, name);
+        h.line(conn, "/join #r");
+    }
+    assert_eq!(
+        h.line(ALICE, "/join #s"),
+        ["c1 <- error: too many rooms (at most 1)"]
+    );
+    assert_eq!(h.line(CAROL, "/rooms"), ["c3 <- rooms:"], "#r was full");
+    assert_eq!(h.line(CAROL, "/join #r"), ["c3 <- error: room full: #r"]);
+}
+
+#[test]
+fn commands_are_checked_before_they_change_anything() {
+    let mut h = with_rooms(&[]);
+    let unknown = "c1 <- error: unknown command (try /join, /part, /names, /rooms, /nick)";
+    assert_eq!(h.line(ALICE, "/dance"), [unknown]);
+    assert_eq!(h.line(ALICE, "/JOIN #r"), [unknown]);
+    assert_eq!(
+        h.line(ALICE, "/join: x"),
+        [unknown],
+        "a command, not a message"
+    );
+    for (line, usage) in [
+        ("/join", "/join <room>"),
+        ("/join rust", "/join <room>"),
+        ("/join #a #b", "/join <room>"),
+        ("/join #a\u{3164}", "/join <room>"),
+        ("/part", "/part <room>"),
+        ("/names #", "/names <room>"),
+        ("/rooms #a", "/rooms"),
+        ("/nick", "/nick <name>"),
+    ] {
+        assert_eq!(
+            h.line(ALICE, line),
+            [format!("c1 <- error: usage: {usage}")],
+            "{line}"
+        );
+    }
+    // Room names are taken in NFC, like names.
+    assert_eq!(
+        h.line(ALICE, "/join #zoe\u{308}"),
+        ["c1 <- #zo\u{eb}: alice joined"]
+    );
+    assert_eq!(h.line(ALICE, "#zo\u{eb}: x").len(), 0, "alone in the room");
+}
+
+#[test]
+fn a_rename_frees_the_old_name_and_tells_room_mates_once() {
+    let mut h = with_rooms(&[(ALICE, "#a"), (ALICE, "#b"), (BOB, "#a"), (BOB, "#b")]);
+    assert_eq!(
+        h.line(ALICE, "/nick b\u{43e}b"),
+        ["c1 <- error: name taken: b\u{43e}b"]
+    );
+    assert_eq!(
+        h.line(ALICE, "/nick a b"),
+        ["c1 <- error: usage: /nick <name>"]
+    );
+    assert_eq!(h.line(ALICE, "/nick a!"), ["c1 <- error: invalid name"]);
+    assert_eq!(
+        h.line(ALICE, "/nick \u{430}lice"),
+        [
+            "c1 <- renamed alice to \u{430}lice",
+            "c2 <- renamed alice to \u{430}lice"
+        ],
+        "a look-alike of one's own name is free"
+    );
+    assert_eq!(
+        h.line(BOB, "alice: x"),
+        ["c2 <- error: no such peer: alice"]
+    );
+    assert_eq!(h.line(BOB, "\u{430}lice: x"), ["c1 <- from bob: x"]);
+    h.input(opened(ConnId(4)));
+    assert_eq!(
+        h.line(ConnId(4), "alice"),
+        ["c4 <- error: name taken: alice"],
+        "still a look-alike of the name held"
+    );
+    h.line(ALICE, "/nick alicia");
+    assert_eq!(h.line(ConnId(4), "alice"), ["c4 <- welcome alice"]);
+}
