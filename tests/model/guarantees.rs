@@ -602,7 +602,7 @@ pub fn guarantee_8_clean_shutdown(trace: &Trace) -> Checked {
     walk(trace, |index, seen, step| {
         let fail = |detail| Err(violation(G, index, detail));
         // Each room's `everyone left`, in room order, then the notice, each
-        // while it fits: the first that does not leaves no room for more.
+        // if it fits when its turn comes.
         let told_and_closed = |conn: ConnId| {
             let rooms = seen.rooms_of(conn).into_iter();
             let mut notices: Vec<String> = rooms
@@ -612,10 +612,10 @@ pub fn guarantee_8_clean_shutdown(trace: &Trace) -> Checked {
             let mut queued = seen.unflushed(conn);
             let mut told = Vec::new();
             for notice in notices {
-                queued += notice.len();
-                if queued > trace.config.max_queue {
-                    break;
+                if queued + notice.len() > trace.config.max_queue {
+                    continue;
                 }
+                queued += notice.len();
                 told.push(Output::Send {
                     conn,
                     line: notice.into(),

@@ -431,9 +431,10 @@ impl Model {
         self.tell_all_and_close(conn, &[notice.to_string()], reason, out);
     }
 
-    /// Like `tell_and_close`, with several notices in order: they go out
-    /// while each fits, and the first that does not ends them, since the
-    /// connection then has no room left for a notice.
+    /// Like `tell_and_close`, with several notices in order, each sent if
+    /// it fits then: PROTOCOL.md's rule is per notice ("no room left for a
+    /// notice ... without the notice"), so a shorter one may still go out
+    /// after a longer one did not.
     fn tell_all_and_close(
         &mut self,
         conn: ConnId,
@@ -446,10 +447,9 @@ impl Model {
                 .open
                 .get(&conn)
                 .is_some_and(|c| c.queued + notice.len() <= self.config.max_queue);
-            if !fits {
-                break;
+            if fits {
+                self.send(conn, notice.clone(), None, out);
             }
-            self.send(conn, notice.clone(), None, out);
         }
         self.close(conn, reason, out);
     }
@@ -522,6 +522,10 @@ impl Model {
         };
         let name = connection.name.clone().map(Arc::from);
         out.push(Output::Close { conn, reason, name });
+        // PROTOCOL.md leaves the order of a resume (no line) and the news
+        // to one connection open; the model follows the broker's choice:
+        // those waiting on the closed queue resume first.
+        self.unblock(conn, out);
         if let (Some(departure), Some(name)) = (departure, connection.name) {
             // A room it was the last member of is gone, with nobody to tell.
             let left: Vec<&String> = rooms
@@ -533,7 +537,6 @@ impl Model {
                 self.tell_room(room, news, None, out);
             }
         }
-        self.unblock(conn, out);
     }
 
     /// Whether the server must not read from `conn` now.
