@@ -12,6 +12,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 
 use chinwag::broker::{Broker, ConnId, Input, Output};
 use chinwag::config::Config;
+use chinwag::news::Dialect;
 use chinwag::time::Time;
 
 /// Connections logged in as `u0`, `u1`, ...; `u0` sends.
@@ -31,7 +32,12 @@ fn logged_in_broker() -> Broker {
     for id in 0..CLIENTS {
         let conn = ConnId(id);
         let address = IpAddr::from([127, 0, 0, 1]);
-        broker.handle(Time::ZERO, &Input::Opened { conn, address }, &mut out);
+        let opened = Input::Opened {
+            conn,
+            address,
+            dialect: Dialect::Line,
+        };
+        broker.handle(Time::ZERO, &opened, &mut out);
         let frame = Ok(format!("u{id}"));
         broker.handle(Time::ZERO, &Input::Line { conn, frame }, &mut out);
     }

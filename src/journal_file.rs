@@ -371,6 +371,7 @@ mod tests {
         let opened = Input::Opened {
             conn: ConnId(1),
             address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            dialect: chinwag_core::news::Dialect::Line,
         };
         let mut inputs = vec![opened];
         // Enough for several chunks.

@@ -18,7 +18,7 @@
 //!   broker's inputs for `--journal`, and [`client`] is the interactive
 //!   client. The simulator in `sim/` plugs in turmoil instead.
 
-pub use chinwag_core::{broker, codec, config, irc, journal, protocol, time};
+pub use chinwag_core::{broker, codec, config, irc, journal, news, protocol, time};
 
 pub mod client;
 pub mod journal_file;

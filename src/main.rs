@@ -19,7 +19,7 @@ use chinwag::protocol::{
     Departure, ErrorReply, Line, MAX_NAME_CHARS, render_error, render_everyone_left, render_joined,
     render_left, render_renamed, render_room_delivery, render_welcome,
 };
-use chinwag::server::{Stopped, THREADS_MAX};
+use chinwag::server::{Listeners, Stopped, THREADS_MAX};
 
 /// Exit status for bad command-line input or a server that cannot start,
 /// the same status clap uses for usage errors.
@@ -67,6 +67,12 @@ struct ServeArgs {
     /// printed on stdout as `chinwag listening on ADDR`.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", value_parser = parse_address)]
     listen: SocketAddr,
+
+    /// Also speak IRC, to IRC clients (irssi, WeeChat, HexChat, ii...), on
+    /// this address. IRC users share names and rooms (IRC channels) with
+    /// line-protocol users; IRC.md says what is supported.
+    #[arg(long, value_name = "ADDR", value_parser = parse_address)]
+    irc_listen: Option<SocketAddr>,
 
     /// Longest line accepted, in bytes, not counting the LF or CR LF. Longer
     /// lines get `error: line too long` and are skipped without being buffered.
@@ -205,13 +211,21 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     let _logging = init_logging("info");
-    let listener = match chinwag::server::listen(args.listen) {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("error: cannot listen on {}: {error}", args.listen);
-            return ExitCode::from(USAGE_ERROR);
-        }
+    let listen = |address: SocketAddr| {
+        chinwag::server::listen(address).map_err(|error| {
+            eprintln!("error: cannot listen on {address}: {error}");
+            ExitCode::from(USAGE_ERROR)
+        })
     };
+    let line = match listen(args.listen) {
+        Ok(listener) => listener,
+        Err(status) => return status,
+    };
+    let irc = match args.irc_listen.map(listen).transpose() {
+        Ok(listener) => listener,
+        Err(status) => return status,
+    };
+    let listener = Listeners { line, irc };
     let stopped = match &args.journal {
         None => chinwag::server::run(args.threads, config, listener, ()),
         Some(path) => {

@@ -35,6 +35,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
+use crate::news::Dialect;
 use crate::shell::{self, Accepted, Observer, Runtime};
 use crate::tcp;
 use crate::time::Time;
@@ -232,7 +233,14 @@ pub fn listen(address: SocketAddr) -> io::Result<Async<TcpListener>> {
     Async::new(TcpListener::from(socket))
 }
 
-/// Serves on `listener` with `threads` threads until SIGINT or SIGTERM,
+/// The listeners a server accepts on: the line protocol's, and IRC's if
+/// `--irc-listen` asks for one.
+pub struct Listeners {
+    pub line: Async<TcpListener>,
+    pub irc: Option<Async<TcpListener>>,
+}
+
+/// Serves on `listeners` with `threads` threads until SIGINT or SIGTERM,
 /// then shuts down gracefully, unless a second signal comes first.
 /// `observer` sees every broker input (the journal, or `()`). Blocks the
 /// calling thread, which accepts connections and, with one thread, runs
@@ -244,11 +252,11 @@ pub fn listen(address: SocketAddr) -> io::Result<Async<TcpListener>> {
 pub fn run(
     threads: NonZeroUsize,
     config: Config,
-    listener: Async<TcpListener>,
+    listeners: Listeners,
     observer: impl Observer,
 ) -> io::Result<Stopped> {
     let runtime = AsyncStd::start(threads)?;
-    let served = serve(runtime, threads, config, listener, observer);
+    let served = serve(runtime, threads, config, listeners, observer);
     LOCAL_TASKS.with(|tasks| async_io::block_on(tasks.run(served)))
 }
 
@@ -256,22 +264,27 @@ async fn serve(
     runtime: AsyncStd,
     threads: NonZeroUsize,
     config: Config,
-    listener: Async<TcpListener>,
+    listeners: Listeners,
     observer: impl Observer,
 ) -> io::Result<Stopped> {
-    let address = listener.get_ref().local_addr()?;
+    let address = listeners.line.get_ref().local_addr()?;
     let signals = Signals::new([SIGINT, SIGTERM])?;
     let (shutdown_requested, shutdown) = oneshot::channel();
-    announce(address);
+    announce("listening on", address);
     info!(?config, threads, "listening on {address}");
-    let served = shell::serve_observed(
-        runtime,
-        config,
-        accepted(listener, config.write_timeout),
-        shutdown.map(|_| ()),
-        observer,
-    )
-    .fuse();
+    let line = accepted(listeners.line, Dialect::Line, config.write_timeout);
+    let incoming = match listeners.irc {
+        Some(irc) => {
+            let address = irc.get_ref().local_addr()?;
+            announce("listening for IRC on", address);
+            info!("listening for IRC on {address}");
+            let irc = accepted(irc, Dialect::Irc, config.write_timeout);
+            futures::stream::select(line, irc).left_stream()
+        }
+        None => line.right_stream(),
+    };
+    let served =
+        shell::serve_observed(runtime, config, incoming, shutdown.map(|_| ()), observer).fuse();
     let second_signal = watch_signals(signals, shutdown_requested).fuse();
     pin_mut!(served, second_signal);
     Ok(select_biased! {
@@ -280,14 +293,13 @@ async fn serve(
     })
 }
 
-/// Writes `chinwag listening on ADDR` on stdout, for scripts that listen on
-/// port 0 (logs go to stderr). stdout may be a closed pipe; the server works
-/// without it, so failing to write is a warning, not a reason to stop.
-fn announce(address: SocketAddr) {
+/// Writes `chinwag listening on ADDR` (and `chinwag listening for IRC on
+/// ADDR`) on stdout, for scripts that listen on port 0 (logs go to
+/// stderr). stdout may be a closed pipe; the server works without it, so
+/// failing to write is a warning, not a reason to stop.
+fn announce(what: &str, address: SocketAddr) {
     let mut stdout = io::stdout().lock();
-    if let Err(error) =
-        writeln!(stdout, "chinwag listening on {address}").and_then(|()| stdout.flush())
-    {
+    if let Err(error) = writeln!(stdout, "chinwag {what} {address}").and_then(|()| stdout.flush()) {
         warn!(%error, "cannot write the listening address to stdout");
     }
 }
@@ -313,9 +325,11 @@ async fn watch_signals(mut signals: Signals, shutdown_requested: oneshot::Sender
     );
 }
 
-/// The listener as an endless stream of configured sockets.
+/// The listener as an endless stream of configured sockets, each to speak
+/// `dialect`.
 fn accepted(
     listener: Async<TcpListener>,
+    dialect: Dialect,
     write_timeout: Duration,
 ) -> impl Stream<Item = Accepted<tcp::Socket>> + Unpin {
     let warnings = WarningLimiter::new(ACCEPT_WARNING_INTERVAL);
@@ -327,7 +341,12 @@ fn accepted(
                     Ok((socket, peer)) => {
                         configure(socket.get_ref(), peer, write_timeout);
                         let socket = tcp::Socket::new(socket);
-                        return Some((Accepted { socket, peer }, (listener, warnings)));
+                        let accepted = Accepted {
+                            socket,
+                            peer,
+                            dialect,
+                        };
+                        return Some((accepted, (listener, warnings)));
                     }
                     // Failures of one connection (aborted before it was
                     // accepted, refused by a firewall rule): take the next.
@@ -476,7 +495,7 @@ mod tests {
                 let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
                 let address = listener.get_ref().local_addr().unwrap();
                 let _client = std::net::TcpStream::connect(address).unwrap();
-                let mut sockets = accepted(listener, write_timeout);
+                let mut sockets = accepted(listener, Dialect::Line, write_timeout);
                 let Accepted { socket, .. } = sockets.next().await.unwrap();
                 let socket = SockRef::from(socket.get_ref());
                 assert_eq!(socket.tcp_user_timeout().unwrap(), Some(expected));

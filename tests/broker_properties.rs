@@ -496,6 +496,7 @@ mod every_guarantee_check_bites {
         Input::Opened {
             conn,
             address: address_of(conn.0),
+            dialect: chinwag::news::Dialect::Line,
         }
     }
 

@@ -444,7 +444,8 @@ fn count_closes(log: &Trace, coverage: &mut Coverage) {
                     }
                 }
                 CloseReason::LoginTimeout => coverage.login_timeouts += 1,
-                CloseReason::PeerClosed => {}
+                // The simulator's clients speak the line protocol only.
+                CloseReason::PeerClosed | CloseReason::Quit | CloseReason::PingTimeout => {}
             }
         }
     }

@@ -457,7 +457,11 @@ fn show(bytes: &[u8]) -> String {
 /// one input whose outputs the time decides.
 pub fn describe(now: Time, input: &Input, outputs: &[Output]) -> String {
     let mut text = match input {
-        Input::Opened { conn, address } => format!("{conn} opened from {address}"),
+        Input::Opened {
+            conn,
+            address,
+            dialect,
+        } => format!("{conn} opened from {address} ({dialect:?})"),
         Input::Line { conn, frame } => match frame {
             Ok(line) => format!("{conn} line {line:?}"),
             Err(error) => format!("{conn} line refused: {error}"),

@@ -29,6 +29,7 @@ use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
+use chinwag::news::Dialect;
 use chinwag::shell::{Accepted, Runtime};
 use chinwag::time::Time;
 use futures::FutureExt;
@@ -111,7 +112,12 @@ pub fn accepted(
             let (socket, peer) = listener.accept().await.ok()?;
             on_accept(peer);
             let socket = net.wrap(socket, Side::Acceptor).compat();
-            Some((Accepted { socket, peer }, (listener, net, on_accept)))
+            let accepted = Accepted {
+                socket,
+                peer,
+                dialect: Dialect::Line,
+            };
+            Some((accepted, (listener, net, on_accept)))
         },
     ))
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use chinwag::broker::{ConnId, Input};
 use chinwag::config::Config;
 use chinwag::journal::{EndReason, Problem, encode_end, encode_header, encode_input};
+use chinwag::news::Dialect;
 use chinwag::time::Time;
 use chinwag_sim::journal::{Unreplayable, replay};
 
@@ -30,6 +31,7 @@ fn conversation() -> Vec<Input> {
     let opened = |conn| Input::Opened {
         conn: ConnId(conn),
         address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        dialect: Dialect::Line,
     };
     let line = |conn, text: &str| Input::Line {
         conn: ConnId(conn),

@@ -29,6 +29,7 @@
 //! is a bug in the caller, and the broker panics, in release builds too,
 //! rather than go on with an account it knows is wrong.
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -41,6 +42,7 @@ use hashbrown::HashMap;
 
 use crate::codec::Frame;
 use crate::config::Config;
+use crate::news::{self, Dialect, News, Shared};
 use crate::protocol::{self, Command, Departure, ErrorReply, Line};
 use crate::time::Time;
 
@@ -58,8 +60,13 @@ impl core::fmt::Display for ConnId {
 /// One fact the broker is told, with the time it happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Input {
-    /// A connection was accepted from `address`.
-    Opened { conn: ConnId, address: IpAddr },
+    /// A connection was accepted from `address`, on the listener for
+    /// `dialect`.
+    Opened {
+        conn: ConnId,
+        address: IpAddr,
+        dialect: Dialect,
+    },
     /// A connection sent a line (or a line the codec refused).
     Line { conn: ConnId, frame: Frame },
     /// The socket accepted `bytes` more of what was queued for `conn`.
@@ -116,6 +123,10 @@ pub enum CloseReason {
     Refused,
     /// It did not log in within the login timeout.
     LoginTimeout,
+    /// An IRC client said QUIT.
+    Quit,
+    /// An IRC client answered no PING within the keepalive interval.
+    PingTimeout,
 }
 
 impl CloseReason {
@@ -155,6 +166,10 @@ struct Connection {
     blocked_on: usize,
     /// The rooms it is in, in room order (its entries in `Broker::rooms`).
     rooms: BTreeSet<Arc<str>>,
+    /// The wire protocol it speaks.
+    dialect: Dialect,
+    /// Its IRC registration and keepalive, if it speaks IRC.
+    irc: Option<Box<irc::Session>>,
 }
 
 /// The members of one room, in connection id order. A room exists while it
@@ -242,6 +257,9 @@ pub struct Broker {
     stall_checks: BTreeSet<(Time, ConnId)>,
     /// Login deadlines, soonest first: one per connection not logged in.
     login_deadlines: BTreeSet<(Time, ConnId)>,
+    /// IRC keepalive checks, soonest first: one per registered IRC
+    /// connection (see `irc.rs`).
+    irc_pings: BTreeSet<(Time, ConnId)>,
     /// Slow-consumer deadlines, soonest first: one per connection whose
     /// queue is past `max_queue`, removed when it drains back under.
     slow_deadlines: BTreeSet<(Time, ConnId)>,
@@ -280,6 +298,7 @@ impl Broker {
             skeletons: HashMap::default(),
             stall_checks: BTreeSet::new(),
             login_deadlines: BTreeSet::new(),
+            irc_pings: BTreeSet::new(),
             slow_deadlines: BTreeSet::new(),
             blocked: BTreeMap::new(),
             releasing: HashMap::default(),
@@ -302,7 +321,11 @@ impl Broker {
         );
         self.now = now;
         match *input {
-            Input::Opened { conn, address } => self.open(conn, address, out),
+            Input::Opened {
+                conn,
+                address,
+                dialect,
+            } => self.open(conn, address, dialect, out),
             Input::Line { conn, ref frame } => self.line(conn, frame, out),
             Input::Flushed { conn, bytes } => self.flushed(conn, bytes, out),
             Input::Closed { conn } => self.close(conn, CloseReason::PeerClosed, out),
@@ -312,6 +335,7 @@ impl Broker {
                 self.cut_dead_peers(out);
                 self.cut_slow_consumers(out);
                 self.expire_logins(out);
+                self.keep_irc_alive(out);
             }
         }
         #[cfg(debug_assertions)]
@@ -325,6 +349,7 @@ impl Broker {
             &self.stall_checks,
             &self.slow_deadlines,
             &self.login_deadlines,
+            &self.irc_pings,
         ];
         let soonest = deadlines.into_iter().filter_map(|set| set.first());
         soonest.map(|&(due, _)| due).min()
@@ -356,7 +381,7 @@ impl Broker {
     /// told why and closed at once, so it never holds a slot while it
     /// waits. The connection is held for that moment too, so its error
     /// line is accounted for like any other.
-    fn open(&mut self, conn: ConnId, address: IpAddr, out: &mut Vec<Output>) {
+    fn open(&mut self, conn: ConnId, address: IpAddr, dialect: Dialect, out: &mut Vec<Output>) {
         let address = address_group(address);
         let held_before = self.connections.len() + self.releasing.len();
         let from_address = self.per_address.get(&address).copied().unwrap_or(0);
@@ -371,6 +396,8 @@ impl Broker {
             over_since: None,
             blocked_on: 0,
             rooms: BTreeSet::new(),
+            dialect,
+            irc: (dialect == Dialect::Irc).then(Box::default),
         };
         let reused = self.connections.insert(conn, connection).is_some();
         assert!(!reused, "the shell reused connection id {conn}");
@@ -388,7 +415,7 @@ impl Broker {
             None
         };
         if let Some((error, reason)) = refusal {
-            self.tell_and_close(conn, &protocol::render_error(&error), reason, out);
+            self.tell_and_close(conn, &error, reason, out);
         }
     }
 
@@ -402,6 +429,9 @@ impl Broker {
             connection.blocked_on, 0,
             "the shell handed the broker a line from paused {conn}"
         );
+        if connection.dialect == Dialect::Irc {
+            return self.irc_line(conn, frame, out);
+        }
         let sender = connection.name.clone();
         let line = match frame {
             Ok(line) => line,
@@ -411,7 +441,9 @@ impl Broker {
             return;
         }
         match sender {
-            None => self.login(conn, line, out),
+            None => {
+                self.login(conn, line, out);
+            }
             Some(_) if protocol::is_command(line) => self.command(conn, line, out),
             Some(sender) => self.message(conn, &sender, line, out),
         }
@@ -457,8 +489,11 @@ impl Broker {
         connection.rooms.insert(room.clone());
         let name = connection.name.clone().expect("commands come after login");
         self.rooms.entry(room.clone()).or_default().insert(conn);
-        let news = protocol::render_joined(&room, &name);
-        self.tell_members(&room, &news, Some(conn), out);
+        let news = News::Joined {
+            room: &room,
+            name: &name,
+        };
+        self.tell_members(&room, news, Some(conn), out);
     }
 
     /// Takes `conn` out of `room`, telling every member, the one leaving
@@ -469,8 +504,12 @@ impl Broker {
             return self.reply_error(conn, &ErrorReply::NotInRoom(room.into()), out);
         };
         let name = connection.name.clone().expect("commands come after login");
-        let news = protocol::render_left(&room, &name, Departure::Parted);
-        self.tell_members(&room, &news, Some(conn), out);
+        let news = News::Left {
+            room: &room,
+            name: &name,
+            why: Departure::Parted,
+        };
+        self.tell_members(&room, news, Some(conn), out);
         self.leave(conn, &room);
     }
 
@@ -487,19 +526,51 @@ impl Broker {
         }
     }
 
-    /// Queues `news` for every member of `room`, in connection id order.
+    /// Tells every member of `room` `news`, in connection id order.
     fn tell_members(
         &mut self,
         room: &str,
-        news: &Line,
+        news: News<'_>,
         sender: Option<ConnId>,
         out: &mut Vec<Output>,
     ) {
         // Telling a member never changes who is in the room (a queue past
         // the bound pauses, it does not close), but the set is borrowed.
         let members: Vec<ConnId> = self.rooms[room].iter().copied().collect();
+        let mut news = Shared::new(news);
         for member in members {
-            self.enqueue(member, news.clone(), sender, out);
+            self.tell_shared(member, &mut news, sender, out);
+        }
+    }
+
+    /// Tells `conn` `news` in its dialect, paid for by `sender` (see
+    /// `enqueue`).
+    fn tell(
+        &mut self,
+        conn: ConnId,
+        news: News<'_>,
+        sender: Option<ConnId>,
+        out: &mut Vec<Output>,
+    ) {
+        self.tell_shared(conn, &mut Shared::new(news), sender, out);
+    }
+
+    /// Tells `conn` news it may share with others: rendered once per
+    /// dialect. Nothing is sent to a closed connection, or in a dialect
+    /// that has no words for the news.
+    fn tell_shared(
+        &mut self,
+        conn: ConnId,
+        news: &mut Shared<'_>,
+        sender: Option<ConnId>,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(connection) = self.connections.get(&conn) else {
+            return;
+        };
+        let recipient = connection.name.as_deref().unwrap_or("*");
+        if let Some(line) = news.render(connection.dialect, recipient) {
+            self.enqueue(conn, line, sender, out);
         }
     }
 
@@ -508,20 +579,29 @@ impl Broker {
         let Some(members) = self.rooms.get(room) else {
             return self.reply_error(conn, &ErrorReply::NoSuchRoom(room.into()), out);
         };
-        let mut names: Vec<&str> = members
+        let mut names: Vec<Arc<str>> = members
             .iter()
-            .map(|member| self.name_of(*member).expect("members are logged in"))
+            .map(|member| {
+                self.connections[member]
+                    .name
+                    .clone()
+                    .expect("members are logged in")
+            })
             .collect();
         names.sort_unstable();
-        let reply = protocol::render_names(room, names);
-        self.enqueue(conn, reply, Some(conn), out);
+        let names: Vec<&str> = names.iter().map(|name| &**name).collect();
+        let news = News::Names {
+            room,
+            names: &names,
+        };
+        self.tell(conn, news, Some(conn), out);
     }
 
     /// Answers `/rooms`: the rooms `conn` is in, in room order.
     fn list_rooms(&mut self, conn: ConnId, out: &mut Vec<Output>) {
-        let rooms = self.connections[&conn].rooms.iter().map(|room| &**room);
-        let reply = protocol::render_rooms(rooms);
-        self.enqueue(conn, reply, Some(conn), out);
+        let rooms = self.connections[&conn].rooms.clone();
+        let rooms: Vec<&str> = rooms.iter().map(|room| &**room).collect();
+        self.tell(conn, News::Rooms { rooms: &rooms }, Some(conn), out);
     }
 
     /// Answers `/nick`: `conn` takes `wanted` by the rules of login, and it
@@ -546,45 +626,77 @@ impl Broker {
         self.skeletons.remove(&protocol::skeleton(&old));
         self.holders.insert(new.clone(), conn);
         self.skeletons.insert(skeleton, conn);
-        let news = protocol::render_renamed(&old, &new);
         let mut told = BTreeSet::from([conn]);
         for room in &self.connections[&conn].rooms {
             told.extend(self.rooms[room].iter().copied());
         }
+        let mut news = Shared::new(News::Renamed {
+            old: &old,
+            new: &new,
+        });
         for member in told {
-            self.enqueue(member, news.clone(), Some(conn), out);
+            self.tell_shared(member, &mut news, Some(conn), out);
         }
     }
 
-    fn login(&mut self, conn: ConnId, line: &str, out: &mut Vec<Output>) {
+    /// Logs `conn` in with the name `line` asks for, if it is valid and
+    /// free, and says whether it did.
+    fn login(&mut self, conn: ConnId, line: &str, out: &mut Vec<Output>) -> bool {
         let Some(name) = protocol::parse_login(line) else {
-            return self.reply_error(conn, &ErrorReply::InvalidName, out);
+            self.reply_error(conn, &ErrorReply::InvalidName, out);
+            return false;
         };
         let skeleton = protocol::skeleton(&name);
         if self.skeletons.contains_key(&skeleton) {
             let error = ErrorReply::NameTaken(name.into_owned());
-            return self.reply_error(conn, &error, out);
+            self.reply_error(conn, &error, out);
+            return false;
         }
-        let welcome = protocol::render_welcome(&name);
         let name: Arc<str> = Arc::from(name);
         self.holders.insert(name.clone(), conn);
         self.skeletons.insert(skeleton, conn);
         if let Some(connection) = self.connections.get_mut(&conn) {
-            connection.name = Some(name);
+            connection.name = Some(name.clone());
             if let Some(deadline) = connection.login_deadline.take() {
                 self.login_deadlines.remove(&(deadline, conn));
             }
         }
-        self.enqueue(conn, welcome, Some(conn), out);
+        let welcome = News::Welcome {
+            name: &name,
+            rooms_max: self.max_rooms_per_connection,
+        };
+        self.tell(conn, welcome, Some(conn), out);
+        true
     }
 
     fn message(&mut self, conn: ConnId, sender: &str, line: &str, out: &mut Vec<Output>) {
-        let message = match protocol::parse_message(line) {
-            Ok(message) => message,
-            Err(why) => return self.reply_error(conn, &ErrorReply::Malformed(why), out),
-        };
-        // Each form is rendered once; every recipient shares its buffer.
-        let mut direct: Option<Line> = None;
+        match protocol::parse_message(line) {
+            Ok(message) => self.deliver(conn, sender, &message, false, out),
+            Err(why) => self.reply_error(conn, &ErrorReply::Malformed(why), out),
+        }
+    }
+
+    /// Delivers `message` from `conn`, logged in as `sender`, to each
+    /// connection its destinations reach, once, in the form of the first
+    /// destination that reaches it; and tells the sender about the
+    /// destinations that reach nobody. `notice` marks an IRC NOTICE, for
+    /// which IRC says no error may come back.
+    fn deliver(
+        &mut self,
+        conn: ConnId,
+        sender: &str,
+        message: &protocol::Message<'_>,
+        notice: bool,
+        out: &mut Vec<Output>,
+    ) {
+        // Direct deliveries share one rendering per dialect (IRC's names
+        // its recipient, so it is rendered for each).
+        let mut direct = Shared::new(News::Delivery {
+            sender,
+            room: None,
+            text: message.text,
+            notice,
+        });
         // Who has been reached, when more than one destination could reach
         // someone twice. Names alone cannot: each is held by one connection.
         let mut reached = (message.destinations.len() > 1).then(BTreeSet::new);
@@ -592,35 +704,42 @@ impl Broker {
             Some(reached) => reached.insert(recipient),
             None => true,
         };
-        for destination in message.destinations {
-            if protocol::is_room(&destination) {
-                if !self.connections[&conn].rooms.contains(&*destination) {
-                    let error = ErrorReply::NotInRoom(destination.into_owned());
-                    self.reply_error(conn, &error, out);
+        for destination in &message.destinations {
+            let destination = &**destination;
+            if protocol::is_room(destination) {
+                if !self.connections[&conn].rooms.contains(destination) {
+                    if !notice {
+                        let error = ErrorReply::NotInRoom(destination.into());
+                        self.reply_error(conn, &error, out);
+                    }
                     continue;
                 }
-                let delivery = protocol::render_room_delivery(sender, &destination, message.text);
+                let mut delivery = Shared::new(News::Delivery {
+                    sender,
+                    room: Some(destination),
+                    text: message.text,
+                    notice,
+                });
                 // Sending pauses at most, never closes: the members stay put.
-                let members = self.rooms[&*destination].iter();
+                let members = self.rooms[destination].iter();
                 let recipients: Vec<ConnId> = members
                     .copied()
                     .filter(|member| *member != conn && first_reach(*member))
                     .collect();
                 for recipient in recipients {
-                    self.enqueue(recipient, delivery.clone(), Some(conn), out);
+                    self.tell_shared(recipient, &mut delivery, Some(conn), out);
                 }
                 continue;
             }
-            match self.holders.get(&*destination) {
+            match self.holders.get(destination) {
                 Some(&recipient) => {
                     if first_reach(recipient) {
-                        let delivery = direct
-                            .get_or_insert_with(|| protocol::render_delivery(sender, message.text));
-                        self.enqueue(recipient, delivery.clone(), Some(conn), out);
+                        self.tell_shared(recipient, &mut direct, Some(conn), out);
                     }
                 }
+                None if notice => {}
                 None => {
-                    let error = ErrorReply::NoSuchPeer(destination.into_owned());
+                    let error = ErrorReply::NoSuchPeer(destination.into());
                     self.reply_error(conn, &error, out);
                 }
             }
@@ -656,14 +775,14 @@ impl Broker {
         // In connection id order: hash order must not reach the outputs.
         let mut open: Vec<ConnId> = self.connections.keys().copied().collect();
         open.sort_unstable();
-        let notice = protocol::render_error(&ErrorReply::ShuttingDown);
         for conn in open {
             // Everyone leaves every room at once: one line per membership,
             // rather than one per member that leaves before it.
             let rooms = self.connections[&conn].rooms.clone();
             for room in rooms {
-                self.tell_if_fits(conn, &protocol::render_everyone_left(&room), out);
+                self.tell_if_fits(conn, News::EveryoneLeft { room: &room }, out);
             }
+            let notice = ErrorReply::ShuttingDown;
             self.tell_and_close(conn, &notice, CloseReason::ShuttingDown, out);
         }
     }
@@ -718,8 +837,8 @@ impl Broker {
         let expired = take_expired(deadlines, &mut self.connections, self.now, |connection| {
             connection.login_deadline = None
         });
-        let notice = protocol::render_error(&ErrorReply::LoginTimedOut);
         for conn in expired {
+            let notice = ErrorReply::LoginTimedOut;
             self.tell_and_close(conn, &notice, CloseReason::LoginTimeout, out);
         }
     }
@@ -731,30 +850,33 @@ impl Broker {
     fn tell_and_close(
         &mut self,
         conn: ConnId,
-        notice: &Line,
+        notice: &ErrorReply,
         reason: CloseReason,
         out: &mut Vec<Output>,
     ) {
-        self.tell_if_fits(conn, notice, out);
+        self.tell_if_fits(conn, News::Error(notice), out);
         self.close(conn, reason, out);
     }
 
-    /// Queues `notice` for `conn` if it fits within `max_queue`: a notice
-    /// no line caused has no sender to pause, so it never goes past.
-    fn tell_if_fits(&mut self, conn: ConnId, notice: &Line, out: &mut Vec<Output>) {
-        let fits = self
-            .connections
-            .get(&conn)
-            .is_some_and(|connection| connection.queued + notice.len() <= self.max_queue);
-        if fits {
+    /// Tells `conn` `notice` if it fits within `max_queue`: a notice no
+    /// line caused has no sender to pause, so it never goes past.
+    fn tell_if_fits(&mut self, conn: ConnId, notice: News<'_>, out: &mut Vec<Output>) {
+        let Some(connection) = self.connections.get(&conn) else {
+            return;
+        };
+        let recipient = connection.name.as_deref().unwrap_or("*");
+        let Some(line) = news::render(&notice, connection.dialect, recipient) else {
+            return;
+        };
+        if connection.queued + line.len() <= self.max_queue {
             // It fits, so it can take no queue past the bound: no sender to pause.
-            self.enqueue(conn, notice.clone(), None, out);
+            self.enqueue(conn, line, None, out);
         }
     }
 
     /// Replies to `conn` about the line it just sent.
     fn reply_error(&mut self, conn: ConnId, error: &ErrorReply, out: &mut Vec<Output>) {
-        self.enqueue(conn, protocol::render_error(error), Some(conn), out);
+        self.tell(conn, News::Error(error), Some(conn), out);
     }
 
     /// Queues `line` for `conn`. `sender` is the connection whose line
@@ -850,6 +972,9 @@ impl Broker {
             self.slow_deadlines
                 .remove(&(since + self.slow_timeout, conn));
         }
+        if let Some(due) = connection.irc.as_ref().and_then(|irc| irc.ping_check) {
+            self.irc_pings.remove(&(due, conn));
+        }
         self.releasing.insert(conn, connection.address);
         let name = connection.name;
         out.push(Output::Close {
@@ -860,21 +985,36 @@ impl Broker {
         // Its senders wait on it no more. (What it was blocked on forgets it
         // lazily: `unblock` skips closed senders.)
         self.unblock(conn, out);
-        let departure = match reason {
+        let why = match reason {
             CloseReason::SlowConsumer => Departure::SlowConsumer,
             _ => Departure::Disconnected,
         };
+        let mut quit = name
+            .as_deref()
+            .map(|name| Shared::new(News::Quit { name, why }));
+        // An IRC client hears of it once, by one QUIT, however many rooms
+        // it shared; a line-protocol client once per room.
+        let mut quit_told = BTreeSet::new();
         for room in &connection.rooms {
             self.leave(conn, room);
             // At shutdown every room's end was told as one line each.
             if reason == CloseReason::ShuttingDown || !self.rooms.contains_key(room) {
                 continue;
             }
-            let name = name.as_deref().expect("members are logged in");
-            let news = protocol::render_left(room, name, departure);
-            // Nobody's line caused it, so nobody is paused for it: it is
-            // queued whatever the queue holds, like the line of a sender.
-            self.tell_members(room, &news, None, out);
+            let (Some(name), Some(quit)) = (name.as_deref(), quit.as_mut()) else {
+                unreachable!("members are logged in");
+            };
+            let mut left = Shared::new(News::Left { room, name, why });
+            let members: Vec<ConnId> = self.rooms[room].iter().copied().collect();
+            for member in members {
+                // Nobody's line caused it, so nobody is paused for it: it
+                // is queued whatever the queue holds, like a sender's line.
+                if self.connections[&member].dialect == Dialect::Line {
+                    self.tell_shared(member, &mut left, None, out);
+                } else if quit_told.insert(member) {
+                    self.tell_shared(member, quit, None, out);
+                }
+            }
         }
     }
 
@@ -1052,8 +1192,31 @@ impl Broker {
         }
         let counted: usize = self.connections.values().map(|c| c.rooms.len()).sum();
         assert_eq!(counted, memberships, "rooms and connections disagree");
+        let mut pings = 0;
+        for (conn, connection) in &self.connections {
+            assert_eq!(
+                connection.irc.is_some(),
+                connection.dialect == Dialect::Irc,
+                "{conn}'s IRC session"
+            );
+            if let Some(due) = connection.irc.as_ref().and_then(|irc| irc.ping_check) {
+                assert!(connection.name.is_some(), "{conn} is pinged unregistered");
+                assert!(
+                    self.irc_pings.contains(&(due, *conn)),
+                    "{conn}'s ping check"
+                );
+                pings += 1;
+            }
+        }
+        assert_eq!(
+            pings,
+            self.irc_pings.len(),
+            "a ping check outlived its connection"
+        );
     }
 }
+
+mod irc;
 
 #[cfg(test)]
 mod tests;

@@ -17,8 +17,11 @@
 //! Also here: the command names the front end matches ([`Command`]) and the
 //! case mapping it compares nicks and channels with ([`casefold`]).
 //!
-//! Nothing here knows about connections, registration or the broker; the
-//! front end that wires this in decides what each message means.
+//! Also the IRC lines the broker's news needs that are more than one reply
+//! (a welcome burst, NAMES, a long message split in several lines), and
+//! the formatting codes IRC senders may use and line-protocol readers see
+//! stripped. Nothing here knows about connections or registration: the
+//! broker's IRC front end (`broker/irc.rs`) decides what each message means.
 //!
 //! Decisions, each with its reason:
 //!
@@ -453,6 +456,186 @@ impl<'a> Reply<'a> {
 /// Whether `c` is NUL, CR or LF, the characters no line may hold.
 fn is_forbidden_char(c: char) -> bool {
     matches!(c, '\0' | '\r' | '\n')
+}
+
+/// The server's own name in the replies below; `crate::news` uses the same.
+const SERVER: &str = crate::news::IRC_SERVER;
+
+/// `:<source> <command> <target> :<text>` as many lines as `text` needs,
+/// each at most [`IRC_LINE_BYTES_MAX`] bytes: a message longer than one IRC
+/// line is split on character boundaries rather than cut, so nothing a
+/// line-protocol user sends an IRC user is lost.
+pub fn render_split(source: &str, command: &str, target: &str, text: &str) -> String {
+    let head_bytes = 1 + source.len() + 1 + command.len() + 1 + target.len() + 2;
+    let room = IRC_BODY_BYTES_MAX.saturating_sub(head_bytes).max(4);
+    let mut lines = String::new();
+    let mut rest = text;
+    loop {
+        let mut cut = rest.len().min(room);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (piece, after) = rest.split_at(cut);
+        let line = Reply::new(source, command)
+            .param(target)
+            .trailing(piece)
+            .render()
+            .expect("a name, a room and a command are valid parameters");
+        lines.push_str(&line);
+        rest = after;
+        if rest.is_empty() {
+            return lines;
+        }
+    }
+}
+
+/// What an IRC client is told when its registration is accepted: 001 to
+/// 005 (the ISUPPORT tokens saying what chinwag's names and rooms are) and
+/// a short MOTD.
+pub fn welcome_burst(nick: &str, rooms_max: usize) -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    let welcome = alloc::format!("Welcome to chinwag, {nick}");
+    let host = alloc::format!("Your host is {SERVER}, running version {version}");
+    let chanlimit = alloc::format!("CHANLIMIT=#:{rooms_max}");
+    let nicklen = alloc::format!("NICKLEN={}", crate::protocol::MAX_NAME_CHARS);
+    let channellen = alloc::format!("CHANNELLEN={}", crate::protocol::MAX_NAME_CHARS + 1);
+    let casemapping = alloc::format!("CASEMAPPING={CASEMAPPING}");
+    let replies = [
+        Reply::new(SERVER, "001").param(nick).trailing(&welcome),
+        Reply::new(SERVER, "002").param(nick).trailing(&host),
+        Reply::new(SERVER, "003")
+            .param(nick)
+            .trailing("This server was created when it started"),
+        Reply::new(SERVER, "004")
+            .param(nick)
+            .param(SERVER)
+            .param(version)
+            .param("o")
+            .param("n"),
+        Reply::new(SERVER, "005")
+            .param(nick)
+            .param("CHANTYPES=#")
+            .param(&chanlimit)
+            .param(&nicklen)
+            .param(&channellen)
+            .param(&casemapping)
+            .param("NETWORK=chinwag")
+            .param("PREFIX=()")
+            .param("CHANMODES=,,,")
+            .trailing("are supported by this server"),
+        Reply::new(SERVER, "375")
+            .param(nick)
+            .trailing("- chinwag message of the day -"),
+        Reply::new(SERVER, "372")
+            .param(nick)
+            .trailing("- Rooms are # and a name. Users of chinwag's line protocol share them."),
+        Reply::new(SERVER, "376")
+            .param(nick)
+            .trailing("End of /MOTD command"),
+    ];
+    replies
+        .iter()
+        .map(|reply| reply.render().expect("the welcome is valid"))
+        .collect()
+}
+
+/// The answer to NAMES: 353 lines holding as many of `names` as fit, then
+/// 366.
+pub fn names_reply(nick: &str, room: &str, names: &[&str]) -> String {
+    let head_bytes = 1 + SERVER.len() + 5 + nick.len() + 3 + room.len() + 2;
+    let room_for_names = IRC_BODY_BYTES_MAX - head_bytes;
+    let mut lines = String::new();
+    let mut chunk = String::new();
+    let flush = |chunk: &mut String, lines: &mut String| {
+        let line = Reply::new(SERVER, "353")
+            .param(nick)
+            .param("=")
+            .param(room)
+            .trailing(chunk)
+            .render()
+            .expect("names fit by construction");
+        lines.push_str(&line);
+        chunk.clear();
+    };
+    for name in names {
+        if !chunk.is_empty() && chunk.len() + 1 + name.len() > room_for_names {
+            flush(&mut chunk, &mut lines);
+        }
+        if !chunk.is_empty() {
+            chunk.push(' ');
+        }
+        chunk.push_str(name);
+    }
+    if !chunk.is_empty() {
+        flush(&mut chunk, &mut lines);
+    }
+    let end = Reply::new(SERVER, "366")
+        .param(nick)
+        .param(room)
+        .trailing("End of /NAMES list")
+        .render()
+        .expect("a room is a valid parameter");
+    lines.push_str(&end);
+    lines
+}
+
+/// Whether `c` is one of IRC's formatting codes (bold, colour, italics and
+/// so on) or CTCP's delimiter: control characters that IRC clients show as
+/// formatting, not as terminal commands, so IRC senders may use them.
+pub fn is_formatting(c: char) -> bool {
+    matches!(
+        c,
+        '\x01' | '\x02' | '\x03' | '\x04' | '\x0f' | '\x11' | '\x16' | '\x1d' | '\x1e' | '\x1f'
+    )
+}
+
+/// `text` as a line-protocol client may show it: IRC formatting removed
+/// (colour codes with their numbers) and a CTCP ACTION (IRC's `/me`) as
+/// `/me <action>`. Text with no formatting code is returned as it is.
+pub fn text_for_terminals(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_formatting) {
+        return Cow::Borrowed(text);
+    }
+    let mut plain = String::with_capacity(text.len());
+    let mut rest = text;
+    if let Some(action) = rest.strip_prefix("\x01ACTION ") {
+        plain.push_str("/me ");
+        rest = action;
+    }
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            // Colour: up to two digits, then maybe a comma and two more.
+            '\x03' => {
+                let digits = |chars: &mut core::iter::Peekable<core::str::Chars<'_>>| {
+                    let mut taken = 0;
+                    while taken < 2 && chars.next_if(char::is_ascii_digit).is_some() {
+                        taken += 1;
+                    }
+                    taken
+                };
+                if digits(&mut chars) > 0 && chars.peek() == Some(&',') {
+                    let mut lookahead = chars.clone();
+                    lookahead.next();
+                    if lookahead.peek().is_some_and(char::is_ascii_digit) {
+                        chars.next();
+                        digits(&mut chars);
+                    }
+                }
+            }
+            // Hex colour: up to six hex digits.
+            '\x04' => {
+                for _ in 0..6 {
+                    if chars.next_if(char::is_ascii_hexdigit).is_none() {
+                        break;
+                    }
+                }
+            }
+            c if is_formatting(c) => {}
+            c => plain.push(c),
+        }
+    }
+    Cow::Owned(plain)
 }
 
 #[cfg(test)]

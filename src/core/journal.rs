@@ -17,6 +17,8 @@
 //!            slow_timeout write_timeout shutdown_timeout login_timeout
 //!            max_rooms_per_connection max_room_members
 //! record   = delta tag body       delta: nanoseconds since the last record
+//!            (an opened record's body is conn dialect:u8 address, the
+//!            dialect 0 for the line protocol and 1 for IRC)
 //! end      = delta END reason:u8  nothing follows it
 //! ```
 //!
@@ -35,6 +37,7 @@ use core::time::Duration;
 use crate::broker::{ConnId, Input};
 use crate::codec::FrameError;
 use crate::config::Config;
+use crate::news::Dialect;
 use crate::time::Time;
 
 /// The first bytes of every journal.
@@ -54,6 +57,9 @@ const VARINT_BYTES_MAX: usize = 19;
 // Record tags. The frame's outcome is part of a line's tag.
 const OPENED_V4: u8 = 0;
 const OPENED_V6: u8 = 1;
+/// An opened record's dialect byte.
+const DIALECT_LINE: u8 = 0;
+const DIALECT_IRC: u8 = 1;
 const LINE: u8 = 2;
 const LINE_TOO_LONG: u8 = 3;
 const LINE_INVALID_UTF8: u8 = 4;
@@ -145,18 +151,30 @@ pub fn encode_input(previous: Time, now: Time, input: &Input, out: &mut Vec<u8>)
     debug_assert!(now >= previous, "time went backwards");
     put(out, now.saturating_since(previous).as_nanos());
     match input {
-        Input::Opened { conn, address } => match address {
-            IpAddr::V4(v4) => {
-                out.push(OPENED_V4);
-                put(out, conn.0.into());
-                out.extend_from_slice(&v4.octets());
+        Input::Opened {
+            conn,
+            address,
+            dialect,
+        } => {
+            let dialect = match dialect {
+                Dialect::Line => DIALECT_LINE,
+                Dialect::Irc => DIALECT_IRC,
+            };
+            match address {
+                IpAddr::V4(v4) => {
+                    out.push(OPENED_V4);
+                    put(out, conn.0.into());
+                    out.push(dialect);
+                    out.extend_from_slice(&v4.octets());
+                }
+                IpAddr::V6(v6) => {
+                    out.push(OPENED_V6);
+                    put(out, conn.0.into());
+                    out.push(dialect);
+                    out.extend_from_slice(&v6.octets());
+                }
             }
-            IpAddr::V6(v6) => {
-                out.push(OPENED_V6);
-                put(out, conn.0.into());
-                out.extend_from_slice(&v6.octets());
-            }
-        },
+        }
         Input::Line { conn, frame } => match frame {
             Ok(text) => {
                 out.push(LINE);
@@ -229,6 +247,8 @@ pub enum Problem {
     UnknownTag(u8),
     /// An end reason no end record has.
     UnknownEndReason(u8),
+    /// A dialect no connection speaks.
+    UnknownDialect(u8),
     /// A number too large for what it counts.
     NumberTooLarge,
     /// A line's text that is not UTF-8 (the codec lets no such line through).
@@ -254,6 +274,7 @@ impl fmt::Display for DecodeError {
             Problem::UnknownEndReason(code) => {
                 write!(f, "unknown end reason {code} at byte {offset}")
             }
+            Problem::UnknownDialect(code) => write!(f, "unknown dialect {code} at byte {offset}"),
             Problem::NumberTooLarge => write!(f, "a number out of range at byte {offset}"),
             Problem::InvalidUtf8 => write!(f, "a line that is not UTF-8 at byte {offset}"),
             Problem::AfterEnd => write!(f, "bytes after the end record, at byte {offset}"),
@@ -345,18 +366,22 @@ impl<'a> Reader<'a> {
         let input = match tag {
             OPENED_V4 => {
                 let conn = self.conn()?;
+                let dialect = self.dialect()?;
                 let octets: [u8; 4] = self.array()?;
                 Input::Opened {
                     conn,
                     address: IpAddr::V4(Ipv4Addr::from(octets)),
+                    dialect,
                 }
             }
             OPENED_V6 => {
                 let conn = self.conn()?;
+                let dialect = self.dialect()?;
                 let octets: [u8; 16] = self.array()?;
                 Input::Opened {
                     conn,
                     address: IpAddr::V6(Ipv6Addr::from(octets)),
+                    dialect,
                 }
             }
             LINE => {
@@ -468,6 +493,18 @@ impl<'a> Reader<'a> {
         })
     }
 
+    fn dialect(&mut self) -> Result<Dialect, DecodeError> {
+        let start = self.offset;
+        match self.byte()? {
+            DIALECT_LINE => Ok(Dialect::Line),
+            DIALECT_IRC => Ok(Dialect::Irc),
+            unknown => Err(DecodeError {
+                offset: start,
+                problem: Problem::UnknownDialect(unknown),
+            }),
+        }
+    }
+
     fn conn(&mut self) -> Result<ConnId, DecodeError> {
         let start = self.offset;
         let id = u64::try_from(self.varint()?).map_err(|_| DecodeError {
@@ -542,6 +579,7 @@ mod tests {
                 Input::Opened {
                     conn,
                     address: IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)),
+                    dialect: Dialect::Line,
                 },
             ),
             (
@@ -549,6 +587,7 @@ mod tests {
                 Input::Opened {
                     conn: ConnId(u64::MAX),
                     address: IpAddr::V6(Ipv6Addr::LOCALHOST),
+                    dialect: Dialect::Irc,
                 },
             ),
             (

@@ -10,8 +10,10 @@
 //! - [`protocol`] parses and renders PROTOCOL.md's line grammar.
 //! - [`broker`] is the state machine that makes every decision, with time
 //!   as an argument ([`time`]) and limits from [`config`].
-//! - [`irc`] parses IRC client lines and renders IRC server lines, for an
-//!   IRC front end (not wired in yet).
+//! - [`irc`] parses IRC client lines and renders IRC server lines, for the
+//!   broker's IRC front end.
+//! - [`news`] is what the broker tells connections, rendered once per
+//!   dialect (line protocol or IRC).
 //! - [`journal`] writes and reads its inputs as bytes, for a recorded run
 //!   to replay.
 //!
@@ -32,5 +34,6 @@ pub mod codec;
 pub mod config;
 pub mod irc;
 pub mod journal;
+pub mod news;
 pub mod protocol;
 pub mod time;

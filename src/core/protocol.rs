@@ -108,6 +108,18 @@ pub fn is_valid_room(room: &str) -> bool {
     room.strip_prefix('#').is_some_and(is_valid_name)
 }
 
+/// A room as written, in NFC, if it is `#` and a valid name (the IRC front
+/// end reads channels with this).
+pub fn parse_room(room: &str) -> Option<Cow<'_, str>> {
+    canonical_room(room)
+}
+
+/// A destination as written, in NFC, if it is a valid name or room (the
+/// IRC front end reads message targets with this).
+pub fn parse_destination(destination: &str) -> Option<Cow<'_, str>> {
+    canonical_destination(destination)
+}
+
 /// A room as written (already trimmed), in NFC, if it is `#` and a valid
 /// name.
 fn canonical_room(trimmed: &str) -> Option<Cow<'_, str>> {
@@ -149,7 +161,7 @@ pub fn parse_login(line: &str) -> Option<Cow<'_, str>> {
 /// U+2066-U+2069). Each can rewrite what the recipient's terminal shows:
 /// return to the start of the line and print a forged `from `, clear it,
 /// set the window title or the clipboard, or reorder what follows.
-fn is_forbidden_in_text(c: char) -> bool {
+pub fn is_forbidden_in_text(c: char) -> bool {
     (c.is_control() && c != '\t') || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
@@ -267,7 +279,7 @@ const SCAN_DEDUPE_MAX: usize = 8;
 /// Keeps the first occurrence of each name, in listed order. A line may
 /// list thousands of names, so long lists use a set: a scan per name would
 /// let one line cost millions of comparisons.
-fn dedupe_in_order(names: &mut Vec<Cow<'_, str>>) {
+pub fn dedupe_in_order(names: &mut Vec<Cow<'_, str>>) {
     if names.len() <= SCAN_DEDUPE_MAX {
         let mut kept = 0;
         for i in 0..names.len() {
@@ -304,6 +316,10 @@ pub enum ErrorReply {
     ServerFull,
     TooManyFromAddress,
     LoginTimedOut,
+    /// An IRC client said QUIT.
+    Quit,
+    /// An IRC client did not answer a PING.
+    PingTimeout,
 }
 
 impl fmt::Display for ErrorReply {
@@ -337,6 +353,8 @@ impl fmt::Display for ErrorReply {
             ErrorReply::ServerFull => f.write_str("server full"),
             ErrorReply::TooManyFromAddress => f.write_str("too many connections from your address"),
             ErrorReply::LoginTimedOut => f.write_str("login timed out"),
+            ErrorReply::Quit => f.write_str("closing link (you quit)"),
+            ErrorReply::PingTimeout => f.write_str("ping timeout"),
         }
     }
 }
@@ -428,7 +446,8 @@ pub enum Departure {
 }
 
 impl Departure {
-    fn as_str(self) -> &'static str {
+    /// How the news says it: `parted`, `disconnected`, `slow consumer`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Departure::Parted => "parted",
             Departure::Disconnected => "disconnected",

@@ -31,6 +31,7 @@ use super::outbox::Outbox;
 use super::runtime::Runtime;
 use crate::broker::{Broker, CloseReason, ConnId, Input, Output};
 use crate::codec::Frame;
+use crate::news::Dialect;
 use crate::protocol::Line;
 use crate::time::Time;
 
@@ -76,6 +77,7 @@ pub(super) enum ToBroker {
     Open {
         conn: ConnId,
         peer: SocketAddr,
+        dialect: Dialect,
         outbox: Outbox,
     },
     /// Frames of one read, in order; each becomes `Input::Line`. One queue
@@ -248,7 +250,12 @@ impl<O: Observer> Core<O> {
             Event::Report(Report::Released { conn }) => {
                 self.process(now, Input::Released { conn });
             }
-            Event::Queued(ToBroker::Open { conn, peer, outbox }) => {
+            Event::Queued(ToBroker::Open {
+                conn,
+                peer,
+                dialect,
+                outbox,
+            }) => {
                 let link = Link {
                     outbox,
                     peer,
@@ -257,7 +264,12 @@ impl<O: Observer> Core<O> {
                 };
                 self.links.insert(conn, link);
                 let address = peer.ip();
-                self.process(now, Input::Opened { conn, address });
+                let opened = Input::Opened {
+                    conn,
+                    address,
+                    dialect,
+                };
+                self.process(now, opened);
             }
             // A paused connection's lines, and its end of stream after
             // them, wait for its resume.
@@ -375,7 +387,10 @@ fn route(
                 CloseReason::LoginTimeout => {
                     info!(%conn, %peer, "closing a connection that did not log in in time")
                 }
-                CloseReason::PeerClosed | CloseReason::ShuttingDown => {
+                CloseReason::PingTimeout => {
+                    info!(%conn, %peer, name, "closing an IRC client that answered no PING")
+                }
+                CloseReason::PeerClosed | CloseReason::ShuttingDown | CloseReason::Quit => {
                     debug!(%conn, %peer, name, ?reason, "connection closed")
                 }
             }

@@ -117,9 +117,18 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     async move {
-        let Accepted { socket, peer } = accepted;
+        let Accepted {
+            socket,
+            peer,
+            dialect,
+        } = accepted;
         let (outbox, inbox) = outbox::outbox();
-        let open = ToBroker::Open { conn, peer, outbox };
+        let open = ToBroker::Open {
+            conn,
+            peer,
+            dialect,
+            outbox,
+        };
         if queue.send(open).await.is_err() {
             return;
         }

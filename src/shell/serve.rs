@@ -22,6 +22,7 @@ use super::connection::run_connection;
 use super::runtime::Runtime;
 use crate::broker::{Broker, ConnId};
 use crate::config::Config;
+use crate::news::Dialect;
 
 /// How many events may wait in the broker's queue (each event is one read's
 /// worth of lines, at most about 1 KiB plus one long line), besides the one
@@ -38,6 +39,8 @@ const BROKER_QUEUE: usize = 64;
 pub struct Accepted<S> {
     pub socket: S,
     pub peer: SocketAddr,
+    /// The wire protocol of the listener that accepted it.
+    pub dialect: Dialect,
 }
 
 /// Serves connections from `incoming` until `shutdown` completes or
@@ -88,18 +91,19 @@ pub async fn serve_observed<R, S, I, F, O>(
             () = shutdown => break,
             accepted = incoming.next().fuse() => accepted,
         };
-        let Some(Accepted { socket, peer }) = accepted else {
+        let Some(accepted) = accepted else {
             warn!("listener closed");
             break;
         };
         let conn = ConnId(next_conn);
         next_conn += 1;
-        debug!(%conn, %peer, "connection accepted");
+        let (peer, dialect) = (accepted.peer, accepted.dialect);
+        debug!(%conn, %peer, ?dialect, "connection accepted");
         let connection = run_connection(
             runtime.clone(),
             conn,
-            Accepted { socket, peer },
-            config.max_line,
+            accepted,
+            dialect.max_line(&config),
             config.write_timeout,
             broker.clone(),
             reports.clone(),

@@ -475,6 +475,13 @@ pub fn guarantee_6_no_silent_loss(trace: &Trace) -> Checked {
                                 opened + trace.config.login_timeout <= step.time
                             })
                     }
+                    // IRC connections' own ways to go (the model's traces
+                    // are of the line protocol, but a journal may hold them).
+                    CloseReason::Quit => matches!(
+                        step.input,
+                        Input::Line { conn: from, .. } if from == *conn
+                    ),
+                    CloseReason::PingTimeout => step.input == Input::Timeout,
                     CloseReason::SlowConsumer => {
                         if let Some(why) = slow_cut_undue(&during, *conn, step, slow_timeout) {
                             return fail(format!(

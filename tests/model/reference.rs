@@ -79,7 +79,9 @@ impl Model {
         self.now = now;
         let mut out = Vec::new();
         match input {
-            Input::Opened { conn, address } => self.open(*conn, *address, &mut out),
+            // The model is of the line protocol: it takes every connection
+            // to speak it (the simulator's and the property tests' do).
+            Input::Opened { conn, address, .. } => self.open(*conn, *address, &mut out),
             Input::Line { conn, frame } => {
                 if self.open.contains_key(conn) {
                     match frame {

@@ -17,6 +17,7 @@ use std::time::Duration;
 use chinwag::broker::{Broker, ConnId, Input};
 use chinwag::codec::{Frame, FrameError};
 use chinwag::config::Config;
+use chinwag::news::Dialect;
 use chinwag::time::Time;
 
 use super::guarantees;
@@ -175,6 +176,7 @@ impl Step {
             Step::Open(c) => Input::Opened {
                 conn: ConnId(*c),
                 address: address_of(*c),
+                dialect: Dialect::Line,
             },
             Step::Send(c, frame) => Input::Line {
                 conn: ConnId(*c),

@@ -395,7 +395,7 @@ impl fmt::Display for Trace {
         writeln!(f, "the broker, with {:?}:", self.config)?;
         for (index, step) in self.steps.iter().enumerate() {
             let happened = match &step.input {
-                Input::Opened { conn, address } => format!("{conn} opens from {address}"),
+                Input::Opened { conn, address, .. } => format!("{conn} opens from {address}"),
                 Input::Line {
                     conn,
                     frame: Ok(line),

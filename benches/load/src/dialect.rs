@@ -56,7 +56,8 @@ pub enum Dialect {
 }
 
 /// Where a message goes: the plan's names, or every client, which
-/// pub/sub dialects reach with one publish to `channel`.
+/// pub/sub dialects reach with one publish to `channel`, or a chinwag room
+/// (`room` is chinwag-only: main refuses it for other dialects).
 #[derive(Clone, Copy)]
 pub enum Route<'a> {
     Names(&'a [&'a str]),
@@ -64,6 +65,7 @@ pub enum Route<'a> {
         names: &'a [&'a str],
         channel: &'a str,
     },
+    Room(&'a str),
 }
 
 impl Dialect {
@@ -143,6 +145,7 @@ impl Dialect {
             Dialect::Chinwag | Dialect::Tutorial => {
                 let names = match route {
                     Route::Names(names) | Route::Everyone { names, .. } => names,
+                    Route::Room(room) => &[room][..],
                 };
                 for (i, name) in names.iter().enumerate() {
                     if i > 0 {
@@ -161,7 +164,7 @@ impl Dialect {
                 text::write_text(&mut payload, stamp, size);
                 let channels = match route {
                     Route::Names(names) => names,
-                    Route::Everyone { channel, .. } => &[channel][..],
+                    Route::Everyone { channel, .. } | Route::Room(channel) => &[channel][..],
                 };
                 for channel in channels {
                     if self == Dialect::Redis {
@@ -513,6 +516,9 @@ mod tests {
         };
         Dialect::Chinwag.encode(&mut out, "b1-2", everyone, stamp(5), 0);
         assert_eq!(out, b"b1-3, b1-4: i2 q5 t99\n");
+        out.clear();
+        Dialect::Chinwag.encode(&mut out, "b1-2", Route::Room("#b1-r0"), stamp(5), 0);
+        assert_eq!(out, b"#b1-r0: i2 q5 t99\n");
     }
 
     #[test]

@@ -89,7 +89,7 @@ impl Plan for DmPlan {
 }
 
 /// SplitMix64: a tiny, well-mixed generator, plenty for picking names.
-fn splitmix64(state: &mut u64) -> u64 {
+pub fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

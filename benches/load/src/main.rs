@@ -20,6 +20,7 @@
 //! | --- | --- | --- |
 //! | `dm` | C clients each send M messages to K seeded-random names | every delivery arrives once, in per-sender order, correctly attributed |
 //! | `fanout` | S senders each send M messages to all C clients | the same |
+//! | `room` | C clients join R rooms (all, or J each drawn from the seed); S senders each send M messages to their rooms in turn (chinwag only) | the joins settle in one order; every member gets every message of its rooms once, in per-sender order, `from <sender> to <room>`; no sender gets its own |
 //! | `slow` | one client never reads while others flood it (they are paused, and it is cut after the server's slow timeout); a healthy pair pings | the slow client is cut; the pair's messages all arrive in order |
 //! | `idle` | C logged-in connections held open | every login is welcomed and the server still delivers |
 //!
@@ -29,7 +30,7 @@
 //! (`--server-pid`, or implied by `--spawn`). docs/performance.md has the
 //! figures measured with it.
 //!
-//! The load generator uses plain threads. `dm` and `fanout` run two, however
+//! The load generator uses plain threads. `dm`, `fanout` and `room` run two, however
 //! many clients there are (one epoll reader, one writer), so the bench costs
 //! less CPU than the server and adds few scheduling delays of its own;
 //! `slow` has a thread per role, and idle connections need no thread at all.
@@ -38,7 +39,7 @@
 //! (its CPU and memory), [`client`] (connecting and logging in), [`text`]
 //! (what a message carries), [`verify`] (the delivery checker), [`stats`]
 //! (latency percentiles), [`report`] (table and JSON), [`traffic`] (the
-//! engine behind `dm` and `fanout`), [`dialect`] (other servers' protocols,
+//! engine behind `dm`, `fanout` and `room`), [`dialect`] (other servers' protocols,
 //! for comparing: `--dialect tutorial|redis|nats`), and one file per
 //! scenario.
 
@@ -49,6 +50,7 @@ mod fanout;
 mod idle;
 mod probe;
 mod report;
+mod room;
 mod slow;
 mod stats;
 mod target;
@@ -100,7 +102,8 @@ struct ServerArgs {
 
     /// The protocol of that server: chinwag, the async-std tutorial's a-chat
     /// (`tutorial`), or redis or nats pub/sub (see dialect.rs). Only `dm`
-    /// and `fanout` speak other dialects than chinwag.
+    /// and `fanout` speak other dialects than chinwag; `room`, `slow` and
+    /// `idle` are chinwag-only.
     #[arg(long, global = true, value_enum, default_value_t = dialect::Dialect::Chinwag)]
     dialect: dialect::Dialect,
 
@@ -135,7 +138,8 @@ struct ServerArgs {
     #[arg(long, global = true, value_name = "SECS", default_value_t = 120)]
     timeout: u64,
 
-    /// Seed for every random choice (which names each message goes to).
+    /// Seed for every random choice (which names each message goes to,
+    /// which rooms each client joins).
     #[arg(long, global = true, default_value_t = 1)]
     seed: u64,
 }
@@ -146,6 +150,10 @@ enum Scenario {
     Dm(dm::DmArgs),
     /// S senders each send M messages to all C clients.
     Fanout(fanout::FanoutArgs),
+    /// C clients join R rooms; S senders each send M messages to their
+    /// rooms in turn; every member verifies every message of its rooms
+    /// (chinwag only).
+    Room(room::RoomArgs),
     /// One client never reads while others flood it; a healthy pair pings.
     Slow(slow::SlowArgs),
     /// C logged-in idle connections held open; reports RSS per connection.
@@ -162,17 +170,27 @@ fn main() -> ExitCode {
             return ExitCode::from(RUN_FAILED);
         }
     };
-    if target.dialect != dialect::Dialect::Chinwag
-        && matches!(args.scenario, Scenario::Slow(_) | Scenario::Idle(_))
-    {
-        eprintln!("error: only dm and fanout speak another --dialect than chinwag");
-        return ExitCode::from(RUN_FAILED);
+    if target.dialect != dialect::Dialect::Chinwag {
+        let scenario = match args.scenario {
+            Scenario::Room(_) => Some("room"),
+            Scenario::Slow(_) => Some("slow"),
+            Scenario::Idle(_) => Some("idle"),
+            Scenario::Dm(_) | Scenario::Fanout(_) => None,
+        };
+        if let Some(scenario) = scenario {
+            eprintln!(
+                "error: {scenario} is chinwag-only (--dialect chinwag); \
+                 only dm and fanout speak other dialects"
+            );
+            return ExitCode::from(RUN_FAILED);
+        }
     }
     let deadline = Duration::from_secs(args.server.timeout);
     let seed = args.server.seed;
     let result = match args.scenario {
         Scenario::Dm(dm) => dm.run(&target, seed, deadline),
         Scenario::Fanout(fanout) => fanout.run(&target, deadline),
+        Scenario::Room(room) => room.run(&target, seed, deadline),
         Scenario::Slow(slow) => slow.run(
             &target,
             args.server.max_queue,
@@ -247,5 +265,21 @@ mod tests {
         let cli = Cli::try_parse_from(["chinwag-bench", "fanout", "--dialect", "nats"]).unwrap();
         assert_eq!(cli.server.dialect, dialect::Dialect::Nats);
         assert!(Cli::try_parse_from(["chinwag-bench", "--dialect", "irc", "dm"]).is_err());
+    }
+
+    #[test]
+    fn room_takes_its_shape_and_the_traffic_options() {
+        let line = [
+            "chinwag-bench",
+            "room",
+            "-c",
+            "50",
+            "--rooms",
+            "3",
+            "-j",
+            "2",
+        ];
+        let cli = Cli::try_parse_from(line.iter().chain(&["-s", "5", "-m", "9", "--window", "8"]));
+        assert!(matches!(cli.unwrap().scenario, Scenario::Room(_)));
     }
 }

@@ -409,7 +409,7 @@ fn receive_pings(
             let Some(delivery) = text::parse_delivery(line) else {
                 return inbox.unexpected(line);
             };
-            if inbox.receive(pair, delivery.from, delivery.stamp) {
+            if inbox.receive(pair, delivery) {
                 let now = epoch.elapsed().as_micros() as u64;
                 latencies.record(now.saturating_sub(delivery.stamp.sent_micros));
                 received += 1;

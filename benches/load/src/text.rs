@@ -6,6 +6,9 @@
 //! order and count), and the time it was due to be sent in microseconds
 //! since the run's epoch (for latency; all clients share one process and
 //! one clock).
+//!
+//! A delivery arrives as `from <sender>: <text>`, or, sent to a room, as
+//! `from <sender> to <room>: <text>` (PROTOCOL.md, "Messages").
 
 use std::io::Write;
 
@@ -17,10 +20,13 @@ pub struct Stamp {
     pub sent_micros: u64,
 }
 
-/// A delivery line as received: `from <name>: <text>`.
+/// A delivery line as received: `from <name>: <text>`, or
+/// `from <name> to <room>: <text>`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Delivery<'a> {
     pub from: &'a str,
+    /// The room it was sent to, if it was.
+    pub to: Option<&'a str>,
     pub stamp: Stamp,
 }
 
@@ -47,12 +53,18 @@ pub fn write_text(out: &mut Vec<u8>, stamp: Stamp, size: usize) {
     out.resize(out.len() + size.saturating_sub(text_len), b'.');
 }
 
-/// Reads a `from <name>: <text>` line whose text is stamped; `None` for
-/// anything else (an error line, a foreign message).
+/// Reads a `from <name>: <text>` or `from <name> to <room>: <text>` line
+/// whose text is stamped; `None` for anything else (an error line, a
+/// foreign message). Names hold no spaces, so ` to ` can only separate the
+/// sender from the room.
 pub fn parse_delivery(line: &[u8]) -> Option<Delivery<'_>> {
     let line = std::str::from_utf8(line).ok()?;
     let rest = line.strip_prefix("from ")?;
     let (from, text) = rest.split_once(": ")?;
+    let (from, to) = match from.split_once(" to ") {
+        Some((from, room)) => (from, Some(room)),
+        None => (from, None),
+    };
     let mut fields = text.trim_end_matches('.').split(' ');
     let mut field = |prefix: char| fields.next()?.strip_prefix(prefix);
     let sender = field('i')?.parse().ok()?;
@@ -60,6 +72,7 @@ pub fn parse_delivery(line: &[u8]) -> Option<Delivery<'_>> {
     let sent_micros = field('t')?.parse().ok()?;
     Some(Delivery {
         from,
+        to,
         stamp: Stamp {
             sender,
             seq,
@@ -88,7 +101,23 @@ mod tests {
         let delivered = format!("from b1-7: {}", body.trim_end());
         let parsed = parse_delivery(delivered.as_bytes()).unwrap();
         assert_eq!(parsed.from, "b1-7");
+        assert_eq!(parsed.to, None);
         assert_eq!(parsed.stamp, stamp);
+    }
+
+    #[test]
+    fn a_room_delivery_names_its_room() {
+        let parsed = parse_delivery(b"from b1-7 to #b1-r2: i7 q3 t9...").unwrap();
+        assert_eq!(parsed.from, "b1-7");
+        assert_eq!(parsed.to, Some("#b1-r2"));
+        assert_eq!(
+            parsed.stamp,
+            Stamp {
+                sender: 7,
+                seq: 3,
+                sent_micros: 9
+            }
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! The engine behind `dm` and `fanout`: clients that send planned messages
-//! and verify everything they receive.
+//! The engine behind `dm`, `fanout` and `room`: clients that send planned
+//! messages and verify everything they receive.
 //!
 //! A [`Plan`] says who sends what to whom. The engine logs every client in
-//! first (so no message finds its destination missing), then runs two
+//! first (so no message finds its destination missing), lets the plan
+//! prepare them ([`Plan::prepare`]: `room` joins its rooms), then runs two
 //! threads, however many clients there are, so the load generator costs
 //! little and its own scheduling delays stay out of the latencies:
 //!
@@ -82,6 +83,26 @@ pub trait Plan: Sync {
     fn to_everyone(&self) -> bool {
         false
     }
+    /// The room message `seq` of `sender` is sent to, if it goes to a room
+    /// (its destinations are then the room's other members) rather than to
+    /// the names of its destinations.
+    fn room(&self, _sender: usize, _seq: u32) -> Option<&str> {
+        None
+    }
+    /// Adds the plan's own figures to the report, after the common ones.
+    fn describe(&self, _report: &mut Report) {}
+    /// Readies the logged-in clients before the first message is sent and
+    /// before the clock starts, on their non-blocking sockets; `names` are
+    /// their login names. Faults of the server's making go to `faults`; an
+    /// error is a run that cannot go on.
+    fn prepare(
+        &self,
+        _readers: &mut [LineReader],
+        _names: &[String],
+        _faults: &mut Faults,
+    ) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A plan together with the login names of its clients.
@@ -99,6 +120,9 @@ impl<P: Plan> Expectation for Named<'_, P> {
     }
     fn addresses(&self, sender: usize, seq: u32, recipient: usize) -> bool {
         self.plan.addresses(sender, seq, recipient)
+    }
+    fn room(&self, sender: usize, seq: u32) -> Option<&str> {
+        self.plan.room(sender, seq)
     }
 }
 
@@ -160,6 +184,15 @@ pub fn run(
             writers.push(stream.try_clone()?);
         }
         readers.push(LineReader::with_decoder(stream, target.dialect.decoder()));
+    }
+    let mut prepared = Faults::default();
+    plan.prepare(&mut readers, &names, &mut prepared)?;
+    if !prepared.is_empty() {
+        // The traffic would only pile faults on faults: report these.
+        let mut report = Report::new(scenario);
+        report.count("clients", "clients", plan.clients() as u64, "");
+        report.faults(prepared);
+        return Ok(report);
     }
     let expected = expected_counts(plan);
     let total: u64 = expected.iter().flatten().map(|&n| u64::from(n)).sum();
@@ -225,6 +258,7 @@ pub fn run(
         plan.messages().into(),
         "",
     );
+    plan.describe(&mut report);
     report.count("deliveries", "deliveries verified", deliveries, "");
     report.millis("elapsed_ms", "elapsed", elapsed);
     report.rate(
@@ -383,7 +417,7 @@ fn send_on_schedule<P: Plan>(
     Ok(())
 }
 
-fn append_message<P>(
+fn append_message<P: Plan>(
     batch: &mut Vec<u8>,
     shared: &Shared<P>,
     sender: usize,
@@ -391,15 +425,22 @@ fn append_message<P>(
     destinations: &[usize],
     sent_micros: u64,
 ) {
-    let names: Vec<&str> = destinations
-        .iter()
-        .map(|&d| shared.named.names[d].as_str())
-        .collect();
     let stamp = Stamp {
         sender,
         seq,
         sent_micros,
     };
+    let from = &shared.named.names[sender];
+    let size = shared.args.size;
+    if let Some(room) = shared.named.plan.room(sender, seq) {
+        // One line to the room, whatever its members.
+        let route = Route::Room(room);
+        return shared.dialect.encode(batch, from, route, stamp, size);
+    }
+    let names: Vec<&str> = destinations
+        .iter()
+        .map(|&d| shared.named.names[d].as_str())
+        .collect();
     let route = match &shared.everyone {
         Some(channel) => Route::Everyone {
             names: &names,
@@ -407,10 +448,7 @@ fn append_message<P>(
         },
         None => Route::Names(&names),
     };
-    let from = &shared.named.names[sender];
-    shared
-        .dialect
-        .encode(batch, from, route, stamp, shared.args.size);
+    shared.dialect.encode(batch, from, route, stamp, size);
 }
 
 /// Writes all of `bytes` to a non-blocking socket, backing off while its
@@ -498,7 +536,7 @@ fn read<P: Plan>(
                 let Some(delivery) = text::parse_delivery(line) else {
                     return inbox.unexpected(line);
                 };
-                if inbox.receive(&shared.named, delivery.from, delivery.stamp) {
+                if inbox.receive(&shared.named, delivery) {
                     let now = shared.epoch.elapsed().as_micros() as u64;
                     let latency = now.saturating_sub(delivery.stamp.sent_micros);
                     received.latencies.record(latency);
@@ -585,13 +623,13 @@ fn register(readers: &[LineReader]) -> io::Result<Poller> {
 }
 
 /// Why a client's socket stopped being read.
-enum Stopped {
+pub enum Stopped {
     Closed,
     Failed(io::Error),
 }
 
 impl Stopped {
-    fn for_client(self, client: usize) -> Fault {
+    pub fn for_client(self, client: usize) -> Fault {
         Fault::Other(match self {
             Stopped::Closed => format!("the server closed the connection of client {client}"),
             Stopped::Failed(error) => format!("client {client} could not read: {error}"),
@@ -600,7 +638,7 @@ impl Stopped {
 }
 
 /// Reads a non-blocking socket until it has nothing more for now.
-fn drain(reader: &mut LineReader, mut on_line: impl FnMut(&[u8])) -> Result<(), Stopped> {
+pub fn drain(reader: &mut LineReader, mut on_line: impl FnMut(&[u8])) -> Result<(), Stopped> {
     loop {
         match reader.read_lines(&mut on_line) {
             Ok(0) => return Err(Stopped::Closed),

@@ -4,15 +4,16 @@
 //! Each recipient keeps an [`Inbox`]. For every sender it remembers the last
 //! sequence number received and how many deliveries came. A delivery is
 //! accepted only if the plan addressed that message to this recipient, its
-//! `from` name is its sender's, and its sequence number is above the last
-//! one from the same sender. At the end each count must equal the plan's.
+//! `from` name is its sender's, it names the room the plan sent it to (`to
+//! <room>`, or nothing for a message to names), and its sequence number is
+//! above the last one from the same sender. At the end each count must equal the plan's.
 //! Together that proves the recipient got exactly the planned set, each
 //! once and in send order: nothing foreign, no repeats, no reordering, and
 //! (with equal counts) nothing missing.
 
 use std::fmt;
 
-use super::text::Stamp;
+use super::text::{Delivery, Stamp};
 
 /// What the plan says about who sent what to whom.
 pub trait Expectation {
@@ -22,6 +23,11 @@ pub trait Expectation {
     fn name(&self, client: usize) -> &str;
     /// Whether message `seq` of `sender` was addressed to `recipient`.
     fn addresses(&self, sender: usize, seq: u32, recipient: usize) -> bool;
+    /// The room message `seq` of `sender` was sent to, if it went to a
+    /// room rather than to names.
+    fn room(&self, _sender: usize, _seq: u32) -> Option<&str> {
+        None
+    }
 }
 
 /// One way a run went wrong.
@@ -59,6 +65,15 @@ pub enum Fault {
         recipient: usize,
         sender: usize,
         from: String,
+    },
+    /// A message arrived `to` another room than the one it was sent to, or
+    /// with a room when it was sent to names, or without one when it was
+    /// sent to a room.
+    WrongRoom {
+        recipient: usize,
+        sender: usize,
+        seq: u32,
+        to: Option<String>,
     },
     /// A line that is not a delivery this run sent.
     Unexpected { recipient: usize, line: String },
@@ -111,6 +126,21 @@ impl fmt::Display for Fault {
                 f,
                 "client {recipient} got a message of client {sender} attributed to {from:?}"
             ),
+            Fault::WrongRoom {
+                recipient,
+                sender,
+                seq,
+                to,
+            } => match to {
+                Some(room) => write!(
+                    f,
+                    "client {recipient} got message {seq} of client {sender} as sent to {room}"
+                ),
+                None => write!(
+                    f,
+                    "client {recipient} got message {seq} of client {sender} without its room"
+                ),
+            },
             Fault::Unexpected { recipient, line } => {
                 write!(f, "client {recipient} got an unexpected line {line:?}")
             }
@@ -179,13 +209,17 @@ impl Inbox {
         }
     }
 
-    /// Checks one stamped delivery received `from` a name; returns whether
-    /// it was accepted as a new, expected delivery.
-    pub fn receive(&mut self, plan: &impl Expectation, from: &str, stamp: Stamp) -> bool {
+    /// Checks one stamped delivery; returns whether it was accepted as a
+    /// new, expected delivery.
+    pub fn receive(&mut self, plan: &impl Expectation, delivery: Delivery) -> bool {
         let recipient = self.recipient;
+        let Delivery { from, to, stamp } = delivery;
         let Stamp { sender, seq, .. } = stamp;
         if sender >= plan.senders() {
-            let line = format!("from {from}: i{sender} q{seq}");
+            let line = match to {
+                Some(room) => format!("from {from} to {room}: i{sender} q{seq}"),
+                None => format!("from {from}: i{sender} q{seq}"),
+            };
             self.faults.push(Fault::Unexpected { recipient, line });
             return false;
         }
@@ -203,6 +237,16 @@ impl Inbox {
                 recipient,
                 sender,
                 seq,
+            });
+            return false;
+        }
+        if plan.room(sender, seq) != to {
+            let to = to.map(str::to_string);
+            self.faults.push(Fault::WrongRoom {
+                recipient,
+                sender,
+                seq,
+                to,
             });
             return false;
         }
@@ -284,7 +328,9 @@ mod tests {
     fn check(deliveries: &[(&str, usize, u32)]) -> Vec<Fault> {
         let mut inbox = Inbox::new(0, 2);
         for &(from, sender, seq) in deliveries {
-            inbox.receive(&TwoSenders, from, stamp(sender, seq));
+            let stamp = stamp(sender, seq);
+            let to = None;
+            inbox.receive(&TwoSenders, Delivery { from, to, stamp });
         }
         let faults = inbox.finish(|sender| [3, 2][sender]);
         assert_eq!(faults.total(), faults.shown().len());

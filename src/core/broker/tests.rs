@@ -24,7 +24,11 @@ fn opened(conn: ConnId) -> Input {
 }
 
 fn opened_from(conn: ConnId, address: IpAddr) -> Input {
-    Input::Opened { conn, address }
+    Input::Opened {
+        conn,
+        address,
+        dialect: Dialect::Line,
+    }
 }
 
 /// A broker under test, its clock and everything it has output so far.
@@ -1050,4 +1054,200 @@ fn a_rename_frees_the_old_name_and_tells_room_mates_once() {
     );
     h.line(ALICE, "/nick alicia");
     assert_eq!(h.line(ConnId(4), "alice"), ["c4 <- welcome alice"]);
+}
+
+/// IRC connections, as `opened` and `line` are for the line protocol.
+fn opened_irc(conn: ConnId) -> Input {
+    Input::Opened {
+        conn,
+        address: HOME,
+        dialect: Dialect::Irc,
+    }
+}
+
+/// Registers `conn` over IRC as `nick`, returning what it was sent.
+fn register_irc(h: &mut Harness, conn: ConnId, nick: &str) -> Vec<String> {
+    h.input(opened_irc(conn));
+    let mut said = h.line(conn, "CAP LS 302");
+    said.extend(h.line(conn, &format!("NICK {nick}")));
+    said.extend(h.line(conn, "USER u 0 * :Real Name"));
+    said.extend(h.line(conn, "CAP END"));
+    h.flush_all();
+    said
+}
+
+#[test]
+fn an_irc_client_registers_after_cap_end_with_the_welcome_numerics() {
+    let mut h = Harness::new(1 << 20);
+    let said = register_irc(&mut h, ALICE, "alice");
+    assert_eq!(said[0], "c1 <- :chinwag CAP * LS :\r");
+    let welcome = said[1..].join("\n");
+    for numeric in [
+        " 001 alice ",
+        " 002 ",
+        " 003 ",
+        " 004 ",
+        " 005 ",
+        " 375 ",
+        " 372 ",
+        " 376 ",
+    ] {
+        assert!(welcome.contains(numeric), "{numeric} in {welcome}");
+    }
+    for token in [
+        "CHANTYPES=#",
+        "NICKLEN=32",
+        "CHANNELLEN=33",
+        "CASEMAPPING=ascii",
+        "NETWORK=chinwag",
+    ] {
+        assert!(welcome.contains(token), "{token} in {welcome}");
+    }
+    assert_eq!(h.broker.name_of(ALICE), Some("alice"));
+}
+
+#[test]
+fn irc_and_line_users_share_names_rooms_and_messages() {
+    let mut h = Harness::with_users(&[(BOB, "bob")]);
+    register_irc(&mut h, ALICE, "alice");
+    h.line(BOB, "/join #rust");
+    h.flush_all();
+    assert_eq!(
+        h.line(ALICE, "JOIN #rust"),
+        [
+            "c1 <- :alice!alice@chinwag JOIN #rust\r",
+            "c2 <- #rust: alice joined",
+            "c1 <- :chinwag 353 alice = #rust :alice bob\r\n:chinwag 366 alice #rust :End of /NAMES list\r"
+        ]
+    );
+    assert_eq!(
+        h.line(ALICE, "PRIVMSG #rust :hi all"),
+        ["c2 <- from alice to #rust: hi all"]
+    );
+    assert_eq!(
+        h.line(ALICE, "PRIVMSG bob :\x01ACTION waves\x01"),
+        ["c2 <- from alice: /me waves"]
+    );
+    assert_eq!(
+        h.line(BOB, "#rust, alice: \u{e9}t\u{e9}"),
+        ["c1 <- :bob!bob@chinwag PRIVMSG #rust :\u{e9}t\u{e9}\r"]
+    );
+    assert_eq!(
+        h.line(BOB, "alice: direct"),
+        ["c1 <- :bob!bob@chinwag PRIVMSG alice :direct\r"]
+    );
+    assert_eq!(
+        h.line(ALICE, "NICK alicia"),
+        [
+            "c1 <- :alice!alice@chinwag NICK alicia\r",
+            "c2 <- renamed alice to alicia"
+        ]
+    );
+    assert_eq!(
+        h.input(Input::Closed { conn: BOB }),
+        [
+            "c2 closed: PeerClosed",
+            "c1 <- :bob!bob@chinwag QUIT :disconnected\r"
+        ]
+    );
+}
+
+#[test]
+fn irc_errors_are_numerics_and_notices_get_none() {
+    let mut h = Harness::new(1 << 20);
+    h.input(opened_irc(ALICE));
+    assert_eq!(
+        h.line(ALICE, "JOIN #x"),
+        ["c1 <- :chinwag 451 * :You have not registered\r"]
+    );
+    assert_eq!(
+        h.line(ALICE, "NICK a!"),
+        ["c1 <- :chinwag 432 * :Erroneous nickname\r"]
+    );
+    h.line(ALICE, "NICK alice");
+    h.line(ALICE, "USER a 0 * :A");
+    h.flush_all();
+    assert_eq!(
+        h.line(ALICE, "PRIVMSG nobody,#nowhere :x"),
+        [
+            "c1 <- :chinwag 401 alice nobody :No such nick/channel\r",
+            "c1 <- :chinwag 442 alice #nowhere :You're not on that channel\r"
+        ]
+    );
+    assert_eq!(
+        h.line(ALICE, "NOTICE nobody,#nowhere :x"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        h.line(ALICE, "PRIVMSG bob"),
+        ["c1 <- :chinwag 412 alice :No text to send\r"]
+    );
+    assert_eq!(
+        h.line(ALICE, "FROB x"),
+        ["c1 <- :chinwag 421 alice FROB :Unknown command\r"]
+    );
+    assert_eq!(
+        h.line(ALICE, "JOIN rust"),
+        ["c1 <- :chinwag 403 alice rust :No such channel\r"]
+    );
+    assert_eq!(
+        h.line(ALICE, "PART #nowhere"),
+        ["c1 <- :chinwag 403 alice #nowhere :No such channel\r"]
+    );
+    assert_eq!(
+        h.line(ALICE, "PRIVMSG alice :\x1b[2J"),
+        ["c1 <- :chinwag NOTICE alice :control characters are not allowed in messages\r"]
+    );
+    assert_eq!(
+        h.line(ALICE, "QUIT :bye"),
+        [
+            "c1 <- :chinwag ERROR :closing link (you quit)\r",
+            "c1 closed: Quit"
+        ]
+    );
+}
+
+#[test]
+fn a_quiet_irc_client_is_pinged_then_closed_if_it_stays_quiet() {
+    let mut h = Harness::new(1 << 20);
+    register_irc(&mut h, ALICE, "alice");
+    h.now = h.now + Duration::from_secs(60);
+    h.line(ALICE, "PONG :anything");
+    assert_eq!(
+        h.wait(Duration::from_secs(60)),
+        Vec::<String>::new(),
+        "heard 60 s ago"
+    );
+    assert_eq!(
+        h.wait(Duration::from_secs(60)),
+        ["c1 <- :chinwag PING :chinwag\r"]
+    );
+    h.flush_all();
+    assert_eq!(
+        h.wait(irc::IRC_PING_IDLE),
+        [
+            "c1 <- :chinwag ERROR :ping timeout\r",
+            "c1 closed: PingTimeout"
+        ]
+    );
+}
+
+#[test]
+fn an_answered_ping_keeps_an_irc_client() {
+    let mut h = Harness::new(1 << 20);
+    register_irc(&mut h, ALICE, "alice");
+    assert_eq!(
+        h.wait(irc::IRC_PING_IDLE),
+        ["c1 <- :chinwag PING :chinwag\r"]
+    );
+    h.flush_all();
+    h.line(ALICE, "PONG :chinwag");
+    assert_eq!(
+        h.wait(irc::IRC_PING_IDLE),
+        ["c1 <- :chinwag PING :chinwag\r"]
+    );
+    assert_eq!(
+        h.line(ALICE, "PING :x"),
+        ["c1 <- :chinwag PONG chinwag :x\r"]
+    );
 }
