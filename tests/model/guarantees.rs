@@ -371,10 +371,10 @@ pub fn guarantee_5_per_connection_order(trace: &Trace) -> Checked {
             } else if let Some((_, news)) = grammar::read_room_news(line) {
                 let caused = match news {
                     RoomNews::Joined(_) | RoomNews::Left(_, Departure::Parted) => some_line,
-                    RoomNews::Left(..) => matches!(
-                        step.input,
-                        Input::Closed { .. } | Input::Released { .. } | Input::Timeout
-                    ),
+                    // The close of the one who left, in this step.
+                    RoomNews::Left(name, _) => step.outputs.iter().any(|output| {
+                        matches!(output, Output::Close { name: Some(closed), .. } if **closed == *name)
+                    }),
                     RoomNews::EveryoneLeft => shutdown_cause,
                 };
                 if !caused || !welcomed.contains(&conn) {
@@ -582,8 +582,10 @@ pub fn guarantee_7_memory_bound(trace: &Trace) -> Checked {
                     RoomNews::Left(_, Departure::Disconnected | Departure::SlowConsumer)
                 ))
             );
+            if leaving {
+                continue;
+            }
             match line_sender(&step.input) {
-                None if leaving => {}
                 None => return fail(format!("{sent}, and no line caused it")),
                 Some(sender) if !during.is_paused(sender) => {
                     return fail(format!(
@@ -811,9 +813,12 @@ pub fn guarantee_10_room_order(trace: &Trace) -> Checked {
         for output in &step.outputs {
             if let Output::Close { conn, reason, .. } = output {
                 let departure = match reason {
-                    CloseReason::PeerClosed | CloseReason::DeadPeer => {
-                        Some(Departure::Disconnected)
-                    }
+                    // An IRC client's quit or ping timeout reads as a
+                    // disconnect too (IRC.md), in a journal that holds one.
+                    CloseReason::PeerClosed
+                    | CloseReason::DeadPeer
+                    | CloseReason::Quit
+                    | CloseReason::PingTimeout => Some(Departure::Disconnected),
                     CloseReason::SlowConsumer => Some(Departure::SlowConsumer),
                     _ => None,
                 };

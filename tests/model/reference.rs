@@ -518,7 +518,13 @@ impl Model {
             self.leave(conn, room);
         }
         let departure = match reason {
-            CloseReason::PeerClosed | CloseReason::DeadPeer => Some(Departure::Disconnected),
+            // An IRC client's quit or ping timeout (IRC.md) reads to line
+            // clients as a disconnect; the model's own connections speak
+            // the line protocol and never close those ways.
+            CloseReason::PeerClosed
+            | CloseReason::DeadPeer
+            | CloseReason::Quit
+            | CloseReason::PingTimeout => Some(Departure::Disconnected),
             CloseReason::SlowConsumer => Some(Departure::SlowConsumer),
             CloseReason::ShuttingDown | CloseReason::Refused | CloseReason::LoginTimeout => None,
         };
