@@ -1,6 +1,6 @@
 //! Model-based property tests of the broker: random event sequences, the
 //! broker's outputs held against the reference model after every step, and
-//! PROTOCOL.md's guarantees 1-9 checked over each whole run.
+//! PROTOCOL.md's guarantees 1-10 checked over each whole run.
 //!
 //! The model, the guarantee checks and the story-telling step type live in
 //! `tests/model/` (shared with the fuzz targets); this file only says how
@@ -8,7 +8,8 @@
 //! connections (from three kinds of address, under small limits), three
 //! names and their look-alikes, many logins and disconnects, messages
 //! racing logins, control characters, time passing, and small queues so
-//! slow readers get cut.
+//! slow readers get cut. A third of the scenarios are stories about rooms,
+//! under room limits small enough to be hit.
 //!
 //! `cargo test` runs proptest's default number of cases; set
 //! `PROPTEST_CASES=100000` for a deep run. A shrunk failure prints the
@@ -24,8 +25,9 @@ use chinwag::codec::{Frame, FrameError};
 use chinwag::journal;
 use chinwag::time::Time;
 use model::scenario::{
-    ABSENT, Amount, BAD_NAMES, BLANK, CONTROL_TEXTS, LOOK_ALIKES, MALFORMED, NAMES, NFC_NAMES,
-    SLOW_TIMEOUT, Scenario, Step, TEXTS, WRITE_TIMEOUT,
+    ABSENT, Amount, BAD_COMMANDS, BAD_NAMES, BAD_ROOMS, BLANK, CONTROL_TEXTS, LOOK_ALIKE_ROOM,
+    LOOK_ALIKES, MALFORMED, NAMES, NFC_NAMES, NFC_ROOMS, ROOMS, SLOW_TIMEOUT, Scenario, Step,
+    TEXTS, WRITE_TIMEOUT,
 };
 use model::trace::Trace;
 use proptest::prelude::*;
@@ -51,6 +53,43 @@ fn anyone() -> impl Strategy<Value = &'static str> {
     ]
 }
 
+/// A room, mostly one of a few (the first above all) so they fill up, now and then its other
+/// spelling, its look-alike or no room at all.
+fn room() -> impl Strategy<Value = &'static str> {
+    prop_oneof![
+        // The first room most, so that rooms have company.
+        6 => Just(ROOMS[0]),
+        9 => prop::sample::select(ROOMS.to_vec()),
+        2 => prop::sample::select(NFC_ROOMS.to_vec()),
+        1 => Just(LOOK_ALIKE_ROOM),
+        1 => prop::sample::select(BAD_ROOMS.to_vec()),
+    ]
+}
+
+/// A destination: a name or a room, names more often.
+fn destination() -> impl Strategy<Value = &'static str> {
+    prop_oneof![1 => anyone(), 1 => room()]
+}
+
+/// A command line, well formed or not, maybe led by white space.
+fn command() -> impl Strategy<Value = String> {
+    let pad = prop::sample::select(vec!["", "", "", " ", "\u{3000}"]);
+    let nick = prop_oneof![
+        6 => login(),
+        1 => prop::sample::select(BAD_NAMES.to_vec()).prop_map(str::to_string),
+    ];
+    let command = prop_oneof![
+        16 => room().prop_map(|r| format!("/join {r}")),
+        3 => room().prop_map(|r| format!("/part {r}")),
+        2 => room().prop_map(|r| format!("/names {r}")),
+        2 => Just("/rooms".to_string()),
+        // The name may have white space around it, but not within.
+        3 => nick.prop_map(|n| format!("/nick {}", n.trim())),
+        2 => prop::sample::select(BAD_COMMANDS.to_vec()).prop_map(str::to_string),
+    ];
+    (pad, command).prop_map(|(pad, command)| format!("{pad}{command}"))
+}
+
 /// A login line for a name or a look-alike of one, maybe padded with
 /// Unicode whitespace.
 fn login() -> impl Strategy<Value = String> {
@@ -68,8 +107,8 @@ fn login() -> impl Strategy<Value = String> {
 fn message() -> impl Strategy<Value = String> {
     // Now and then more than eight, for the set that deduplicates long lists.
     let destinations = prop_oneof![
-        9 => prop::collection::vec(anyone(), 1..=3),
-        1 => prop::collection::vec(anyone(), 9..=12),
+        9 => prop::collection::vec(destination(), 1..=3),
+        1 => prop::collection::vec(destination(), 9..=12),
     ];
     let separator = prop::sample::select(vec![",", ", ", " , "]);
     let text = prop_oneof![
@@ -85,8 +124,9 @@ fn frame() -> impl Strategy<Value = Frame> {
     let any_of =
         |lines: &[&'static str]| prop::sample::select(lines.to_vec()).prop_map(str::to_string);
     prop_oneof![
-        6 => login().prop_map(Ok),
+        10 => login().prop_map(Ok),
         8 => message().prop_map(Ok),
+        8 => command().prop_map(Ok),
         1 => any_of(&BAD_NAMES).prop_map(Ok),
         1 => any_of(&MALFORMED).prop_map(Ok),
         1 => any_of(&BLANK).prop_map(Ok),
@@ -98,7 +138,7 @@ fn frame() -> impl Strategy<Value = Frame> {
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         20 => conn().prop_map(Step::Open),
-        100 => (conn(), frame()).prop_map(|(c, f)| Step::Send(c, f)),
+        120 => (conn(), frame()).prop_map(|(c, f)| Step::Send(c, f)),
         16 => conn().prop_map(|c| Step::Read(c, Amount::Everything)),
         12 => (conn(), 1..40usize).prop_map(|(c, n)| Step::Read(c, Amount::UpTo(n))),
         3 => (0..=2 * WRITE_TIMEOUT.as_millis() as u64).prop_map(Step::Wait),
@@ -111,6 +151,46 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
+/// A step of a story about rooms: connections that log in, stay, read
+/// what they are sent and meet in rooms, with a disconnect, a cut or a
+/// shutdown now and then for news of leaving.
+fn room_step() -> impl Strategy<Value = Step> {
+    let frame = prop_oneof![
+        3 => login().prop_map(Ok),
+        4 => command().prop_map(Ok),
+        3 => message().prop_map(Ok),
+    ];
+    prop_oneof![
+        10 => conn().prop_map(Step::Open),
+        60 => (conn(), frame).prop_map(|(c, f)| Step::Send(c, f)),
+        10 => conn().prop_map(|c| Step::Read(c, Amount::Everything)),
+        1 => (0..=2 * WRITE_TIMEOUT.as_millis() as u64).prop_map(Step::Wait),
+        3 => (0..=3 * SLOW_TIMEOUT.as_millis() as u64 / 2).prop_map(Step::Wait),
+        3 => conn().prop_map(Step::Disconnect),
+        2 => conn().prop_map(Step::Release),
+        1 => Just(Step::Shutdown),
+    ]
+}
+
+/// Three connections logged in, alice and bob in `#a` and carol in `#b`,
+/// then room steps: a random walk rarely gets two connections logged in
+/// and in one room, so a story about rooms starts with the people in
+/// place (shrinking can still drop them).
+fn room_story() -> impl Strategy<Value = Vec<Step>> {
+    let cast = NAMES
+        .iter()
+        .zip(1..)
+        .flat_map(|(name, c)| [Step::Open(c), Step::Send(c, Ok(name.to_string()))]);
+    let rooms = [(1, ROOMS[0]), (2, ROOMS[0]), (3, ROOMS[1])];
+    let joins = rooms.map(|(c, room)| Step::Send(c, Ok(format!("/join {room}"))));
+    let cast: Vec<Step> = cast.chain(joins).collect();
+    prop::collection::vec(room_step(), 1..=80).prop_map(move |steps| {
+        let mut story = cast.clone();
+        story.extend(steps);
+        story
+    })
+}
+
 /// A queue limit (mostly small enough for slow-consumer cuts) and steps.
 fn scenario() -> impl Strategy<Value = Scenario> {
     let max_queue = prop_oneof![
@@ -119,7 +199,10 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         1 => 301..=2000usize,
         1 => Just(1 << 20),
     ];
-    let steps = prop::collection::vec(step(), 1..=100);
+    let steps = prop_oneof![
+        2 => prop::collection::vec(step(), 1..=100),
+        1 => room_story(),
+    ];
     (max_queue, steps).prop_map(|(max_queue, steps)| Scenario { max_queue, steps })
 }
 
@@ -184,7 +267,9 @@ proptest! {
 fn the_generator_reaches_the_interesting_cases() {
     let mut runner = TestRunner::deterministic();
     let mut seen = Coverage::default();
-    for _ in 0..300 {
+    // A third of them are stories about rooms (see `scenario`), so half as
+    // many again as the 300 that were enough before rooms.
+    for _ in 0..450 {
         let scenario = scenario().new_tree(&mut runner).unwrap().current();
         // A failing scenario is the property test's to report.
         if let Ok(trace) = scenario.play() {
@@ -205,6 +290,17 @@ fn the_generator_reaches_the_interesting_cases() {
         refusals,
         login_timeouts,
         shutdowns_with_connections,
+        joins,
+        room_deliveries,
+        rooms_left_by_disconnects,
+        rooms_left_by_slow_consumers,
+        rooms_left_at_shutdown,
+        too_many_rooms,
+        rooms_full,
+        not_in_room,
+        renames,
+        names_listed,
+        commands_refused,
         ..
     } = seen;
     for (what, count) in [
@@ -221,10 +317,21 @@ fn the_generator_reaches_the_interesting_cases() {
         ("refused connection", refusals),
         ("login timeout", login_timeouts),
         ("shutdown with connections open", shutdowns_with_connections),
+        ("join", joins),
+        ("room delivery", room_deliveries),
+        ("room left by a disconnect", rooms_left_by_disconnects),
+        ("room left by a slow consumer", rooms_left_by_slow_consumers),
+        ("room left at shutdown", rooms_left_at_shutdown),
+        ("too many rooms", too_many_rooms),
+        ("room full", rooms_full),
+        ("not in room", not_in_room),
+        ("rename", renames),
+        ("names list", names_listed),
+        ("command refused", commands_refused),
     ] {
         assert!(
             count >= 10,
-            "only {count} {what}s in 300 scenarios: {seen:?}"
+            "only {count} {what}s in 450 scenarios: {seen:?}"
         );
     }
     assert!(
@@ -250,6 +357,17 @@ struct Coverage {
     refusals: usize,
     login_timeouts: usize,
     shutdowns_with_connections: usize,
+    joins: usize,
+    room_deliveries: usize,
+    rooms_left_by_disconnects: usize,
+    rooms_left_by_slow_consumers: usize,
+    rooms_left_at_shutdown: usize,
+    too_many_rooms: usize,
+    rooms_full: usize,
+    not_in_room: usize,
+    renames: usize,
+    names_listed: usize,
+    commands_refused: usize,
 }
 
 impl Coverage {
@@ -277,6 +395,20 @@ impl Coverage {
                             usize::from(line.starts_with("error: control characters"));
                         self.deliveries += usize::from(line.starts_with("from "));
                         self.missing_peers += usize::from(line.starts_with("error: no such peer"));
+                        let has = |part: &str| usize::from(line.contains(part));
+                        let starts = |prefix: &str| usize::from(line.starts_with(prefix));
+                        self.joins += usize::from(line.starts_with('#')) * has(" joined");
+                        self.room_deliveries += starts("from ") * has(" to #");
+                        self.rooms_left_by_disconnects += has(" left (disconnected)");
+                        self.rooms_left_by_slow_consumers += has(" left (slow consumer)");
+                        self.rooms_left_at_shutdown += has(": everyone left");
+                        self.too_many_rooms += starts("error: too many rooms");
+                        self.rooms_full += starts("error: room full");
+                        self.not_in_room += starts("error: not in room");
+                        self.renames += starts("renamed ");
+                        self.names_listed += starts("names ");
+                        self.commands_refused +=
+                            starts("error: unknown command") + starts("error: usage");
                     }
                     Output::Close { reason, .. } => {
                         self.slow_consumer_cuts +=
@@ -769,6 +901,91 @@ mod every_guarantee_check_bites {
             guarantees::guarantee_9_sender_pays,
             &trace,
             "c1 resumed while its lines still hold",
+        );
+    }
+
+    /// alice and bob in `#a` and `#b`, carol in `#a`: the joins of a room
+    /// trace, each told to the members then in the room.
+    fn in_rooms() -> Vec<(Input, Vec<Output>)> {
+        let join = |conn, room: &str, name: &str, members: &[ConnId]| {
+            let news = format!("{room}: {name} joined\n");
+            let told = members.iter().map(|member| send(*member, &news)).collect();
+            (says(conn, &format!("/join {room}")), told)
+        };
+        vec![
+            join(ALICE, "#a", "alice", &[ALICE]),
+            join(ALICE, "#b", "alice", &[ALICE]),
+            join(BOB, "#a", "bob", &[ALICE, BOB]),
+            join(BOB, "#b", "bob", &[ALICE, BOB]),
+            join(CAROL, "#a", "carol", &[ALICE, BOB, CAROL]),
+        ]
+    }
+
+    #[test]
+    fn a_correct_room_trace_passes_every_check() {
+        let mut steps = in_rooms();
+        let hi = "from alice to #a: hi\n";
+        steps.push((says(ALICE, "#a: hi"), vec![send(BOB, hi), send(CAROL, hi)]));
+        let renamed = "renamed carol to cat\n";
+        let rename = vec![
+            send(ALICE, renamed),
+            send(BOB, renamed),
+            send(CAROL, renamed),
+        ];
+        steps.push((says(CAROL, "/nick cat"), rename));
+        steps.push((
+            Input::Closed { conn: BOB },
+            vec![
+                close(BOB, CloseReason::PeerClosed),
+                send(ALICE, "#a: bob left (disconnected)\n"),
+                send(CAROL, "#a: bob left (disconnected)\n"),
+                send(ALICE, "#b: bob left (disconnected)\n"),
+            ],
+        ));
+        guarantees::check_all(&trace(1000, steps)).unwrap();
+    }
+
+    #[test]
+    fn guarantee_10_catches_a_member_left_out() {
+        let mut steps = in_rooms();
+        let hi = "from alice to #a: hi\n";
+        steps.push((says(ALICE, "#a: hi"), vec![send(BOB, hi)]));
+        broken(
+            guarantees::guarantee_10_room_order,
+            &trace(1000, steps),
+            "c3, a member of #a, got 0 lines",
+        );
+    }
+
+    #[test]
+    fn guarantee_10_catches_leave_news_out_of_room_order() {
+        let mut steps = in_rooms();
+        steps.push((
+            Input::Closed { conn: BOB },
+            vec![
+                close(BOB, CloseReason::PeerClosed),
+                send(ALICE, "#b: bob left (disconnected)\n"),
+                send(ALICE, "#a: bob left (disconnected)\n"),
+                send(CAROL, "#a: bob left (disconnected)\n"),
+            ],
+        ));
+        broken(
+            guarantees::guarantee_10_room_order,
+            &trace(1000, steps),
+            "c1 should get the room lines",
+        );
+    }
+
+    #[test]
+    fn guarantee_10_catches_a_rename_kept_from_a_room_mate() {
+        let mut steps = in_rooms();
+        let renamed = "renamed carol to cat\n";
+        let rename = vec![send(ALICE, renamed), send(CAROL, renamed)];
+        steps.push((says(CAROL, "/nick cat"), rename));
+        broken(
+            guarantees::guarantee_10_room_order,
+            &trace(1000, steps),
+            "c2 should get the room lines",
         );
     }
 }

@@ -1,4 +1,4 @@
-//! PROTOCOL.md's guarantees 1-9, each an invariant over a whole [`Trace`],
+//! PROTOCOL.md's guarantees 1-10, each an invariant over a whole [`Trace`],
 //! and [`Guarantee`], the names every check of them uses.
 //!
 //! Every check reads only the trace (what the shell reported and what the
@@ -18,13 +18,13 @@ use std::sync::Arc;
 
 use chinwag::broker::{CloseReason, ConnId, Input, Output};
 
-use super::grammar::{self, Message};
+use super::grammar::{self, Departure, Message, RoomNews};
 use super::trace::{Observed, Trace, TraceStep, line_sender, walk};
 
 /// PROTOCOL.md's guarantees, numbered as its "Ordering and delivery
 /// guarantees" number them: 1-6 ordering and delivery, 7 the memory bound
 /// of its flow control, 8 its clean shutdown, 9 that a burst is paid for by
-/// its sender. The property tests, the fuzz targets and the simulator all
+/// its sender, 10 the order of rooms. The property tests, the fuzz targets and the simulator all
 /// name what broke with these.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Guarantee {
@@ -54,6 +54,9 @@ pub enum Guarantee {
     /// 9: the senders paused are exactly those whose lines took or kept an
     /// open queue past `--max-queue` that has not drained back since.
     SenderPays = 9,
+    /// 10: a room's members get its messages and news in processing order,
+    /// and exactly the room messages (but their own) sent while members.
+    RoomOrder = 10,
 }
 
 impl Guarantee {
@@ -74,6 +77,7 @@ impl Guarantee {
             Guarantee::MemoryBound => "memory bound",
             Guarantee::CleanShutdown => "clean shutdown",
             Guarantee::SenderPays => "sender pays",
+            Guarantee::RoomOrder => "room order",
         }
     }
 }
@@ -116,11 +120,15 @@ pub fn check_all(trace: &Trace) -> Checked {
     guarantee_6_no_silent_loss(trace)?;
     guarantee_7_memory_bound(trace)?;
     guarantee_8_clean_shutdown(trace)?;
-    guarantee_9_sender_pays(trace)
+    guarantee_9_sender_pays(trace)?;
+    guarantee_10_room_order(trace)
 }
 
 /// Guarantee 1: A message is delivered to exactly the destinations logged in
-/// when it is processed, once each, in the step that processes it. A full
+/// when it is processed, once each, in the step that processes it: each
+/// connection the destinations reach gets one line, in the form of the
+/// first destination that reaches it (a room reaches its members but the
+/// sender, if the sender is one). A full
 /// queue is no excuse: the delivery is sent and its sender pays (guarantees 7
 /// and 9).
 pub fn guarantee_1_exact_delivery(trace: &Trace) -> Checked {
@@ -134,15 +142,14 @@ pub fn guarantee_1_exact_delivery(trace: &Trace) -> Checked {
                 None => Ok(()),
             };
         };
-        let line = grammar::delivery(&accepted.sender_name, &accepted.message.text);
-        let recipients = accepted.recipients(seen);
-        for &recipient in &recipients {
+        let expected = accepted.deliveries(seen);
+        for (recipient, line) in &expected {
             let copies = deliveries
                 .iter()
-                .filter(|d| **d == (recipient, &*line))
+                .filter(|(conn, _)| conn == recipient)
                 .count();
             if copies > 1 {
-                return fail(format!("{recipient} got {line:?} {copies} times"));
+                return fail(format!("{recipient} got {copies} lines for one message"));
             }
             if copies == 0 {
                 return fail(format!(
@@ -151,11 +158,11 @@ pub fn guarantee_1_exact_delivery(trace: &Trace) -> Checked {
             }
         }
         for (conn, sent) in deliveries {
-            if !recipients.contains(&conn) {
+            let Some((_, line)) = expected.iter().find(|(recipient, _)| *recipient == conn) else {
                 return fail(format!(
-                    "{conn} got {sent:?} but is not a destination online"
+                    "{conn} got {sent:?} but no destination online reaches it"
                 ));
-            }
+            };
             if sent != line {
                 return fail(format!("{conn} got {sent:?} instead of {line:?}"));
             }
@@ -268,7 +275,19 @@ pub fn guarantee_4_nothing_after_disconnect(trace: &Trace) -> Checked {
                 Output::Pause { .. } | Output::Resume { .. } => continue,
             };
             let line = line.as_str();
-            if let Some(sender_name) = sender_name(line) {
+            if let Some((old, new)) = grammar::read_renamed(line) {
+                let renamer = match &step.input {
+                    Input::Line { conn: sender, .. } => Some(*sender),
+                    _ => None,
+                };
+                if renamer.and_then(|r| seen.name(r)) != Some(old) {
+                    return fail(format!("{conn} got {line:?} but no {old} renamed itself"));
+                }
+                if let Some(holder) = seen.holder(new).filter(|h| Some(*h) != renamer) {
+                    return fail(format!("{conn} got {line:?}, a name {holder} holds"));
+                }
+            }
+            if let Some((sender_name, _)) = grammar::read_delivery(line) {
                 let sent_by = match &step.input {
                     Input::Line { conn: sender, .. } => seen.name(*sender),
                     _ => None,
@@ -300,9 +319,9 @@ pub fn guarantee_4_nothing_after_disconnect(trace: &Trace) -> Checked {
 
 /// Guarantee 5: What one connection is sent leaves in the order the broker
 /// processed its causes: each line is caused by the step that emits it, starts
-/// with a defined prefix, the welcome comes before any delivery, a message's
-/// errors follow its destination list, and the shutdown notice is the last
-/// line.
+/// with a defined prefix, the welcome comes before any delivery or room
+/// line, a message's errors follow its destination list, and the shutdown
+/// notice is the last line.
 pub fn guarantee_5_per_connection_order(trace: &Trace) -> Checked {
     const G: Guarantee = Guarantee::PerConnectionOrder;
     let mut welcomed: BTreeSet<ConnId> = BTreeSet::new();
@@ -349,12 +368,34 @@ pub fn guarantee_5_per_connection_order(trace: &Trace) -> Checked {
                 if step.input != Input::Timeout || seen.name(conn).is_some() {
                     return fail(format!("{conn} got {line:?} but no login was due"));
                 }
+            } else if let Some((_, news)) = grammar::read_room_news(line) {
+                let caused = match news {
+                    RoomNews::Joined(_) | RoomNews::Left(_, Departure::Parted) => some_line,
+                    // The close of the one who left, in this step.
+                    RoomNews::Left(name, _) => step.outputs.iter().any(|output| {
+                        matches!(output, Output::Close { name: Some(closed), .. } if **closed == *name)
+                    }),
+                    RoomNews::EveryoneLeft => shutdown_cause,
+                };
+                if !caused || !welcomed.contains(&conn) {
+                    return fail(format!("{conn} got {line:?} with no such cause"));
+                }
+            } else if line.starts_with("renamed ") {
+                if !some_line || !welcomed.contains(&conn) {
+                    return fail(format!("{conn} got {line:?} with no rename"));
+                }
+            } else if line.starts_with("names ") || line.starts_with("rooms:") {
+                if !own_line || !welcomed.contains(&conn) {
+                    return fail(format!("{conn} got {line:?} but did not ask"));
+                }
             } else if line.starts_with("error: ") {
                 if !own_line {
                     return fail(format!("{conn} got {line:?} for a line it did not send"));
                 }
-                if let Some(peer) = line.strip_prefix("error: no such peer: ") {
-                    missing_peers.push(peer.trim_end_matches('\n'));
+                let missing = line.strip_prefix("error: no such peer: ");
+                let missing = missing.or_else(|| line.strip_prefix("error: not in room: "));
+                if let Some(destination) = missing {
+                    missing_peers.push(destination.trim_end_matches('\n'));
                 }
             } else {
                 return fail(format!("{conn} got {line:?}, which has no defined prefix"));
@@ -375,7 +416,8 @@ pub fn guarantee_5_per_connection_order(trace: &Trace) -> Checked {
 }
 
 /// Guarantee 6: Nothing accepted is lost silently: every non-blank line from an
-/// open connection draws a visible effect, every close has its cause in the
+/// open connection draws a visible effect (but a message only to rooms its
+/// sender is alone in, which reaches no one), every close has its cause in the
 /// same step, and a slow-consumer cut happens only on a timer step at least
 /// `slow_timeout` after the step whose line took the queue past `max_queue`,
 /// with the queue still past it. Closes for a peer that left or for shutdown
@@ -391,6 +433,14 @@ pub fn guarantee_6_no_silent_loss(trace: &Trace) -> Checked {
         let fail = |detail| Err(violation(G, index, detail));
         if let Input::Line { conn, frame } = &step.input {
             let counts = frame.as_ref().map_or(true, |line| !grammar::is_blank(line));
+            // A message only to rooms its sender is alone in reaches nobody,
+            // and is no error: there is nothing to lose.
+            let to_no_one = accepted_message(seen, &step.input).is_some_and(|accepted| {
+                let destinations = accepted.message.destinations.iter();
+                destinations.clone().all(|d| seen.members(d).contains(conn))
+                    && accepted.deliveries(seen).is_empty()
+            });
+            let counts = counts && !to_no_one;
             if seen.is_open(*conn) && counts && step.outputs.is_empty() {
                 return fail(format!("{conn}'s line {frame:?} had no effect at all"));
             }
@@ -524,6 +574,17 @@ pub fn guarantee_7_memory_bound(trace: &Trace) -> Checked {
             let sent = format!(
                 "{conn} was sent {line:?}, leaving {queued} bytes queued, over {max_queue}"
             );
+            // News of a member that left has no sender to pause.
+            let leaving = matches!(
+                grammar::read_room_news(line),
+                Some((
+                    _,
+                    RoomNews::Left(_, Departure::Disconnected | Departure::SlowConsumer)
+                ))
+            );
+            if leaving {
+                continue;
+            }
             match line_sender(&step.input) {
                 None => return fail(format!("{sent}, and no line caused it")),
                 Some(sender) if !during.is_paused(sender) => {
@@ -538,7 +599,8 @@ pub fn guarantee_7_memory_bound(trace: &Trace) -> Checked {
     })
 }
 
-/// Guarantee 8: On shutdown every open connection is told, then closed in a way
+/// Guarantee 8: On shutdown every open connection is told (first that each
+/// room it is in is left, in room order), then closed in a way
 /// that writes all it had queued; one whose queue has no room left for the
 /// notice is closed the same way without it. Nothing else happens afterwards,
 /// except that a connection accepted late is told and closed the same way.
@@ -548,18 +610,30 @@ pub fn guarantee_8_clean_shutdown(trace: &Trace) -> Checked {
     const G: Guarantee = Guarantee::CleanShutdown;
     walk(trace, |index, seen, step| {
         let fail = |detail| Err(violation(G, index, detail));
+        // Each room's `everyone left`, in room order, then the notice, each
+        // if it fits when its turn comes.
         let told_and_closed = |conn: ConnId| {
-            let fits =
-                seen.unflushed(conn) + grammar::SHUTTING_DOWN.len() <= trace.config.max_queue;
-            let notice = Output::Send {
-                conn,
-                line: grammar::SHUTTING_DOWN.into(),
-            };
+            let rooms = seen.rooms_of(conn).into_iter();
+            let mut notices: Vec<String> = rooms
+                .map(|room| grammar::room_news(room, &RoomNews::EveryoneLeft))
+                .collect();
+            notices.push(grammar::SHUTTING_DOWN.to_string());
+            let mut queued = seen.unflushed(conn);
+            let mut told = Vec::new();
+            for notice in notices {
+                if queued + notice.len() > trace.config.max_queue {
+                    continue;
+                }
+                queued += notice.len();
+                told.push(Output::Send {
+                    conn,
+                    line: notice.into(),
+                });
+            }
             let reason = CloseReason::ShuttingDown;
             let name = seen.name(conn).map(Arc::from);
-            let told = fits.then_some(notice);
-            told.into_iter()
-                .chain([Output::Close { conn, reason, name }])
+            told.push(Output::Close { conn, reason, name });
+            told
         };
         let expected: Vec<Output> = match step.input {
             Input::Shutdown => seen
@@ -567,7 +641,7 @@ pub fn guarantee_8_clean_shutdown(trace: &Trace) -> Checked {
                 .into_iter()
                 .flat_map(told_and_closed)
                 .collect(),
-            Input::Opened { conn, .. } if seen.shutdown_seen() => told_and_closed(conn).collect(),
+            Input::Opened { conn, .. } if seen.shutdown_seen() => told_and_closed(conn),
             _ if seen.shutdown_seen() => Vec::new(),
             _ => return Ok(()),
         };
@@ -654,6 +728,142 @@ pub fn guarantee_9_sender_pays(trace: &Trace) -> Checked {
     })
 }
 
+/// Guarantee 10: Rooms have one order. Each room line is caused by the
+/// step that emits it, so a room's members get its lines in the order
+/// they were processed as long as each step sends each member exactly the
+/// right ones, in the right order; that is what is checked, step by step,
+/// against the members an observer knows (each connection is in a room
+/// from the `joined` line about itself to its own `left` line, `everyone
+/// left` line or close):
+/// - a room message goes to each member of each room it lists that its
+///   sender is in, but the sender, once (as its one `from` line), and a
+///   `from <sender> to <room>` line goes to no one else;
+/// - a join's news goes to the room's members and the one who joined, a
+///   part's to the members (the one who parted included), a rename's to
+///   the renamer and everyone sharing a room with it, once each, as the
+///   one who joined, parted or renamed was told it, and to no one else;
+/// - a member closed for any reason but the shutdown is told about, one
+///   line per room in room order with the reason, to every member left;
+/// - so in a step that cuts several members, each member gets the news in
+///   the order of the cuts, the same order for all.
+pub fn guarantee_10_room_order(trace: &Trace) -> Checked {
+    const G: Guarantee = Guarantee::RoomOrder;
+    walk(trace, |index, seen, step| {
+        let fail = |detail| Err(violation(G, index, detail));
+        let sends = step.outputs.iter().filter_map(|output| match output {
+            Output::Send { conn, line } => Some((*conn, line.as_str())),
+            _ => None,
+        });
+        let sends: Vec<(ConnId, &str)> = sends.collect();
+        if let Some(accepted) = accepted_message(seen, &step.input) {
+            let sender = accepted.sender;
+            let rooms = accepted.message.destinations.iter();
+            let rooms = rooms.filter(|d| grammar::is_room(d) && seen.members(d).contains(&sender));
+            let rooms: Vec<&String> = rooms.collect();
+            for room in &rooms {
+                for member in seen.members(room).into_iter().filter(|m| *m != sender) {
+                    let got = deliveries(step).filter(|(conn, _)| *conn == member).count();
+                    if got != 1 {
+                        return fail(format!(
+                            "{member}, a member of {room}, got {got} lines for a message to it"
+                        ));
+                    }
+                }
+            }
+            for (conn, line) in deliveries(step) {
+                let Some((_, Some(room))) = grammar::read_delivery(line) else {
+                    continue;
+                };
+                let member = rooms.iter().any(|r| *r == room) && seen.members(room).contains(&conn);
+                if !member || conn == sender {
+                    return fail(format!("{conn} got {line:?} but is no member it reaches"));
+                }
+            }
+        }
+        let mut expected: Vec<(ConnId, String)> = Vec::new();
+        let sender = line_sender(&step.input);
+        let sender_name = sender.and_then(|conn| seen.name(conn));
+        if let (Some(sender), Some(name)) = (sender, sender_name) {
+            for (_, line) in sends.iter().filter(|(conn, _)| *conn == sender) {
+                let told: Vec<ConnId> = match grammar::read_room_news(line) {
+                    Some((room, RoomNews::Joined(joined))) if joined == name => {
+                        let mut members = seen.members(room);
+                        members.push(sender);
+                        members
+                    }
+                    Some((room, RoomNews::Left(parted, Departure::Parted))) if parted == name => {
+                        seen.members(room)
+                    }
+                    _ => match grammar::read_renamed(line) {
+                        Some((old, _)) if old == name => {
+                            let mut sharing = BTreeSet::from([sender]);
+                            for room in seen.rooms_of(sender) {
+                                sharing.extend(seen.members(room));
+                            }
+                            sharing.into_iter().collect()
+                        }
+                        _ => Vec::new(),
+                    },
+                };
+                expected.extend(told.into_iter().map(|conn| (conn, line.to_string())));
+            }
+        }
+        let mut during = seen.clone();
+        during.enter(step);
+        for output in &step.outputs {
+            if let Output::Close { conn, reason, .. } = output {
+                let departure = match reason {
+                    // An IRC client's quit or ping timeout reads as a
+                    // disconnect too (IRC.md), in a journal that holds one.
+                    CloseReason::PeerClosed
+                    | CloseReason::DeadPeer
+                    | CloseReason::Quit
+                    | CloseReason::PingTimeout => Some(Departure::Disconnected),
+                    CloseReason::SlowConsumer => Some(Departure::SlowConsumer),
+                    _ => None,
+                };
+                if let (Some(departure), Some(name)) = (departure, during.name(*conn)) {
+                    for room in during.rooms_of(*conn) {
+                        let news =
+                            grammar::room_news(room, &RoomNews::Left(name.to_string(), departure));
+                        for member in during.members(room).into_iter().filter(|m| m != conn) {
+                            expected.push((member, news.clone()));
+                        }
+                    }
+                }
+            }
+            during.emit(step, output);
+        }
+        let is_room_line = |line: &str| {
+            let news = grammar::read_room_news(line);
+            let shutdown = matches!(news, Some((_, RoomNews::EveryoneLeft)));
+            (news.is_some() && !shutdown) || grammar::read_renamed(line).is_some()
+        };
+        let receivers = sends.iter().map(|(conn, _)| *conn);
+        let conns: BTreeSet<ConnId> = receivers
+            .chain(expected.iter().map(|(conn, _)| *conn))
+            .collect();
+        for conn in conns {
+            let got: Vec<&str> = sends
+                .iter()
+                .filter(|(to, line)| *to == conn && is_room_line(line))
+                .map(|(_, line)| *line)
+                .collect();
+            let wanted: Vec<&str> = expected
+                .iter()
+                .filter(|(to, _)| *to == conn)
+                .map(|(_, line)| line.as_str())
+                .collect();
+            if got != wanted {
+                return fail(format!(
+                    "{conn} should get the room lines {wanted:?} but got {got:?}"
+                ));
+            }
+        }
+        Ok(())
+    })
+}
+
 /// `c2's queue (75 bytes, over since 0.004000s)`, for each of `conns`,
 /// joined by `and`.
 fn queues(seen: &Observed, conns: &[ConnId]) -> String {
@@ -673,15 +883,36 @@ fn queues(seen: &Observed, conns: &[ConnId]) -> String {
 /// A message line the broker must process as a message: from an open,
 /// logged-in connection, non-blank and well formed.
 struct Accepted {
+    sender: ConnId,
     sender_name: String,
     message: Message,
 }
 
 impl Accepted {
-    /// The connections holding the destinations, in listed order.
-    fn recipients(&self, seen: &Observed) -> Vec<ConnId> {
-        let holders = self.message.destinations.iter();
-        holders.filter_map(|name| seen.holder(name)).collect()
+    /// The connections the destinations reach, in the order first
+    /// reached, each with the line the first destination that reaches it
+    /// gives it. A name reaches its holder; a room its members but the
+    /// sender, if the sender is one of them.
+    fn deliveries(&self, seen: &Observed) -> Vec<(ConnId, String)> {
+        let mut deliveries: Vec<(ConnId, String)> = Vec::new();
+        for destination in &self.message.destinations {
+            let reached: Vec<ConnId> = if grammar::is_room(destination) {
+                let members = seen.members(destination);
+                if !members.contains(&self.sender) {
+                    continue;
+                }
+                members.into_iter().filter(|m| *m != self.sender).collect()
+            } else {
+                seen.holder(destination).into_iter().collect()
+            };
+            let line = grammar::delivery_via(&self.sender_name, destination, &self.message.text);
+            for conn in reached {
+                if !deliveries.iter().any(|(reached, _)| *reached == conn) {
+                    deliveries.push((conn, line.clone()));
+                }
+            }
+        }
+        deliveries
     }
 }
 
@@ -694,11 +925,12 @@ fn accepted_message(seen: &Observed, input: &Input) -> Option<Accepted> {
         return None;
     };
     let sender_name = seen.name(*conn)?.to_string();
-    if !seen.is_open(*conn) || grammar::is_blank(line) {
+    if !seen.is_open(*conn) || grammar::is_blank(line) || grammar::is_command(line) {
         return None;
     }
     let message = grammar::parse_message(line).ok()?;
     Some(Accepted {
+        sender: *conn,
         sender_name,
         message,
     })
@@ -717,43 +949,32 @@ struct Received {
 
 /// Every delivery in the trace, in the order sent, each traced back to the
 /// latest line at or before it that could have sent it: a message line
-/// with the same text from the connection welcomed under the sender's
-/// name. Fails, with the step and what was seen, if some delivery has no
-/// such line.
+/// with the same text, from the connection holding the sender's name when
+/// it was processed, listing a destination that gives that form. Fails,
+/// with the step and what was seen, if some delivery has no such line.
 fn received_messages(trace: &Trace) -> Result<Vec<Received>, (usize, String)> {
-    let mut welcomed_as: BTreeMap<ConnId, &str> = BTreeMap::new();
-    for step in &trace.steps {
-        for output in &step.outputs {
-            if let Output::Send { conn, line } = output {
-                if let Some(name) = line.as_str().strip_prefix("welcome ") {
-                    welcomed_as
-                        .entry(*conn)
-                        .or_insert(name.trim_end_matches('\n'));
-                }
-            }
-        }
-    }
-    // For each step, the delivery line its input would send, and from whom.
-    let sent: Vec<Option<(ConnId, String)>> = trace
-        .steps
-        .iter()
-        .map(|step| {
-            let Input::Line {
-                conn,
-                frame: Ok(line),
-            } = &step.input
-            else {
-                return None;
-            };
-            let text = grammar::parse_message(line).ok()?.text;
-            Some((*conn, grammar::delivery(welcomed_as.get(conn)?, &text)))
-        })
-        .collect();
+    // For each step, the delivery lines its input could send, and from whom.
+    let mut sent: Vec<Option<(ConnId, Vec<String>)>> = Vec::new();
+    let walked = walk::<()>(trace, |_, seen, step| {
+        let lines = accepted_message(seen, &step.input).map(|accepted| {
+            let Accepted {
+                sender,
+                sender_name,
+                message,
+            } = accepted;
+            let destinations = message.destinations.iter();
+            let lines = destinations.map(|d| grammar::delivery_via(&sender_name, d, &message.text));
+            (sender, lines.collect())
+        });
+        sent.push(lines);
+        Ok(())
+    });
+    debug_assert!(walked.is_ok());
     let mut received = Vec::new();
     for (emitted, step) in trace.steps.iter().enumerate() {
         for (recipient, line) in deliveries(step) {
             let origin = (0..=emitted).rev().find_map(|index| match &sent[index] {
-                Some((sender, delivery)) if delivery == line => Some((*sender, index)),
+                Some((sender, lines)) if lines.iter().any(|l| l == line) => Some((*sender, index)),
                 _ => None,
             });
             let Some((sender, origin)) = origin else {
@@ -781,12 +1002,6 @@ fn deliveries(step: &TraceStep) -> impl Iterator<Item = (ConnId, &str)> {
         }
         _ => None,
     })
-}
-
-/// The `X` of a `from X: text` line. Names hold no `:`.
-fn sender_name(line: &str) -> Option<&str> {
-    let rest = line.strip_prefix("from ")?;
-    rest.split_once(": ").map(|(name, _)| name)
 }
 
 fn output_conn(output: &Output) -> ConnId {

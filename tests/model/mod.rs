@@ -8,7 +8,7 @@
 //! - [`reference`]: the reference model, the protocol as the simplest
 //!   state machine that is right.
 //! - [`trace`]: a recorded run and what an observer learns from it.
-//! - [`guarantees`]: guarantees 1-9, one named check each, over a trace,
+//! - [`guarantees`]: guarantees 1-10, one named check each, over a trace,
 //!   and [`guarantees::Guarantee`], the one vocabulary every check that
 //!   names a guarantee uses.
 //! - [`scenario`]: story-like steps, played against broker and model.

@@ -3,9 +3,11 @@
 //!
 //! It keeps, for each open connection, the name it holds, the bytes queued
 //! for it and which over-full queues its lines went into, and for each
-//! input says what the server must send, close, pause and resume. Names,
-//! and who is paused, are found by scanning the connections, never through
-//! an index that could drift out of step with them.
+//! input says what the server must send, close, pause and resume. Rooms
+//! are plain data, each room with the set of its members, and exist while
+//! that set is not empty. Names, the rooms a connection is in, and who is
+//! paused, are found by scanning, never through an index that could drift
+//! out of step with them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -16,7 +18,7 @@ use chinwag::config::Config;
 use chinwag::protocol::Line;
 use chinwag::time::Time;
 
-use super::grammar::{self, Message};
+use super::grammar::{self, Command, Departure, Message, RoomNews};
 
 /// What the protocol remembers about one open connection.
 struct Connection {
@@ -48,6 +50,9 @@ fn same_address(a: IpAddr, b: IpAddr) -> bool {
 pub struct Model {
     config: Config,
     open: BTreeMap<ConnId, Connection>,
+    /// Each room that exists, by its name (so in room order), with its
+    /// members: never an empty set.
+    rooms: BTreeMap<String, BTreeSet<ConnId>>,
     /// Connections closed and not yet let go of by the shell, with their
     /// address: they still count against the connection limits.
     releasing: BTreeMap<ConnId, IpAddr>,
@@ -61,6 +66,7 @@ impl Model {
         Model {
             config: *config,
             open: BTreeMap::new(),
+            rooms: BTreeMap::new(),
             releasing: BTreeMap::new(),
             now: Time::ZERO,
             shutting_down: false,
@@ -182,6 +188,7 @@ impl Model {
         }
         match self.open[&conn].name.clone() {
             None => self.login(conn, line, out),
+            Some(sender) if grammar::is_command(line) => self.command(conn, &sender, line, out),
             Some(sender) => self.message(conn, &sender, line, out),
         }
     }
@@ -200,21 +207,170 @@ impl Model {
         }
     }
 
+    /// Each connection the destinations reach gets one line, in the form
+    /// of the first destination that reaches it; the sender gets an error
+    /// for each name not logged in and each room it is not in, in the
+    /// order listed.
     fn message(&mut self, sender: ConnId, sender_name: &str, line: &str, out: &mut Vec<Output>) {
         let Message { destinations, text } = match grammar::parse_message(line) {
             Ok(message) => message,
             Err(why) => return self.reply(sender, grammar::refusal(why), out),
         };
-        // Who is logged in is decided once, at the point the message is
-        // processed; a cut it causes along the way changes nothing.
-        let holders: Vec<Option<ConnId>> = destinations.iter().map(|d| self.holder(d)).collect();
-        let delivery = grammar::delivery(sender_name, &text);
-        for (destination, holder) in destinations.iter().zip(holders) {
-            match holder {
-                Some(recipient) => self.send(recipient, delivery.clone(), Some(sender), out),
-                None => self.reply(sender, grammar::no_such_peer(destination), out),
+        // Who each destination reaches is decided once, at the point the
+        // message is processed; a cut it causes along the way changes
+        // nothing.
+        let reached: Vec<Option<Vec<ConnId>>> = destinations
+            .iter()
+            .map(|d| self.reached_by(sender, d))
+            .collect();
+        let mut delivered: BTreeSet<ConnId> = BTreeSet::new();
+        for (destination, reached) in destinations.iter().zip(reached) {
+            let Some(recipients) = reached else {
+                let error = if grammar::is_room(destination) {
+                    grammar::not_in_room(destination)
+                } else {
+                    grammar::no_such_peer(destination)
+                };
+                self.reply(sender, error, out);
+                continue;
+            };
+            let line = grammar::delivery_via(sender_name, destination, &text);
+            for recipient in recipients {
+                if delivered.insert(recipient) {
+                    self.send(recipient, line.clone(), Some(sender), out);
+                }
             }
         }
+    }
+
+    /// The connections `destination` reaches when `sender` lists it: the
+    /// holder of a name, or a room's members but the sender. `None` if it
+    /// is an error: a name nobody holds, or a room the sender is not in.
+    fn reached_by(&self, sender: ConnId, destination: &str) -> Option<Vec<ConnId>> {
+        if !grammar::is_room(destination) {
+            return self.holder(destination).map(|holder| vec![holder]);
+        }
+        let members = self.rooms.get(destination)?;
+        if !members.contains(&sender) {
+            return None;
+        }
+        Some(members.iter().copied().filter(|m| *m != sender).collect())
+    }
+
+    fn command(&mut self, conn: ConnId, name: &str, line: &str, out: &mut Vec<Output>) {
+        let command = match grammar::parse_command(line) {
+            Ok(command) => command,
+            Err(why) => return self.reply(conn, grammar::command_refusal(why), out),
+        };
+        match command {
+            Command::Join(room) => self.join(conn, name, room, out),
+            Command::Part(room) => {
+                if !self.is_member(conn, &room) {
+                    return self.reply(conn, grammar::not_in_room(&room), out);
+                }
+                // The one who parts is told too, so the news goes out first.
+                let news =
+                    grammar::room_news(&room, &RoomNews::Left(name.to_string(), Departure::Parted));
+                self.tell_room(&room, news, Some(conn), out);
+                self.leave(conn, &room);
+            }
+            Command::Names(room) => {
+                let Some(members) = self.rooms.get(&room) else {
+                    return self.reply(conn, grammar::no_such_room(&room), out);
+                };
+                let names: Vec<&str> = members.iter().filter_map(|m| self.name(*m)).collect();
+                let names = grammar::names(&room, &names);
+                self.reply(conn, names, out);
+            }
+            Command::Rooms => {
+                let rooms = self.rooms_of(conn);
+                let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
+                self.reply(conn, grammar::rooms(&rooms), out);
+            }
+            Command::Nick(new) => self.rename(conn, name, &new, out),
+        }
+    }
+
+    /// Refusals in the order PROTOCOL.md's table lists them: already in
+    /// the room, too many rooms, room full.
+    fn join(&mut self, conn: ConnId, name: &str, room: String, out: &mut Vec<Output>) {
+        if self.is_member(conn, &room) {
+            return self.reply(conn, grammar::already_in_room(&room), out);
+        }
+        let most = self.config.max_rooms_per_connection;
+        if self.rooms_of(conn).len() >= most {
+            return self.reply(conn, grammar::too_many_rooms(most), out);
+        }
+        let members = self.rooms.get(&room).map_or(0, BTreeSet::len);
+        if members >= self.config.max_room_members {
+            return self.reply(conn, grammar::room_full(&room), out);
+        }
+        self.rooms.entry(room.clone()).or_default().insert(conn);
+        let news = grammar::room_news(&room, &RoomNews::Joined(name.to_string()));
+        self.tell_room(&room, news, Some(conn), out);
+    }
+
+    /// `/nick` by the rules of login: the new name is told to the renamer
+    /// and, once each, to everyone sharing a room with it.
+    fn rename(&mut self, conn: ConnId, old: &str, written: &str, out: &mut Vec<Output>) {
+        let Some(new) = grammar::login_name(written) else {
+            return self.reply(conn, grammar::invalid_name(), out);
+        };
+        let taken = self
+            .open
+            .iter()
+            .filter(|(other, _)| **other != conn)
+            .filter_map(|(_, c)| c.name.as_deref())
+            .any(|held| grammar::look_alike(held, &new));
+        if taken {
+            return self.reply(conn, grammar::name_taken(&new), out);
+        }
+        self.open.get_mut(&conn).unwrap().name = Some(new.clone());
+        let mut told: BTreeSet<ConnId> = BTreeSet::from([conn]);
+        for members in self.rooms.values().filter(|m| m.contains(&conn)) {
+            told.extend(members);
+        }
+        let line = grammar::renamed(old, &new);
+        for recipient in told {
+            self.send(recipient, line.clone(), Some(conn), out);
+        }
+    }
+
+    /// Sends `news` to every member of `room`, charged to `sender`.
+    fn tell_room(
+        &mut self,
+        room: &str,
+        news: String,
+        sender: Option<ConnId>,
+        out: &mut Vec<Output>,
+    ) {
+        let members: Vec<ConnId> = self.rooms[room].iter().copied().collect();
+        for member in members {
+            self.send(member, news.clone(), sender, out);
+        }
+    }
+
+    /// Takes `conn` out of `room`, which is gone once it has no members.
+    fn leave(&mut self, conn: ConnId, room: &str) {
+        let members = self.rooms.get_mut(room).unwrap();
+        members.remove(&conn);
+        if members.is_empty() {
+            self.rooms.remove(room);
+        }
+    }
+
+    fn is_member(&self, conn: ConnId, room: &str) -> bool {
+        self.rooms.get(room).is_some_and(|m| m.contains(&conn))
+    }
+
+    /// The rooms `conn` is in, in room order.
+    fn rooms_of(&self, conn: ConnId) -> Vec<String> {
+        let rooms = self.rooms.iter().filter(|(_, m)| m.contains(&conn));
+        rooms.map(|(room, _)| room.clone()).collect()
+    }
+
+    fn name(&self, conn: ConnId) -> Option<&str> {
+        self.open.get(&conn).and_then(|c| c.name.as_deref())
     }
 
     /// A connection with data queued whose socket has accepted nothing for
@@ -252,7 +408,14 @@ impl Model {
         self.shutting_down = true;
         let open: Vec<ConnId> = self.open.keys().copied().collect();
         for conn in open {
-            self.tell_and_close(conn, grammar::SHUTTING_DOWN, CloseReason::ShuttingDown, out);
+            // Room lines are notices too: each only if it fits.
+            let mut notices: Vec<String> = self
+                .rooms_of(conn)
+                .iter()
+                .map(|room| grammar::room_news(room, &RoomNews::EveryoneLeft))
+                .collect();
+            notices.push(grammar::SHUTTING_DOWN.to_string());
+            self.tell_all_and_close(conn, &notices, CloseReason::ShuttingDown, out);
         }
     }
 
@@ -267,12 +430,28 @@ impl Model {
         reason: CloseReason,
         out: &mut Vec<Output>,
     ) {
-        let fits = self
-            .open
-            .get(&conn)
-            .is_some_and(|c| c.queued + notice.len() <= self.config.max_queue);
-        if fits {
-            self.send(conn, notice.to_string(), None, out);
+        self.tell_all_and_close(conn, &[notice.to_string()], reason, out);
+    }
+
+    /// Like `tell_and_close`, with several notices in order, each sent if
+    /// it fits then: PROTOCOL.md's rule is per notice ("no room left for a
+    /// notice ... without the notice"), so a shorter one may still go out
+    /// after a longer one did not.
+    fn tell_all_and_close(
+        &mut self,
+        conn: ConnId,
+        notices: &[String],
+        reason: CloseReason,
+        out: &mut Vec<Output>,
+    ) {
+        for notice in notices {
+            let fits = self
+                .open
+                .get(&conn)
+                .is_some_and(|c| c.queued + notice.len() <= self.config.max_queue);
+            if fits {
+                self.send(conn, notice.clone(), None, out);
+            }
         }
         self.close(conn, reason, out);
     }
@@ -324,13 +503,47 @@ impl Model {
         }
     }
 
-    /// Forgets an open connection (freeing its name) and says so, once.
+    /// Forgets an open connection (freeing its name and its places in
+    /// rooms) and says so, once. The members left in its rooms are told
+    /// why it left, one line per room in room order, charged to nobody:
+    /// there is no sender to pause. At shutdown they are not, since
+    /// everyone leaves.
     fn close(&mut self, conn: ConnId, reason: CloseReason, out: &mut Vec<Output>) {
-        if let Some(connection) = self.open.remove(&conn) {
-            self.releasing.insert(conn, connection.address);
-            let name = connection.name.map(Arc::from);
-            out.push(Output::Close { conn, reason, name });
-            self.unblock(conn, out);
+        let Some(connection) = self.open.remove(&conn) else {
+            return;
+        };
+        self.releasing.insert(conn, connection.address);
+        let rooms = self.rooms_of(conn);
+        for room in &rooms {
+            self.leave(conn, room);
+        }
+        let departure = match reason {
+            // An IRC client's quit or ping timeout (IRC.md) reads to line
+            // clients as a disconnect; the model's own connections speak
+            // the line protocol and never close those ways.
+            CloseReason::PeerClosed
+            | CloseReason::DeadPeer
+            | CloseReason::Quit
+            | CloseReason::PingTimeout => Some(Departure::Disconnected),
+            CloseReason::SlowConsumer => Some(Departure::SlowConsumer),
+            CloseReason::ShuttingDown | CloseReason::Refused | CloseReason::LoginTimeout => None,
+        };
+        let name = connection.name.clone().map(Arc::from);
+        out.push(Output::Close { conn, reason, name });
+        // PROTOCOL.md leaves the order of a resume (no line) and the news
+        // to one connection open; the model follows the broker's choice:
+        // those waiting on the closed queue resume first.
+        self.unblock(conn, out);
+        if let (Some(departure), Some(name)) = (departure, connection.name) {
+            // A room it was the last member of is gone, with nobody to tell.
+            let left: Vec<&String> = rooms
+                .iter()
+                .filter(|r| self.rooms.contains_key(*r))
+                .collect();
+            for room in left {
+                let news = grammar::room_news(room, &RoomNews::Left(name.clone(), departure));
+                self.tell_room(room, news, None, out);
+            }
         }
     }
 

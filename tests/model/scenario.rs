@@ -73,8 +73,40 @@ pub const MALFORMED: [&str; 7] = [
     "b b: hi",
     "alice,\u{1f600}: x",
 ];
+/// Rooms that are joined and messaged. Three, so that one connection can
+/// try one more than `MAX_ROOMS_PER_CONNECTION`.
+pub const ROOMS: [&str; 3] = ["#a", "#b", "#c"];
+/// One room in two spellings, decomposed and composed: the same room once
+/// in NFC, as a command's argument and as a destination.
+pub const NFC_ROOMS: [&str; 2] = ["#zoe\u{308}", "#zo\u{eb}"];
+/// A room that looks like `#a` (a Cyrillic `а`) but is another room: rooms,
+/// like destinations, are exact.
+pub const LOOK_ALIKE_ROOM: &str = "#\u{430}";
+/// Room arguments and destinations that are no room: a space, nothing
+/// after the `#`, a character no name has, and a bare name.
+pub const BAD_ROOMS: [&str; 4] = ["#a b", "#", "#a!", "a"];
+/// Command lines refused before anything is done: unknown commands (they
+/// are case-sensitive, and `/` alone is none), and known ones with missing
+/// or extra arguments.
+pub const BAD_COMMANDS: [&str; 10] = [
+    "/foo",
+    "/JOIN #a",
+    "/",
+    "/ join #a",
+    "/join",
+    "/join #a #b",
+    "/part",
+    "/names",
+    "/rooms #a",
+    "/nick alice bob",
+];
 /// Lines that are ignored.
 pub const BLANK: [&str; 3] = ["", "   ", "\t\u{3000}"];
+/// Room limits of every scenario: small, so that joins are refused for
+/// too many rooms and for a full room now and then (with at most four
+/// connections, two from one address, a third member is rare).
+pub const MAX_ROOMS_PER_CONNECTION: usize = 2;
+pub const MAX_ROOM_MEMBERS: usize = 2;
 /// The write timeout of every scenario; `Wait` steps are drawn around it.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connection limits of every scenario: small, so that connections are
@@ -198,7 +230,8 @@ impl fmt::Debug for Scenario {
             f,
             "with max_queue = {} bytes, write_timeout = {WRITE_TIMEOUT:?}, \
              slow_timeout = {SLOW_TIMEOUT:?}, login_timeout = {LOGIN_TIMEOUT:?}, {MAX_CONNECTIONS} connections at most, \
-             {MAX_CONNECTIONS_PER_ADDRESS} from one address:",
+             {MAX_CONNECTIONS_PER_ADDRESS} from one address, {MAX_ROOMS_PER_CONNECTION} rooms per \
+             connection, {MAX_ROOM_MEMBERS} members per room:",
             self.max_queue
         )?;
         for (number, step) in self.steps.iter().enumerate() {
@@ -243,6 +276,8 @@ impl Run {
             max_connections: MAX_CONNECTIONS,
             max_connections_per_address: MAX_CONNECTIONS_PER_ADDRESS,
             login_timeout: LOGIN_TIMEOUT,
+            max_rooms_per_connection: MAX_ROOMS_PER_CONNECTION,
+            max_room_members: MAX_ROOM_MEMBERS,
             ..Config::default()
         };
         Run {

@@ -3,7 +3,9 @@
 //! A [`Trace`] is every input the broker was given with the outputs it
 //! produced. [`Observed`] replays a trace one step at a time and tracks only
 //! what the inputs and outputs themselves show: which connections the shell
-//! opened, which the broker closed, who was welcomed under which name, how
+//! opened, which the broker closed, who was welcomed or renamed under which
+//! name, which rooms each is in (from the `joined` and `left` lines it was
+//! sent about itself), how
 //! many bytes each connection has queued and not yet flushed, since when a
 //! queue has been past `max_queue`, which senders' lines went into it since
 //! (the senders blocked on it), and whom the broker told the shell to pause.
@@ -16,6 +18,8 @@ use std::fmt;
 use chinwag::broker::{ConnId, Input, Output};
 use chinwag::config::Config;
 use chinwag::time::Time;
+
+use super::grammar::{self, Departure, RoomNews};
 
 /// One processed input, the time it came with, and the outputs it
 /// produced, in order.
@@ -49,8 +53,12 @@ pub struct Observed {
     peer_gone: BTreeSet<ConnId>,
     /// Connections whose socket the shell let go of.
     released: BTreeSet<ConnId>,
-    /// The name each open connection was welcomed as.
+    /// The name each open connection was welcomed as, or last renamed to.
     names: BTreeMap<ConnId, String>,
+    /// The rooms each open connection is in: from the `joined` line it
+    /// was sent about itself to the `left (parted)` or `everyone left` one,
+    /// or its close.
+    rooms: BTreeMap<ConnId, BTreeSet<String>>,
     /// Bytes sent to each connection minus bytes flushed.
     unflushed: BTreeMap<ConnId, usize>,
     /// When each connection's socket last made progress: its last flush,
@@ -96,6 +104,7 @@ impl Observed {
             peer_gone: BTreeSet::new(),
             released: BTreeSet::new(),
             names: BTreeMap::new(),
+            rooms: BTreeMap::new(),
             unflushed: BTreeMap::new(),
             progress_at: BTreeMap::new(),
             opened_at: BTreeMap::new(),
@@ -189,10 +198,12 @@ impl Observed {
                     self.names
                         .insert(*conn, name.trim_end_matches('\n').to_string());
                 }
+                self.learn_from(*conn, line.as_str());
             }
             Output::Close { conn, .. } => {
                 self.closed.insert(*conn);
                 self.names.remove(conn);
+                self.rooms.remove(conn);
                 self.over_since.remove(conn);
                 self.blocked_on.remove(conn);
                 for senders in self.blocked_on.values_mut() {
@@ -207,6 +218,53 @@ impl Observed {
                 self.paused.remove(conn);
             }
         }
+    }
+
+    /// What `line`, sent to `conn`, says about `conn` itself: only the
+    /// renamer holds the old name of a `renamed` line, and only the one
+    /// who joined or parted holds the name in that news.
+    fn learn_from(&mut self, conn: ConnId, line: &str) {
+        let Some(held) = self.names.get(&conn) else {
+            return;
+        };
+        if let Some((old, new)) = grammar::read_renamed(line) {
+            if old == held {
+                self.names.insert(conn, new.to_string());
+            }
+            return;
+        }
+        let Some((room, news)) = grammar::read_room_news(line) else {
+            return;
+        };
+        let rooms = self.rooms.entry(conn).or_default();
+        match news {
+            RoomNews::Joined(name) if name == *held => {
+                rooms.insert(room.to_string());
+            }
+            RoomNews::Left(name, Departure::Parted) if name == *held => {
+                rooms.remove(room);
+            }
+            RoomNews::EveryoneLeft => {
+                rooms.remove(room);
+            }
+            RoomNews::Joined(_) | RoomNews::Left(..) => {}
+        }
+    }
+
+    /// The rooms `conn` is in, in room order.
+    pub fn rooms_of(&self, conn: ConnId) -> Vec<&str> {
+        let rooms = self.rooms.get(&conn).into_iter().flatten();
+        rooms.map(String::as_str).collect()
+    }
+
+    /// The members of `room`, in id order.
+    pub fn members(&self, room: &str) -> Vec<ConnId> {
+        let member = |(_, rooms): &(&ConnId, &BTreeSet<String>)| rooms.contains(room);
+        self.rooms
+            .iter()
+            .filter(member)
+            .map(|(conn, _)| *conn)
+            .collect()
     }
 
     /// Opened by the shell and not yet closed by the broker.
