@@ -23,6 +23,10 @@ use crate::news::IRC_SERVER;
 /// it a PING, and then how long it has to say anything before it is closed.
 pub const IRC_PING_IDLE: Duration = Duration::from_secs(120);
 
+/// The most rooms one LIST answers with, in room order: one line must not
+/// make a reply of every room on the server.
+pub const IRC_LIST_ROOMS_MAX: usize = 256;
+
 /// One IRC connection's registration and keepalive.
 #[derive(Debug, Default)]
 pub(super) struct Session {
@@ -479,12 +483,14 @@ impl Broker {
         self.irc_numeric(conn, "318", &[nick], "End of /WHOIS list", out);
     }
 
-    /// LIST: every room, in room order, with its member count.
+    /// LIST: the first [`IRC_LIST_ROOMS_MAX`] rooms, in room order, with
+    /// their member counts.
     fn irc_list(&mut self, conn: ConnId, out: &mut Vec<Output>) {
         self.irc_numeric(conn, "321", &["Channel"], "Users Name", out);
         let rooms: Vec<(Arc<str>, usize)> = self
             .rooms
             .iter()
+            .take(IRC_LIST_ROOMS_MAX)
             .map(|(room, members)| (room.clone(), members.len()))
             .collect();
         for (room, members) in rooms {

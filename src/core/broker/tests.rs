@@ -1153,6 +1153,25 @@ fn irc_and_line_users_share_names_rooms_and_messages() {
 }
 
 #[test]
+fn list_gives_rooms_in_room_order_with_their_member_counts() {
+    let mut h = Harness::with_users(&[(BOB, "bob"), (CAROL, "carol")]);
+    for line in ["/join #b", "/join #a"] {
+        h.line(BOB, line);
+    }
+    h.line(CAROL, "/join #b");
+    register_irc(&mut h, ALICE, "alice");
+    assert_eq!(
+        h.line(ALICE, "LIST"),
+        [
+            "c1 <- :chinwag 321 alice Channel :Users Name\r",
+            "c1 <- :chinwag 322 alice #a 1 :\r",
+            "c1 <- :chinwag 322 alice #b 2 :\r",
+            "c1 <- :chinwag 323 alice :End of /LIST\r"
+        ]
+    );
+}
+
+#[test]
 fn irc_errors_are_numerics_and_notices_get_none() {
     let mut h = Harness::new(1 << 20);
     h.input(opened_irc(ALICE));
