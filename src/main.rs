@@ -14,7 +14,9 @@ use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use chinwag::config::Config;
+use chinwag::irc::{IRC_BODY_BYTES_MAX, IRC_LINE_BYTES_MAX, render_split};
 use chinwag::journal_file::{JOURNAL_BYTES_MIN, Journal};
+use chinwag::news::irc_source;
 use chinwag::protocol::{
     Departure, ErrorReply, Line, MAX_NAME_CHARS, render_error, render_everyone_left, render_joined,
     render_left, render_renamed, render_room_delivery, render_welcome,
@@ -262,13 +264,14 @@ fn serve(args: ServeArgs) -> ExitCode {
 /// method of [`Config`], next to the defaults.
 fn server_config(args: &ServeArgs) -> Result<Config, String> {
     let max_line = args.max_line;
-    let longest_line = longest_server_line(max_line).ok_or_else(|| {
-        format!(
-            "--max-line {max_line} is too large: the longest line the server could \
+    let longest_line =
+        longest_server_line(max_line, args.irc_listen.is_some()).ok_or_else(|| {
+            format!(
+                "--max-line {max_line} is too large: the longest line the server could \
              send would be more than {} bytes",
-            usize::MAX
-        )
-    })?;
+                usize::MAX
+            )
+        })?;
     if args.max_queue < longest_line {
         return Err(format!(
             "--max-queue {} is too small for --max-line {max_line}: the server can send \
@@ -320,7 +323,7 @@ fn server_config(args: &ServeArgs) -> Result<Config, String> {
 /// the few bytes of the `dest:` the text came with) and the longest reply
 /// that names someone, each with a name of the widest characters; every
 /// other reply is a fixed, shorter text.
-fn longest_server_line(max_line: usize) -> Option<usize> {
+fn longest_server_line(max_line: usize, irc: bool) -> Option<usize> {
     let name: String = std::iter::repeat_n(WIDEST_NAME_CHAR, MAX_NAME_CHARS).collect();
     let room = format!("#{name}");
     let longest_naming_reply = [
@@ -339,10 +342,28 @@ fn longest_server_line(max_line: usize) -> Option<usize> {
     .iter()
     .map(Line::len)
     .fold(0, usize::max);
+    // IRC users' lines may carry up to a whole IRC line of text, whatever
+    // --max-line says.
+    let text_max = if irc {
+        max_line.max(IRC_BODY_BYTES_MAX)
+    } else {
+        max_line
+    };
     let longest_delivery = render_room_delivery(&name, &room, "")
         .len()
-        .checked_add(max_line)?;
-    Some(longest_delivery.max(longest_naming_reply))
+        .checked_add(text_max)?;
+    let longest = longest_delivery.max(longest_naming_reply);
+    if !irc {
+        return Some(longest);
+    }
+    // An IRC user gets a line user's long message as several PRIVMSGs of
+    // at most 512 bytes, each with the whole head again; a piece may end up
+    // to 3 bytes short, so as not to cut a character.
+    let one_empty_line = render_split(&irc_source(&name), "PRIVMSG", &room, "").len();
+    let text_per_line = IRC_LINE_BYTES_MAX - one_empty_line - 3;
+    let lines = max_line.div_ceil(text_per_line);
+    let longest_irc = lines.checked_mul(one_empty_line)?.checked_add(max_line)?;
+    Some(longest.max(longest_irc))
 }
 
 fn connect(address: SocketAddr) -> ExitCode {
@@ -491,15 +512,32 @@ mod tests {
         assert_eq!(name.len(), 128);
         // "from " + name + " to #" + name + ": " + text + "\n"
         assert_eq!(
-            longest_server_line(8192),
+            longest_server_line(8192, false),
             Some(5 + 128 + 5 + 128 + 2 + 8192 + 1)
         );
         // "#" + name + ": " + name + " left (slow consumer)\n" outgrows a
         // tiny delivery.
-        assert_eq!(longest_server_line(1), Some(1 + 128 + 2 + 128 + 22));
-        assert_eq!(longest_server_line(usize::MAX - 269), Some(usize::MAX));
-        assert_eq!(longest_server_line(usize::MAX - 268), None);
-        assert_eq!(longest_server_line(usize::MAX), None);
+        assert_eq!(longest_server_line(1, false), Some(1 + 128 + 2 + 128 + 22));
+        assert_eq!(
+            longest_server_line(usize::MAX - 269, false),
+            Some(usize::MAX)
+        );
+        assert_eq!(longest_server_line(usize::MAX - 268, false), None);
+        assert_eq!(longest_server_line(usize::MAX, false), None);
+        // With IRC: a 510-byte IRC text to a line user whatever --max-line,
+        // and a line user's text to an IRC user in 512-byte lines that each
+        // carry a head of ":" + source + " PRIVMSG " + room + " :" (406
+        // bytes with the widest names), so 101 bytes of text at worst.
+        assert_eq!(longest_server_line(1, true), Some(269 + 510));
+        assert_eq!(
+            longest_server_line(8192, true),
+            Some(8192usize.div_ceil(101) * 408 + 8192)
+        );
+        let room = format!("#{name}");
+        for text in ["x".repeat(8192), "\u{1D400}".repeat(2048)] {
+            let irc = render_split(&irc_source(&name), "PRIVMSG", &room, &text);
+            assert!(irc.len() <= longest_server_line(8192, true).unwrap());
+        }
         // The replies that name nobody are shorter than any bound.
         for reply in [
             ErrorReply::InvalidName,
@@ -510,7 +548,7 @@ mod tests {
             ErrorReply::Malformed(chinwag::protocol::MessageError::EmptyDestination),
             ErrorReply::Malformed(chinwag::protocol::MessageError::InvalidDestination),
         ] {
-            assert!(render_error(&reply).len() < longest_server_line(1).unwrap());
+            assert!(render_error(&reply).len() < longest_server_line(1, false).unwrap());
         }
     }
 

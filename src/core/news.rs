@@ -157,7 +157,7 @@ pub const IRC_SERVER: &str = "chinwag";
 /// A user as the source of an IRC line: `nick!nick@chinwag`. Every user's
 /// user and host parts are the same made-up ones: the server does not look
 /// up hosts or trust what a client says its user name is.
-fn irc_source(name: &str) -> String {
+pub fn irc_source(name: &str) -> String {
     format!("{name}!{name}@{IRC_SERVER}")
 }
 
