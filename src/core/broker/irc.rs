@@ -403,7 +403,9 @@ impl Broker {
             }
             match change {
                 None => self.irc_send_mode(conn, target, out),
-                Some("b" | "+b") => {
+                // The ban list is asked for with `b` or `+b` alone; `+b`
+                // with a mask would set a ban, which is a change.
+                Some("b" | "+b") if message.params.len() == 2 => {
                     let text = "End of channel ban list";
                     self.irc_numeric(conn, "368", &[target], text, out);
                 }

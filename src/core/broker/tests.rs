@@ -1251,3 +1251,29 @@ fn an_answered_ping_keeps_an_irc_client() {
         ["c1 <- :chinwag PONG chinwag :x\r"]
     );
 }
+
+#[test]
+fn irc_mode_b_lists_no_bans_and_a_ban_with_a_mask_is_refused() {
+    let mut h = Harness::new(1 << 20);
+    register_irc(&mut h, ALICE, "alice");
+    h.line(ALICE, "JOIN #rust");
+    h.flush_all();
+    for query in ["MODE #rust b", "MODE #rust +b"] {
+        assert_eq!(
+            h.line(ALICE, query),
+            ["c1 <- :chinwag 368 alice #rust :End of channel ban list\r"],
+            "{query}"
+        );
+    }
+    for change in [
+        "MODE #rust +b bob!*@*",
+        "MODE #rust -b bob!*@*",
+        "MODE #rust b x",
+    ] {
+        assert_eq!(
+            h.line(ALICE, change),
+            ["c1 <- :chinwag 482 alice #rust :You're not channel operator\r"],
+            "{change}"
+        );
+    }
+}
