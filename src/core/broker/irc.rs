@@ -195,15 +195,18 @@ impl Broker {
     /// NICK: before registration, the nick to register with (checked at
     /// once, as IRC clients expect); after, a rename, as `/nick`.
     fn irc_nick(&mut self, conn: ConnId, message: &Message<'_>, out: &mut Vec<Output>) {
-        let Some(&wanted) = message.params.first() else {
+        let Some(&wanted) = message.params.first().filter(|nick| !nick.is_empty()) else {
             return self.irc_numeric(conn, "431", &[], "No nickname given", out);
+        };
+        // 432 names the nick it refuses, as IRC clients expect (they show
+        // it, and WeeChat tries its next nick), which the line protocol's
+        // `error: invalid name` does not.
+        let Some(nick) = protocol::parse_login(wanted) else {
+            return self.irc_numeric(conn, "432", &[wanted], "Erroneous nickname", out);
         };
         if self.connections[&conn].name.is_some() {
             return self.rename(conn, wanted, out);
         }
-        let Some(nick) = protocol::parse_login(wanted) else {
-            return self.reply_error(conn, &ErrorReply::InvalidName, out);
-        };
         if self.skeletons.contains_key(&protocol::skeleton(&nick)) {
             let error = ErrorReply::NameTaken(nick.into_owned());
             return self.reply_error(conn, &error, out);

@@ -1162,7 +1162,7 @@ fn irc_errors_are_numerics_and_notices_get_none() {
     );
     assert_eq!(
         h.line(ALICE, "NICK a!"),
-        ["c1 <- :chinwag 432 * :Erroneous nickname\r"]
+        ["c1 <- :chinwag 432 * a! :Erroneous nickname\r"]
     );
     h.line(ALICE, "NICK alice");
     h.line(ALICE, "USER a 0 * :A");
@@ -1276,4 +1276,44 @@ fn irc_mode_b_lists_no_bans_and_a_ban_with_a_mask_is_refused() {
             "{change}"
         );
     }
+}
+
+#[test]
+fn irc_nick_refusals_name_the_nick_before_and_after_registration() {
+    let mut h = Harness::with_users(&[(BOB, "bob")]);
+    h.input(opened_irc(ALICE));
+    assert_eq!(
+        h.line(ALICE, "NICK [alice]"),
+        ["c1 <- :chinwag 432 * [alice] :Erroneous nickname\r"]
+    );
+    assert_eq!(
+        h.line(ALICE, "NICK :"),
+        ["c1 <- :chinwag 431 * :No nickname given\r"]
+    );
+    assert_eq!(
+        h.line(ALICE, "NICK bob"),
+        ["c1 <- :chinwag 433 * bob :Nickname is already in use\r"]
+    );
+    h.line(ALICE, "NICK alice");
+    h.line(ALICE, "USER a 0 * :A");
+    h.flush_all();
+    assert_eq!(h.broker.name_of(ALICE), Some("alice"));
+    assert_eq!(
+        h.line(ALICE, "NICK nick|away"),
+        ["c1 <- :chinwag 432 alice nick|away :Erroneous nickname\r"]
+    );
+    assert_eq!(
+        h.line(ALICE, "NICK :a b"),
+        ["c1 <- :chinwag 432 alice * :Erroneous nickname\r"],
+        "a nick that is no IRC parameter is `*`"
+    );
+    assert_eq!(
+        h.line(ALICE, "NICK :"),
+        ["c1 <- :chinwag 431 alice :No nickname given\r"]
+    );
+    assert_eq!(h.broker.name_of(ALICE), Some("alice"), "still alice");
+    assert_eq!(
+        h.line(ALICE, "NICK alicia"),
+        ["c1 <- :alice!alice@chinwag NICK alicia\r"]
+    );
 }
