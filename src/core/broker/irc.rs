@@ -343,6 +343,17 @@ impl Broker {
             if self.connections[&conn].rooms.contains(&*room) {
                 continue;
             }
+            // 405 names the channel refused, as IRC clients expect (irssi
+            // shows it as the channel), which the line protocol's `error:
+            // too many rooms` does not.
+            if self.connections[&conn].rooms.len() >= self.max_rooms_per_connection {
+                let text = format!(
+                    "You have joined too many channels (at most {})",
+                    self.max_rooms_per_connection
+                );
+                self.irc_numeric(conn, "405", &[&room], &text, out);
+                continue;
+            }
             self.join(conn, &room, out);
             if self.connections[&conn].rooms.contains(&*room) {
                 self.names(conn, &room, out);

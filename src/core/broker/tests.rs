@@ -1317,3 +1317,39 @@ fn irc_nick_refusals_name_the_nick_before_and_after_registration() {
         ["c1 <- :alice!alice@chinwag NICK alicia\r"]
     );
 }
+
+#[test]
+fn irc_join_past_the_room_limit_gets_405_naming_the_channel() {
+    let config = Config {
+        max_rooms_per_connection: 1,
+        max_room_members: 1,
+        ..Config::default()
+    };
+    let mut h = Harness::new(1 << 20);
+    h.broker = Broker::new(&config);
+    register_irc(&mut h, ALICE, "alice");
+    register_irc(&mut h, BOB, "bob");
+    h.line(ALICE, "JOIN #one");
+    h.flush_all();
+    assert_eq!(
+        h.line(ALICE, "JOIN #one,#two"),
+        ["c1 <- :chinwag 405 alice #two :You have joined too many channels (at most 1)\r"],
+        "#one, already joined, is skipped; #two is refused by name"
+    );
+    assert_eq!(
+        h.line(BOB, "JOIN #one"),
+        ["c2 <- :chinwag 471 bob #one :Cannot join channel (room full)\r"]
+    );
+    assert_eq!(
+        h.line(ALICE, "JOIN 0"),
+        ["c1 <- :alice!alice@chinwag PART #one :parted\r"]
+    );
+    h.flush_all();
+    assert_eq!(
+        h.line(ALICE, "JOIN #two"),
+        [
+            "c1 <- :alice!alice@chinwag JOIN #two\r",
+            "c1 <- :chinwag 353 alice = #two :alice\r\n:chinwag 366 alice #two :End of /NAMES list\r"
+        ]
+    );
+}
