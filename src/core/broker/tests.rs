@@ -1353,3 +1353,23 @@ fn irc_join_past_the_room_limit_gets_405_naming_the_channel() {
         ]
     );
 }
+
+#[test]
+fn a_ctcp_action_reaches_line_users_as_me_even_when_empty() {
+    let mut h = Harness::with_users(&[(BOB, "bob")]);
+    register_irc(&mut h, ALICE, "alice");
+    for (sent, shown) in [
+        ("\x01ACTION waves\x01", "c2 <- from alice: /me waves"),
+        ("\x01ACTION waves", "c2 <- from alice: /me waves"),
+        ("\x01ACTION\x01", "c2 <- from alice: /me"),
+        ("\x01ACTION", "c2 <- from alice: /me"),
+        ("\x01ACTIONS\x01", "c2 <- from alice: ACTIONS"),
+        ("\x01VERSION\x01", "c2 <- from alice: VERSION"),
+    ] {
+        assert_eq!(
+            h.line(ALICE, &format!("PRIVMSG bob :{sent}")),
+            [shown],
+            "{sent:?}"
+        );
+    }
+}
