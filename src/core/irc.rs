@@ -598,8 +598,12 @@ pub fn text_for_terminals(text: &str) -> Cow<'_, str> {
     }
     let mut plain = String::with_capacity(text.len());
     let mut rest = text;
-    if let Some(action) = rest.strip_prefix("\x01ACTION ") {
-        plain.push_str("/me ");
+    // `\x01ACTION <action>\x01`, or `\x01ACTION\x01` with no action: the
+    // space before the action is kept, and the closing `\x01` dropped below.
+    if let Some(action) = rest.strip_prefix("\x01ACTION")
+        && (action.is_empty() || action.starts_with([' ', '\x01']))
+    {
+        plain.push_str("/me");
         rest = action;
     }
     let mut chars = rest.chars().peekable();

@@ -6,6 +6,7 @@ mod connect_client;
 mod dead_peers;
 mod flow_control;
 mod framing;
+mod irc;
 mod journal;
 mod limits;
 mod login;

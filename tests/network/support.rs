@@ -26,10 +26,14 @@ pub const FLOOD_LINE_BYTES: usize = 60_000;
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// The IRC listener's address, when started with `--irc-listen`.
+    pub irc_addr: Option<SocketAddr>,
 }
 
 impl Server {
-    /// Starts the server on a free loopback port with extra flags.
+    /// Starts the server on a free loopback port with extra flags. With
+    /// `--irc-listen`, it also reads the IRC listener's address, which the
+    /// server prints on the line after its first.
     pub fn start(flags: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chinwag"))
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -38,18 +42,21 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("start chinwag serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut banner = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut banner)
-            .expect("read the listening line");
-        let addr = banner
-            .trim()
-            .rsplit("listening on ")
-            .next()
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {banner:?}"));
-        Server { child, addr }
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let addr = read_address(&mut stdout, "chinwag listening on ");
+        let irc_addr = flags
+            .contains(&"--irc-listen")
+            .then(|| read_address(&mut stdout, "chinwag listening for IRC on "));
+        Server {
+            child,
+            addr,
+            irc_addr,
+        }
+    }
+
+    /// The IRC listener's address; panics if the server has none.
+    pub fn irc_addr(&self) -> SocketAddr {
+        self.irc_addr.expect("started with --irc-listen")
     }
 
     pub fn pid(&self) -> u32 {
@@ -125,6 +132,19 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Reads one line of the server's stdout, `prefix` and an address.
+fn read_address(stdout: &mut impl BufRead, prefix: &str) -> SocketAddr {
+    let mut banner = String::new();
+    stdout
+        .read_line(&mut banner)
+        .expect("read the listening line");
+    banner
+        .trim()
+        .strip_prefix(prefix)
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no address after {prefix:?} in {banner:?}"))
 }
 
 /// Connects to `addr` with the given kernel buffer sizes (the system's,

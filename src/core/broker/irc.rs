@@ -199,15 +199,18 @@ impl Broker {
     /// NICK: before registration, the nick to register with (checked at
     /// once, as IRC clients expect); after, a rename, as `/nick`.
     fn irc_nick(&mut self, conn: ConnId, message: &Message<'_>, out: &mut Vec<Output>) {
-        let Some(&wanted) = message.params.first() else {
+        let Some(&wanted) = message.params.first().filter(|nick| !nick.is_empty()) else {
             return self.irc_numeric(conn, "431", &[], "No nickname given", out);
+        };
+        // 432 names the nick it refuses, as IRC clients expect (they show
+        // it, and WeeChat tries its next nick), which the line protocol's
+        // `error: invalid name` does not.
+        let Some(nick) = protocol::parse_login(wanted) else {
+            return self.irc_numeric(conn, "432", &[wanted], "Erroneous nickname", out);
         };
         if self.connections[&conn].name.is_some() {
             return self.rename(conn, wanted, out);
         }
-        let Some(nick) = protocol::parse_login(wanted) else {
-            return self.reply_error(conn, &ErrorReply::InvalidName, out);
-        };
         if self.skeletons.contains_key(&protocol::skeleton(&nick)) {
             let error = ErrorReply::NameTaken(nick.into_owned());
             return self.reply_error(conn, &error, out);
@@ -344,6 +347,17 @@ impl Broker {
             if self.connections[&conn].rooms.contains(&*room) {
                 continue;
             }
+            // 405 names the channel refused, as IRC clients expect (irssi
+            // shows it as the channel), which the line protocol's `error:
+            // too many rooms` does not.
+            if self.connections[&conn].rooms.len() >= self.max_rooms_per_connection {
+                let text = format!(
+                    "You have joined too many channels (at most {})",
+                    self.max_rooms_per_connection
+                );
+                self.irc_numeric(conn, "405", &[&room], &text, out);
+                continue;
+            }
             self.join(conn, &room, out);
             if self.connections[&conn].rooms.contains(&*room) {
                 self.names(conn, &room, out);
@@ -407,7 +421,9 @@ impl Broker {
             }
             match change {
                 None => self.irc_send_mode(conn, target, out),
-                Some("b" | "+b") => {
+                // The ban list is asked for with `b` or `+b` alone; `+b`
+                // with a mask would set a ban, which is a change.
+                Some("b" | "+b") if message.params.len() == 2 => {
                     let text = "End of channel ban list";
                     self.irc_numeric(conn, "368", &[target], text, out);
                 }

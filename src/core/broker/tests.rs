@@ -1181,7 +1181,7 @@ fn irc_errors_are_numerics_and_notices_get_none() {
     );
     assert_eq!(
         h.line(ALICE, "NICK a!"),
-        ["c1 <- :chinwag 432 * :Erroneous nickname\r"]
+        ["c1 <- :chinwag 432 * a! :Erroneous nickname\r"]
     );
     h.line(ALICE, "NICK alice");
     h.line(ALICE, "USER a 0 * :A");
@@ -1269,4 +1269,126 @@ fn an_answered_ping_keeps_an_irc_client() {
         h.line(ALICE, "PING :x"),
         ["c1 <- :chinwag PONG chinwag :x\r"]
     );
+}
+
+#[test]
+fn irc_mode_b_lists_no_bans_and_a_ban_with_a_mask_is_refused() {
+    let mut h = Harness::new(1 << 20);
+    register_irc(&mut h, ALICE, "alice");
+    h.line(ALICE, "JOIN #rust");
+    h.flush_all();
+    for query in ["MODE #rust b", "MODE #rust +b"] {
+        assert_eq!(
+            h.line(ALICE, query),
+            ["c1 <- :chinwag 368 alice #rust :End of channel ban list\r"],
+            "{query}"
+        );
+    }
+    for change in [
+        "MODE #rust +b bob!*@*",
+        "MODE #rust -b bob!*@*",
+        "MODE #rust b x",
+    ] {
+        assert_eq!(
+            h.line(ALICE, change),
+            ["c1 <- :chinwag 482 alice #rust :You're not channel operator\r"],
+            "{change}"
+        );
+    }
+}
+
+#[test]
+fn irc_nick_refusals_name_the_nick_before_and_after_registration() {
+    let mut h = Harness::with_users(&[(BOB, "bob")]);
+    h.input(opened_irc(ALICE));
+    assert_eq!(
+        h.line(ALICE, "NICK [alice]"),
+        ["c1 <- :chinwag 432 * [alice] :Erroneous nickname\r"]
+    );
+    assert_eq!(
+        h.line(ALICE, "NICK :"),
+        ["c1 <- :chinwag 431 * :No nickname given\r"]
+    );
+    assert_eq!(
+        h.line(ALICE, "NICK bob"),
+        ["c1 <- :chinwag 433 * bob :Nickname is already in use\r"]
+    );
+    h.line(ALICE, "NICK alice");
+    h.line(ALICE, "USER a 0 * :A");
+    h.flush_all();
+    assert_eq!(h.broker.name_of(ALICE), Some("alice"));
+    assert_eq!(
+        h.line(ALICE, "NICK nick|away"),
+        ["c1 <- :chinwag 432 alice nick|away :Erroneous nickname\r"]
+    );
+    assert_eq!(
+        h.line(ALICE, "NICK :a b"),
+        ["c1 <- :chinwag 432 alice * :Erroneous nickname\r"],
+        "a nick that is no IRC parameter is `*`"
+    );
+    assert_eq!(
+        h.line(ALICE, "NICK :"),
+        ["c1 <- :chinwag 431 alice :No nickname given\r"]
+    );
+    assert_eq!(h.broker.name_of(ALICE), Some("alice"), "still alice");
+    assert_eq!(
+        h.line(ALICE, "NICK alicia"),
+        ["c1 <- :alice!alice@chinwag NICK alicia\r"]
+    );
+}
+
+#[test]
+fn irc_join_past_the_room_limit_gets_405_naming_the_channel() {
+    let config = Config {
+        max_rooms_per_connection: 1,
+        max_room_members: 1,
+        ..Config::default()
+    };
+    let mut h = Harness::new(1 << 20);
+    h.broker = Broker::new(&config);
+    register_irc(&mut h, ALICE, "alice");
+    register_irc(&mut h, BOB, "bob");
+    h.line(ALICE, "JOIN #one");
+    h.flush_all();
+    assert_eq!(
+        h.line(ALICE, "JOIN #one,#two"),
+        ["c1 <- :chinwag 405 alice #two :You have joined too many channels (at most 1)\r"],
+        "#one, already joined, is skipped; #two is refused by name"
+    );
+    assert_eq!(
+        h.line(BOB, "JOIN #one"),
+        ["c2 <- :chinwag 471 bob #one :Cannot join channel (room full)\r"]
+    );
+    assert_eq!(
+        h.line(ALICE, "JOIN 0"),
+        ["c1 <- :alice!alice@chinwag PART #one :parted\r"]
+    );
+    h.flush_all();
+    assert_eq!(
+        h.line(ALICE, "JOIN #two"),
+        [
+            "c1 <- :alice!alice@chinwag JOIN #two\r",
+            "c1 <- :chinwag 353 alice = #two :alice\r\n:chinwag 366 alice #two :End of /NAMES list\r"
+        ]
+    );
+}
+
+#[test]
+fn a_ctcp_action_reaches_line_users_as_me_even_when_empty() {
+    let mut h = Harness::with_users(&[(BOB, "bob")]);
+    register_irc(&mut h, ALICE, "alice");
+    for (sent, shown) in [
+        ("\x01ACTION waves\x01", "c2 <- from alice: /me waves"),
+        ("\x01ACTION waves", "c2 <- from alice: /me waves"),
+        ("\x01ACTION\x01", "c2 <- from alice: /me"),
+        ("\x01ACTION", "c2 <- from alice: /me"),
+        ("\x01ACTIONS\x01", "c2 <- from alice: ACTIONS"),
+        ("\x01VERSION\x01", "c2 <- from alice: VERSION"),
+    ] {
+        assert_eq!(
+            h.line(ALICE, &format!("PRIVMSG bob :{sent}")),
+            [shown],
+            "{sent:?}"
+        );
+    }
 }
