@@ -496,7 +496,7 @@ impl Client {
     async fn hasty_close(&self, writer: &mut OwnedWriteHalf, conn: usize, me: &Me) -> Ending {
         let mut bytes = Vec::new();
         if self.chance(0.5) {
-            bytes.extend(self.flood());
+            bytes.extend(self.flood(&me.rooms));
         }
         if self.chance(0.5) {
             let mut last = self.message(me);
@@ -985,7 +985,7 @@ impl Client {
             return self.terminate(BLANK[self.random(|rng| rng.random_range(0..BLANK.len()))]);
         }
         if self.chance(behaviour.flood) {
-            return self.flood();
+            return self.flood(&me.rooms);
         }
         let count = if self.chance(behaviour.burst) {
             self.random(|rng| rng.random_range(2..=6))
@@ -1002,7 +1002,13 @@ impl Client {
     /// (held by someone, often) or a look-alike of one.
     fn room_command(&self, me: &Me) -> Option<Vec<u8>> {
         let rooms = &self.scenario.rooms;
-        if self.chance(rooms.join_part) {
+        // A session in no room joins sooner: its room messages are refused.
+        let join_part = if me.rooms.is_empty() {
+            (2.0 * rooms.join_part).min(1.0)
+        } else {
+            rooms.join_part
+        };
+        if self.chance(join_part) {
             let part = !me.rooms.is_empty() && self.chance(0.4);
             let room = if part && self.chance(0.9) {
                 self.pick(&me.rooms.iter().cloned().collect::<Vec<_>>())
@@ -1068,13 +1074,13 @@ impl Client {
     }
 
     /// Many messages to one name (or room), for one write.
-    fn flood(&self) -> Vec<u8> {
+    fn flood(&self, rooms: &BTreeSet<String>) -> Vec<u8> {
         let names = &self.scenario.names;
         let mut target = [names[self.random(|rng| rng.random_range(0..names.len()))].clone()];
         // Into a room now and then: news of members leaving meanwhile is
         // queued past the bound, whatever it holds.
         if self.chance(self.scenario.rooms.room_dest / 4.0) {
-            target = [self.pick(&self.scenario.rooms.names)];
+            target = [self.room_to_send_to(rooms)];
         }
         let count = self.random(|rng| rng.random_range(10..=40));
         let padding = self.scenario.behaviour.max_padding;

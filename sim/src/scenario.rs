@@ -794,6 +794,34 @@ mod tests {
     }
 
     #[test]
+    fn most_seeds_have_rooms_and_some_tight_room_limits() {
+        let scenarios: Vec<Scenario> = (0..200).map(Scenario::generate).collect();
+        let with_rooms = scenarios.iter().filter(|s| s.rooms.on()).count();
+        assert!(
+            (120..180).contains(&with_rooms),
+            "{with_rooms} of 200 seeds"
+        );
+        let defaults = Config::default();
+        for s in &scenarios {
+            assert!(s.rooms.names.len() <= ROOM_POOL.len());
+            assert!(s.rooms.on() || s.rooms.join_part == 0.0 && s.rooms.room_dest == 0.0);
+            if !s.rooms.on() {
+                assert_eq!(
+                    s.config.max_rooms_per_connection,
+                    defaults.max_rooms_per_connection
+                );
+            }
+        }
+        assert!(
+            scenarios
+                .iter()
+                .any(|s| s.config.max_rooms_per_connection == 1)
+        );
+        assert!(scenarios.iter().any(|s| s.config.max_room_members == 2));
+        assert!(scenarios.iter().any(|s| s.rooms.nick > 0.0));
+    }
+
+    #[test]
     fn half_the_seeds_draw_each_network_edge() {
         let scenarios: Vec<Scenario> = (0..200).map(Scenario::generate).collect();
         let edges: [fn(&Model) -> bool; 3] = [
