@@ -654,8 +654,9 @@ fn connection_logs(incarnation: &Incarnation) -> BTreeMap<ConnId, ConnectionLog>
 /// against it.
 #[derive(Default)]
 struct RoomLedger {
-    /// The step that processed each message, by the id in its text.
-    message_steps: BTreeMap<String, usize>,
+    /// The steps that processed each message, by its key
+    /// ([`message_key`]): one, unless its line lost its id.
+    message_steps: BTreeMap<String, Vec<usize>>,
     owed: BTreeMap<ConnId, Owes>,
 }
 
@@ -692,6 +693,13 @@ impl RoomLedger {
     fn owes(&mut self, conn: ConnId) -> &mut Owes {
         self.owed.entry(conn).or_default()
     }
+}
+
+/// What a message is known by: its id, or for a line cut short before its
+/// id was whole (a crash, a hasty close), its whole text, which may be
+/// another's too.
+fn message_key(text: &str) -> &str {
+    message_id(text).unwrap_or(text)
 }
 
 /// The message id in a message's text (`<m3.17>`), if it has one.
@@ -741,9 +749,8 @@ fn room_ledger(log: &Trace, coverage: &mut Coverage) -> RoomLedger {
                         .ok()
                         .map(|c| (sender, name, rooms, c));
                 } else if let Ok(message) = grammar::parse_message(line) {
-                    if let Some(id) = message_id(&message.text) {
-                        ledger.message_steps.insert(id.to_string(), index);
-                    }
+                    let key = message_key(&message.text).to_string();
+                    ledger.message_steps.entry(key).or_default().push(index);
                     for room in message.destinations.iter().filter(|d| rooms.contains(d)) {
                         coverage.room_messages += 1;
                         for member in seen.members(room) {
@@ -923,8 +930,25 @@ fn match_rooms(
             }
         } else if let Some((_, via)) = grammar::read_delivery(line) {
             let text = line.split_once(": ").map_or("", |(_, text)| text);
-            let step = message_id(text)
-                .and_then(|id| ledger.message_steps.get(id))
+            let steps = ledger
+                .message_steps
+                .get(message_key(text.trim_end_matches('\n')));
+            // Of the messages it may be, those it is owed: the one each of
+            // its rooms has next, or else the first (to be reported).
+            let owed = steps
+                .into_iter()
+                .flatten()
+                .filter(|step| owes.messages.contains_key(step));
+            let next_everywhere = |step: &&usize| {
+                owes.messages[*step].iter().all(|room| {
+                    next_owed(owes, &cursors, room)
+                        .is_some_and(|next| next.news.is_none() && next.step == **step)
+                })
+            };
+            let step = owed
+                .clone()
+                .find(next_everywhere)
+                .or(owed.clone().next())
                 .copied();
             match (step.and_then(|step| owes.messages.get(&step)), via) {
                 (Some(rooms), _) => {
@@ -983,11 +1007,9 @@ fn take(
     room: &str,
     fits: impl Fn(&Owed) -> bool,
 ) -> Result<(), String> {
-    let owed = owes.rooms.get(room).map_or(&[][..], Vec::as_slice);
-    let cursor = cursors.entry(room.to_string()).or_default();
-    match owed.get(*cursor) {
+    match next_owed(owes, cursors, room) {
         Some(next) if fits(next) => {
-            *cursor += 1;
+            *cursors.entry(room.to_string()).or_default() += 1;
             Ok(())
         }
         Some(next) => Err(format!(
@@ -996,6 +1018,16 @@ fn take(
         )),
         None => Err(format!("in {room}, where it was owed nothing more")),
     }
+}
+
+/// What a member is owed next in `room`, if anything.
+fn next_owed<'a>(
+    owes: &'a Owes,
+    cursors: &BTreeMap<String, usize>,
+    room: &str,
+) -> Option<&'a Owed> {
+    let owed = owes.rooms.get(room)?;
+    owed.get(cursors.get(room).copied().unwrap_or(0))
 }
 
 /// An owed room event, for messages.
@@ -1837,11 +1869,31 @@ mod tests {
     }
 
     #[test]
+    fn messages_cut_before_their_ids_are_matched_in_order() {
+        let log = trace_of(vec![
+            open(1),
+            open(2),
+            line(1, "ann"),
+            line(2, "bob"),
+            line(1, "/join #a"),
+            line(2, "/join #a"),
+            line(1, "#a: <m0"),
+            line(1, "bob, #a: <m0"),
+        ]);
+        let (written, _) = sent_to(&log, 2);
+        assert_eq!(judge(&log, 2, &written, true), Ok(()));
+        let once = b"welcome bob\n#a: bob joined\nfrom ann to #a: <m0\n";
+        assert!(judge(&log, 2, once, true).is_err());
+    }
+
+    #[test]
     fn message_ids_are_found_in_texts() {
         assert_eq!(message_id("<m3.17> hello"), Some("<m3.17>"));
         assert_eq!(message_id("\u{1b}<m0.2> at the edge"), Some("<m0.2>"));
         assert_eq!(message_id("no id"), None);
         assert_eq!(message_id("<m5.8"), None);
+        assert_eq!(message_key("<m5.8"), "<m5.8");
+        assert_eq!(message_key("<m5.8> hi"), "<m5.8>");
     }
 
     #[test]
