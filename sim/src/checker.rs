@@ -24,6 +24,13 @@
 //!   broker sent its connection, byte for byte: nothing lost or altered in
 //!   between (a line that arrives out of order is guarantee 5, a byte the
 //!   broker never sent guarantee 5, or 4 once the broker had closed it).
+//! - Guarantee 10, end to end: in each of its rooms, a client received
+//!   exactly what the log owes it there ([`RoomLedger`]: the room messages
+//!   processed while it was a member, not its own, and the joins, leaves,
+//!   renames and `everyone left` of the room), in log order, nothing
+//!   skipped, up to the last line it received. Messages are known by
+//!   their ids, so each is matched to the step that processed its
+//!   sender's line, whatever form it arrived in.
 //! - Guarantees 6 and 8 after healing: each client's final session is
 //!   welcomed, and unless the broker cut it as a slow consumer (which the
 //!   model has already found due), the shutdown closes it, after it had
