@@ -202,9 +202,11 @@ pub struct Coverage {
     pub burst_lines: usize,
     /// Fan-out lines (many destinations at once) the broker processed.
     pub fan_outs: usize,
-    /// Joins, parts and renames the broker processed.
+    /// Joins of a room the broker processed.
     pub room_joins: usize,
+    /// Parts of a room the broker processed.
     pub room_parts: usize,
+    /// Renames the broker processed (a rename to one's own name included).
     pub room_renames: usize,
     /// Messages the broker processed to a room their sender was in, one
     /// per room.
