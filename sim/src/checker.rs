@@ -24,6 +24,13 @@
 //!   broker sent its connection, byte for byte: nothing lost or altered in
 //!   between (a line that arrives out of order is guarantee 5, a byte the
 //!   broker never sent guarantee 5, or 4 once the broker had closed it).
+//! - Guarantee 10, end to end: in each of its rooms, a client received
+//!   exactly what the log owes it there ([`RoomLedger`]: the room messages
+//!   processed while it was a member, not its own, and the joins, leaves,
+//!   renames and `everyone left` of the room), in log order, nothing
+//!   skipped, up to the last line it received. Messages are known by
+//!   their ids, so each is matched to the step that processed its
+//!   sender's line, whatever form it arrived in.
 //! - Guarantees 6 and 8 after healing: each client's final session is
 //!   welcomed, and unless the broker cut it as a slow consumer (which the
 //!   model has already found due), the shutdown closes it, after it had
@@ -63,10 +70,10 @@ use chinwag::time::Time;
 
 use crate::faults::{Fault, FaultKind};
 use crate::model::framing::frames_by_the_book;
-use crate::model::grammar;
+use crate::model::grammar::{self, Command, Departure, RoomNews};
 use crate::model::guarantees::{self, Guarantee};
 use crate::model::reference::{Model, per_connection};
-use crate::model::trace::{Trace, walk};
+use crate::model::trace::{Observed, Trace, walk};
 use crate::net::{Cause, Side};
 use crate::record::{ClientConnection, End, Incarnation, Records, ResetSent, Role, server_source};
 use crate::scenario::{Scenario, final_name, steady_budget};
@@ -195,6 +202,21 @@ pub struct Coverage {
     pub burst_lines: usize,
     /// Fan-out lines (many destinations at once) the broker processed.
     pub fan_outs: usize,
+    /// Joins of a room the broker processed.
+    pub room_joins: usize,
+    /// Parts of a room the broker processed.
+    pub room_parts: usize,
+    /// Renames the broker processed (a rename to one's own name included).
+    pub room_renames: usize,
+    /// Messages the broker processed to a room their sender was in, one
+    /// per room.
+    pub room_messages: usize,
+    /// Members who left their rooms by a close (disconnected, dead peer or
+    /// slow consumer), one per room.
+    pub room_leaves: usize,
+    /// Room lines the clients received and the checker matched to the
+    /// log, in [`ROOM_LINE_KINDS`] order.
+    pub room_lines: [usize; ROOM_LINE_KINDS.len()],
     /// The broker's outputs of each kind, in [`OUTPUT_KINDS`] order.
     pub outputs: [usize; OUTPUT_KINDS.len()],
     /// Its closes for each reason, in [`CLOSE_REASONS`] order.
@@ -205,6 +227,18 @@ pub struct Coverage {
     /// of date.
     pub other_errors: usize,
 }
+
+/// The kinds of room line a client receives, as a sweep's summary names
+/// them.
+pub const ROOM_LINE_KINDS: [&str; 7] = [
+    "room messages",
+    "joined",
+    "left (parted)",
+    "left (disconnected)",
+    "left (slow consumer)",
+    "everyone left",
+    "renamed",
+];
 
 /// The kinds of the broker's outputs, as a sweep's summary names them.
 pub const OUTPUT_KINDS: [&str; 4] = ["send", "close", "pause", "resume"];
@@ -221,7 +255,7 @@ pub const CLOSE_REASONS: [(CloseReason, &str); 6] = [
 
 /// Every kind of error line the broker sends: each its text up to the part
 /// that varies (a name, a refusal's detail).
-pub const ERROR_KINDS: [&str; 11] = [
+pub const ERROR_KINDS: [&str; 18] = [
     "error: line too long",
     "error: invalid utf-8",
     "error: invalid name",
@@ -233,6 +267,13 @@ pub const ERROR_KINDS: [&str; 11] = [
     "error: too many connections from your address",
     "error: login timed out",
     "error: server shutting down",
+    "error: unknown command",
+    "error: usage",
+    "error: already in room",
+    "error: too many rooms",
+    "error: room full",
+    "error: not in room",
+    "error: no such room",
 ];
 
 /// Checks every guarantee over the records of a finished run.
@@ -249,6 +290,11 @@ pub fn check(scenario: &Scenario, records: &Records) -> Result<Coverage, Failure
     }
     let logs: Vec<BTreeMap<ConnId, ConnectionLog>> =
         records.incarnations.iter().map(connection_logs).collect();
+    let ledgers: Vec<RoomLedger> = records
+        .incarnations
+        .iter()
+        .map(|incarnation| room_ledger(&incarnation.log, &mut coverage))
+        .collect();
     let ids = connection_ids(records);
     let never_accepted = ConnectionLog::default();
     let mut final_sessions = vec![false; scenario.clients];
@@ -267,6 +313,9 @@ pub fn check(scenario: &Scenario, records: &Records) -> Result<Coverage, Failure
         judged.lines_in_send_order(scenario.config.max_line)?;
         judged.every_line_before_end_of_stream(scenario, &records.incarnations)?;
         judged.stream_as_sent()?;
+        if let Some((incarnation, _)) = accepted {
+            judged.rooms_as_owed(&ledgers[incarnation], &mut coverage)?;
+        }
         judged.resets_allowed(
             scenario,
             &records.incarnations,
@@ -520,6 +569,8 @@ fn count_hostile_replies(log: &Trace, coverage: &mut Coverage) {
 struct ConnectionLog {
     /// Every byte the broker sent it, in order.
     written: Vec<u8>,
+    /// The step that sent each of those lines.
+    line_steps: Vec<usize>,
     /// Every frame the broker processed from it, with the run's trace line
     /// of the step that did.
     processed: Vec<(Frame, usize)>,
@@ -574,6 +625,7 @@ fn connection_logs(incarnation: &Incarnation) -> BTreeMap<ConnId, ConnectionLog>
                 Output::Send { conn, line } => {
                     let log = logs.entry(*conn).or_default();
                     log.written.extend_from_slice(line.as_bytes());
+                    log.line_steps.push(index);
                     let queue = queued.entry(*conn).or_default();
                     *queue += line.len();
                     if *queue > max_queue {
@@ -599,6 +651,400 @@ fn connection_logs(incarnation: &Incarnation) -> BTreeMap<ConnId, ConnectionLog>
         }
     }
     logs
+}
+
+/// The rooms' side of one incarnation's witness log: for every
+/// connection, the room messages and room news it is owed, room by room in
+/// the order the broker processed them, and the renames it is owed. It is
+/// read off the log's inputs, with the membership the log's outputs show
+/// (the `joined` and `left` lines each member was sent about itself, as
+/// [`Observed`] follows them), so it says what PROTOCOL.md's "Rooms" and
+/// guarantee 10 owe each member; the clients' sockets are then held
+/// against it.
+#[derive(Default)]
+struct RoomLedger {
+    /// The steps that processed each message, by its key
+    /// ([`message_key`]): one, unless its line lost its id.
+    message_steps: BTreeMap<String, Vec<usize>>,
+    owed: BTreeMap<ConnId, Owes>,
+}
+
+/// What one connection is owed in its rooms.
+#[derive(Default)]
+struct Owes {
+    /// For each room, its messages and news, in log order.
+    rooms: BTreeMap<String, Vec<Owed>>,
+    /// For each message step that reached it through rooms, those rooms.
+    messages: BTreeMap<usize, Vec<String>>,
+    /// Its `renamed` lines in log order, each with the rooms it counts in.
+    renames: Vec<(usize, String, Vec<String>)>,
+}
+
+/// One thing a member is owed in one room, at a step of the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Owed {
+    step: usize,
+    /// The news line; `None` for a message, which is known by its step.
+    news: Option<String>,
+}
+
+impl Owes {
+    fn news(&mut self, room: &str, step: usize, line: String) {
+        let owed = Owed {
+            step,
+            news: Some(line),
+        };
+        self.rooms.entry(room.to_string()).or_default().push(owed);
+    }
+}
+
+impl RoomLedger {
+    fn owes(&mut self, conn: ConnId) -> &mut Owes {
+        self.owed.entry(conn).or_default()
+    }
+}
+
+/// What a message is known by: its id, or for a line cut short before its
+/// id was whole (a crash, a hasty close), its whole text, which may be
+/// another's too.
+fn message_key(text: &str) -> &str {
+    message_id(text).unwrap_or(text)
+}
+
+/// The message id in a message's text (`<m3.17>`), if it has one.
+fn message_id(text: &str) -> Option<&str> {
+    let start = text.find("<m")?;
+    let end = start + text[start..].find('>')?;
+    Some(&text[start..=end])
+}
+
+/// How a close reads in room news: `None` for a close that gives none (a
+/// shutdown's, whose members get `everyone left` instead, or one of a
+/// connection that never logged in).
+fn departure(reason: CloseReason) -> Option<Departure> {
+    match reason {
+        CloseReason::SlowConsumer => Some(Departure::SlowConsumer),
+        CloseReason::PeerClosed
+        | CloseReason::DeadPeer
+        | CloseReason::Quit
+        | CloseReason::PingTimeout => Some(Departure::Disconnected),
+        CloseReason::ShuttingDown | CloseReason::Refused | CloseReason::LoginTimeout => None,
+    }
+}
+
+/// Reads one incarnation's room ledger off its witness log, counting its
+/// room events in `coverage`.
+fn room_ledger(log: &Trace, coverage: &mut Coverage) -> RoomLedger {
+    let mut ledger = RoomLedger::default();
+    let mut seen = Observed::new(&log.config);
+    let max_queue = log.config.max_queue;
+    for (index, step) in log.steps.iter().enumerate() {
+        // Before the step: a command's effect shows in its outputs.
+        let mut command = None;
+        match &step.input {
+            Input::Line {
+                conn,
+                frame: Ok(line),
+            } if seen.is_open(*conn) && seen.name(*conn).is_some() => {
+                let sender = *conn;
+                let name = seen.name(sender).unwrap_or_default().to_string();
+                let rooms: Vec<String> = seen
+                    .rooms_of(sender)
+                    .iter()
+                    .map(|r| r.to_string())
+                    .collect();
+                if grammar::is_command(line) {
+                    command = grammar::parse_command(line)
+                        .ok()
+                        .map(|c| (sender, name, rooms, c));
+                } else if let Ok(message) = grammar::parse_message(line) {
+                    let key = message_key(&message.text).to_string();
+                    ledger.message_steps.entry(key).or_default().push(index);
+                    for room in message.destinations.iter().filter(|d| rooms.contains(d)) {
+                        coverage.room_messages += 1;
+                        for member in seen.members(room) {
+                            if member != sender {
+                                let owes = ledger.owes(member);
+                                owes.messages.entry(index).or_default().push(room.clone());
+                                let owed = Owed {
+                                    step: index,
+                                    news: None,
+                                };
+                                owes.rooms.entry(room.clone()).or_default().push(owed);
+                            }
+                        }
+                    }
+                }
+            }
+            Input::Shutdown => {
+                // Each `everyone left` line is sent if it fits, on its own.
+                for conn in seen.open_connections() {
+                    let mut queued = seen.unflushed(conn);
+                    let rooms: Vec<String> =
+                        seen.rooms_of(conn).iter().map(|r| r.to_string()).collect();
+                    for room in rooms {
+                        let line = grammar::room_news(&room, &RoomNews::EveryoneLeft);
+                        if queued + line.len() <= max_queue {
+                            queued += line.len();
+                            ledger.owes(conn).news(&room, index, line);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        let before: Option<Vec<(String, Vec<ConnId>)>> =
+            command.as_ref().map(|(_, _, rooms, _)| {
+                rooms
+                    .iter()
+                    .map(|room| (room.clone(), seen.members(room)))
+                    .collect()
+            });
+        seen.enter(step);
+        for output in &step.outputs {
+            // A member closed leaves its rooms with news to the members
+            // still there, in room order.
+            if let Output::Close { conn, reason, .. } = output
+                && let Some(departure) = departure(*reason)
+                && let Some(name) = seen.name(*conn)
+            {
+                let name = name.to_string();
+                let rooms: Vec<String> =
+                    seen.rooms_of(*conn).iter().map(|r| r.to_string()).collect();
+                for room in rooms {
+                    coverage.room_leaves += 1;
+                    let line = grammar::room_news(&room, &RoomNews::Left(name.clone(), departure));
+                    for member in seen.members(&room) {
+                        if member != *conn {
+                            ledger.owes(member).news(&room, index, line.clone());
+                        }
+                    }
+                }
+            }
+            seen.emit(step, output);
+        }
+        let (Some((sender, name, rooms, command)), Some(before)) = (command, before) else {
+            continue;
+        };
+        match command {
+            Command::Join(room)
+                if !rooms.contains(&room) && seen.rooms_of(sender).contains(&room.as_str()) =>
+            {
+                coverage.room_joins += 1;
+                let line = grammar::room_news(&room, &RoomNews::Joined(name));
+                for member in seen.members(&room) {
+                    ledger.owes(member).news(&room, index, line.clone());
+                }
+            }
+            Command::Part(room)
+                if rooms.contains(&room) && !seen.rooms_of(sender).contains(&room.as_str()) =>
+            {
+                coverage.room_parts += 1;
+                let line = grammar::room_news(&room, &RoomNews::Left(name, Departure::Parted));
+                let members = before
+                    .iter()
+                    .find(|(r, _)| *r == room)
+                    .map(|(_, m)| m.clone());
+                for member in members.unwrap_or_default() {
+                    ledger.owes(member).news(&room, index, line.clone());
+                }
+            }
+            Command::Nick(wanted) => {
+                // A rename to the name one holds is a rename too: PROTOCOL.md
+                // refuses only a name another connection holds.
+                let Some(new) = seen.name(sender) else {
+                    continue;
+                };
+                if grammar::login_name(&wanted).as_deref() != Some(new) {
+                    continue;
+                }
+                coverage.room_renames += 1;
+                let line = grammar::renamed(&name, new);
+                // Once to the renamer and to each connection sharing a
+                // room with it, counting in every room they share.
+                let mut shared: BTreeMap<ConnId, Vec<String>> = BTreeMap::new();
+                shared.insert(sender, Vec::new());
+                for (room, members) in &before {
+                    for member in members {
+                        shared.entry(*member).or_default().push(room.clone());
+                    }
+                }
+                for (member, rooms) in shared {
+                    let owes = ledger.owes(member);
+                    for room in &rooms {
+                        owes.news(room, index, line.clone());
+                    }
+                    owes.renames.push((index, line.clone(), rooms));
+                }
+            }
+            _ => {}
+        }
+    }
+    ledger
+}
+
+/// Holds what connection `conn` received against what `ledger` owes it in
+/// its rooms (see [`Judged::rooms_as_owed`]). `line_steps` gives the step
+/// that sent each line the broker sent it, of which `received` is a prefix
+/// (all of it if `got_all`). On failure: the offset of the line received
+/// that broke it, if one did, and what broke.
+fn match_rooms(
+    ledger: &RoomLedger,
+    conn: ConnId,
+    received: &[u8],
+    line_steps: &[usize],
+    got_all: bool,
+    coverage: &mut Coverage,
+) -> Result<(), (Option<usize>, String)> {
+    let none = Owes::default();
+    let owes = ledger.owed.get(&conn).unwrap_or(&none);
+    let mut cursors: BTreeMap<String, usize> = BTreeMap::new();
+    let mut renames = owes.renames.iter();
+    let mut complete_lines: usize = 0;
+    let mut offset = 0;
+    for line in received.split_inclusive(|&b| b == b'\n') {
+        let at = offset;
+        offset += line.len();
+        if !line.ends_with(b"\n") {
+            break;
+        }
+        complete_lines += 1;
+        let Ok(line) = std::str::from_utf8(line) else {
+            continue;
+        };
+        let matched = if let Some((room, news)) = grammar::read_room_news(line) {
+            let kind = match news {
+                RoomNews::Joined(_) => 1,
+                RoomNews::Left(_, Departure::Parted) => 2,
+                RoomNews::Left(_, Departure::Disconnected) => 3,
+                RoomNews::Left(_, Departure::SlowConsumer) => 4,
+                RoomNews::EveryoneLeft => 5,
+            };
+            coverage.room_lines[kind] += 1;
+            take(owes, &mut cursors, room, |owed| {
+                owed.news.as_deref() == Some(line)
+            })
+        } else if grammar::read_renamed(line).is_some() {
+            coverage.room_lines[6] += 1;
+            match renames.next() {
+                Some((step, owed, rooms)) if owed == line => rooms.iter().try_for_each(|room| {
+                    take(owes, &mut cursors, room, |next| {
+                        next.step == *step && next.news.as_deref() == Some(line)
+                    })
+                }),
+                Some((step, owed, _)) => {
+                    Err(format!("where it was owed {owed:?} (step #{step}) next"))
+                }
+                None => Err("where it was owed no more renames".to_string()),
+            }
+        } else if let Some((_, via)) = grammar::read_delivery(line) {
+            let text = line.split_once(": ").map_or("", |(_, text)| text);
+            let steps = ledger
+                .message_steps
+                .get(message_key(text.trim_end_matches('\n')));
+            // Of the messages it may be, those it is owed: the one each of
+            // its rooms has next, or else the first (to be reported).
+            let owed = steps
+                .into_iter()
+                .flatten()
+                .filter(|step| owes.messages.contains_key(step));
+            let next_everywhere = |step: &&usize| {
+                owes.messages[*step].iter().all(|room| {
+                    next_owed(owes, &cursors, room)
+                        .is_some_and(|next| next.news.is_none() && next.step == **step)
+                })
+            };
+            let step = owed
+                .clone()
+                .find(next_everywhere)
+                .or(owed.clone().next())
+                .copied();
+            match (step.and_then(|step| owes.messages.get(&step)), via) {
+                (Some(rooms), _) => {
+                    coverage.room_lines[0] += 1;
+                    rooms.iter().try_for_each(|room| {
+                        take(owes, &mut cursors, room, |next| {
+                            next.news.is_none() && Some(next.step) == step
+                        })
+                    })
+                }
+                (None, Some(room)) => Err(format!(
+                    "as a delivery to {room}: it was owed no message of {room} processed at \
+                     step {step:?}"
+                )),
+                // A delivery by name alone.
+                (None, None) => Ok(()),
+            }
+        } else {
+            Ok(())
+        };
+        if let Err(owed) = matched {
+            return Err((Some(at), format!("received {line:?} {owed}")));
+        }
+    }
+    // The last line received came from this step: everything owed before
+    // it was sent before it.
+    let horizon = complete_lines
+        .checked_sub(1)
+        .and_then(|last| line_steps.get(last).copied());
+    for (room, owed) in &owes.rooms {
+        let cursor = cursors.get(room).copied().unwrap_or(0);
+        let Some(next) = owed.get(cursor) else {
+            continue;
+        };
+        let after = match horizon {
+            _ if got_all => "all the broker sent it".to_string(),
+            Some(last) if next.step < last => {
+                format!("lines the broker sent after it, at step #{last}")
+            }
+            _ => continue,
+        };
+        let what = format!(
+            "never received {} in {room}, though it received {after}",
+            describe(next)
+        );
+        return Err((None, what));
+    }
+    Ok(())
+}
+
+/// What a member owes to be matched next in `room`: the entry at its
+/// cursor there, which advances if `fits` it; otherwise what was owed.
+fn take(
+    owes: &Owes,
+    cursors: &mut BTreeMap<String, usize>,
+    room: &str,
+    fits: impl Fn(&Owed) -> bool,
+) -> Result<(), String> {
+    match next_owed(owes, cursors, room) {
+        Some(next) if fits(next) => {
+            *cursors.entry(room.to_string()).or_default() += 1;
+            Ok(())
+        }
+        Some(next) => Err(format!(
+            "in {room}, where it was owed next {}",
+            describe(next)
+        )),
+        None => Err(format!("in {room}, where it was owed nothing more")),
+    }
+}
+
+/// What a member is owed next in `room`, if anything.
+fn next_owed<'a>(
+    owes: &'a Owes,
+    cursors: &BTreeMap<String, usize>,
+    room: &str,
+) -> Option<&'a Owed> {
+    let owed = owes.rooms.get(room)?;
+    owed.get(cursors.get(room).copied().unwrap_or(0))
+}
+
+/// An owed room event, for messages.
+fn describe(owed: &Owed) -> String {
+    match &owed.news {
+        Some(line) => format!("{:?} (step #{})", line, owed.step),
+        None => format!("the message of step #{}", owed.step),
+    }
 }
 
 /// Whether `fault` touched `client`'s link or host between `from` and
@@ -1023,6 +1469,42 @@ impl Judged<'_> {
         }
     }
 
+    /// Guarantee 10 on the wire, after [`Judged::stream_as_sent`]: in each
+    /// of its rooms, the room messages and news (joins, leaves, renames,
+    /// `everyone left`) the client received are, in the order it received
+    /// them, exactly those the log owes it there ([`RoomLedger`]), in log
+    /// order, with none skipped: so every member saw one common order, the
+    /// log's, and a member received exactly the room messages processed
+    /// while it was one, not its own, and the news of the others. Messages
+    /// are known by their ids, so what arrived is matched to what its
+    /// sender's line was processed as. The client may have received only
+    /// a prefix (a fault, a crash, a cut): what it is owed but did not get
+    /// must come after the last line it did get, unless it got all the
+    /// broker sent, when it must have got everything owed.
+    fn rooms_as_owed(&self, ledger: &RoomLedger, coverage: &mut Coverage) -> Result<(), Failure> {
+        let Some((_, conn)) = self.accepted else {
+            return Ok(());
+        };
+        let got_all =
+            self.log.closed.is_some() && self.connection.received.len() == self.log.written.len();
+        let received = &self.connection.received;
+        match match_rooms(
+            ledger,
+            conn,
+            received,
+            &self.log.line_steps,
+            got_all,
+            coverage,
+        ) {
+            Ok(()) => Ok(()),
+            Err((Some(at), what)) => self.fail(Guarantee::RoomOrder, what, self.read_at(at)),
+            Err((None, what)) => {
+                let last_read = self.connection.reads.last().map(|&(_, line)| line);
+                self.fail(Guarantee::RoomOrder, what, last_read)
+            }
+        }
+    }
+
     /// The deliveries the client received whole.
     fn deliveries(&self) -> usize {
         let lines = self.connection.received.split_inclusive(|&b| b == b'\n');
@@ -1233,6 +1715,194 @@ mod tests {
         assert_eq!(at("error: line too long"), 1);
         assert_eq!(at("error: name taken"), 1);
         assert_eq!(coverage.other_errors, 1);
+    }
+
+    /// A trace of the reference model's decisions on `inputs`, one input
+    /// per millisecond: what a correct broker would have logged.
+    fn trace_of(inputs: Vec<Input>) -> Trace {
+        let config = chinwag::config::Config::default();
+        let mut model = Model::new(&config);
+        let steps = inputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, input)| {
+                let time = Time::from_origin(Duration::from_millis(i as u64));
+                let outputs = model.step(time, &input);
+                crate::model::trace::TraceStep {
+                    time,
+                    input,
+                    outputs,
+                }
+            })
+            .collect();
+        Trace { config, steps }
+    }
+
+    fn open(conn: u64) -> Input {
+        Input::Opened {
+            conn: ConnId(conn),
+            address: std::net::IpAddr::from([10, 0, 0, conn as u8]),
+            dialect: chinwag::news::Dialect::Line,
+        }
+    }
+
+    fn line(conn: u64, text: &str) -> Input {
+        Input::Line {
+            conn: ConnId(conn),
+            frame: Ok(text.to_string()),
+        }
+    }
+
+    /// ann and bob share #a, cyd watches from outside and then joins; bob
+    /// renames, ann writes to #a (and to cyd by name), bob disconnects and
+    /// the server shuts down.
+    fn rooms_trace() -> Trace {
+        trace_of(vec![
+            open(1),
+            open(2),
+            open(3),
+            line(1, "ann"),
+            line(2, "bob"),
+            line(3, "cyd"),
+            line(1, "/join #a"),
+            line(2, "/join #a"),
+            line(1, "#a: <m0.1> one"),
+            line(3, "/join #a"),
+            line(2, "/nick bo"),
+            line(1, "cyd, #a: <m0.2> two"),
+            line(2, "#a: <m1.1> three"),
+            Input::Closed { conn: ConnId(2) },
+            Input::Shutdown,
+        ])
+    }
+
+    /// Everything the log sent `conn`, and the step of each line.
+    fn sent_to(log: &Trace, conn: u64) -> (Vec<u8>, Vec<usize>) {
+        let logs = connection_logs(&Incarnation {
+            log: log.clone(),
+            lines: (0..log.steps.len()).collect(),
+            accepted: Vec::new(),
+            started_at: Duration::ZERO,
+        });
+        let sent = &logs[&ConnId(conn)];
+        (sent.written.clone(), sent.line_steps.clone())
+    }
+
+    fn judge(log: &Trace, conn: u64, received: &[u8], got_all: bool) -> Result<(), String> {
+        let ledger = room_ledger(log, &mut Coverage::default());
+        let (_, steps) = sent_to(log, conn);
+        let mut coverage = Coverage::default();
+        match_rooms(
+            &ledger,
+            ConnId(conn),
+            received,
+            &steps,
+            got_all,
+            &mut coverage,
+        )
+        .map_err(|(_, what)| what)
+    }
+
+    #[test]
+    fn the_ledger_owes_members_their_rooms_in_log_order() {
+        let log = rooms_trace();
+        let mut coverage = Coverage::default();
+        let ledger = room_ledger(&log, &mut coverage);
+        assert_eq!(
+            (
+                coverage.room_joins,
+                coverage.room_renames,
+                coverage.room_leaves
+            ),
+            (3, 1, 1)
+        );
+        // ann's own message and the one before cyd joined are not cyd's.
+        assert_eq!(coverage.room_messages, 3);
+        let news = |conn: u64| -> Vec<Option<String>> {
+            ledger.owed[&ConnId(conn)].rooms["#a"]
+                .iter()
+                .map(|owed| owed.news.clone())
+                .collect()
+        };
+        let text = |line: &str| Some(line.to_string());
+        assert_eq!(
+            news(3),
+            [
+                text("#a: cyd joined\n"),
+                text("renamed bob to bo\n"),
+                None,
+                None,
+                text("#a: bo left (disconnected)\n"),
+                text("#a: everyone left (server shutting down)\n"),
+            ]
+        );
+        // ann's own message is not hers.
+        let joined = ["#a: ann joined\n", "#a: bob joined\n", "#a: cyd joined\n"];
+        assert_eq!(news(1)[..3], joined.map(text));
+    }
+
+    #[test]
+    fn what_the_model_sent_matches_the_ledger() {
+        let log = rooms_trace();
+        for conn in 1..=3 {
+            let (written, _) = sent_to(&log, conn);
+            assert_eq!(judge(&log, conn, &written, true), Ok(()), "c{conn}");
+            // Any prefix, too, when the rest never arrived.
+            let half = &written[..written.len() / 2];
+            assert_eq!(judge(&log, conn, half, false), Ok(()), "c{conn}");
+        }
+    }
+
+    #[test]
+    fn room_lines_lost_swapped_or_not_owed_break_guarantee_10() {
+        let log = rooms_trace();
+        let (written, _) = sent_to(&log, 3);
+        let lines: Vec<&[u8]> = written.split_inclusive(|&b| b == b'\n').collect();
+        let with = |lines: &[&[u8]]| lines.concat();
+        // cyd: welcome, joined, renamed, two (by name), three, left,
+        // everyone left, notice.
+        let mut swapped = lines.clone();
+        swapped.swap(4, 5);
+        assert!(judge(&log, 3, &with(&swapped), false).is_err());
+        let mut lost = lines.clone();
+        lost.remove(5);
+        assert!(judge(&log, 3, &with(&lost), false).is_err());
+        // The end lost, all the broker sent received: the shutdown's line
+        // is missing.
+        assert!(judge(&log, 3, &with(&lines[..lines.len() - 2]), true).is_err());
+        let extra = [&written[..], b"from ann to #a: <m0.1> one\n"].concat();
+        assert!(judge(&log, 3, &extra, false).is_err());
+        let mut unowed = lines.clone();
+        unowed.insert(2, b"#a: bob left (parted)\n");
+        assert!(judge(&log, 3, &with(&unowed), false).is_err());
+    }
+
+    #[test]
+    fn messages_cut_before_their_ids_are_matched_in_order() {
+        let log = trace_of(vec![
+            open(1),
+            open(2),
+            line(1, "ann"),
+            line(2, "bob"),
+            line(1, "/join #a"),
+            line(2, "/join #a"),
+            line(1, "#a: <m0"),
+            line(1, "bob, #a: <m0"),
+        ]);
+        let (written, _) = sent_to(&log, 2);
+        assert_eq!(judge(&log, 2, &written, true), Ok(()));
+        let once = b"welcome bob\n#a: bob joined\nfrom ann to #a: <m0\n";
+        assert!(judge(&log, 2, once, true).is_err());
+    }
+
+    #[test]
+    fn message_ids_are_found_in_texts() {
+        assert_eq!(message_id("<m3.17> hello"), Some("<m3.17>"));
+        assert_eq!(message_id("\u{1b}<m0.2> at the edge"), Some("<m0.2>"));
+        assert_eq!(message_id("no id"), None);
+        assert_eq!(message_id("<m5.8"), None);
+        assert_eq!(message_key("<m5.8"), "<m5.8");
+        assert_eq!(message_key("<m5.8> hi"), "<m5.8>");
     }
 
     #[test]

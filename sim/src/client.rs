@@ -30,12 +30,21 @@
 //! logs in, so a refusal comes before it has sent anything, and it retries
 //! until it gets in or the time for sending is over.
 //!
+//! Where the seed has [`Rooms`](crate::scenario::Rooms), sessions also
+//! `/join` and `/part` a few rooms (so they collide), send to rooms and to
+//! lists mixing rooms and names, ask `/names` and `/rooms`, send commands
+//! the server refuses, and now and then rename themselves with `/nick`.
+//! A session follows its own name and rooms from what the server tells it
+//! (`renamed`, `joined`, `left (parted)`), only to pick sensible lines: the
+//! checker judges from the broker's log, not from the client's idea.
+//!
 //! The client asserts nothing itself; it records every byte it sent and
 //! received (see [`crate::record`]) and the checker judges afterwards.
 //! Its state lives outside the host's software, so a crash or a bounce of
 //! the host resumes the same random sequence and message numbering.
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -97,6 +106,45 @@ const FIRST_BLANK_AFTER_MS: u64 = 400;
 const TYPIST_RUSH: Duration = Duration::from_millis(300);
 /// Blank lines, as the grammar sees them.
 const BLANK: [&str; 4] = ["", "   ", "\t", "\u{3000}"];
+
+/// What a session knows of itself after login: the name it holds and the
+/// rooms it is in, as the server last told it.
+struct Me {
+    name: String,
+    rooms: BTreeSet<String>,
+}
+
+impl Me {
+    fn new(name: String) -> Me {
+        Me {
+            name,
+            rooms: BTreeSet::new(),
+        }
+    }
+
+    /// Learns from one line the server sent (without its LF): a rename of
+    /// itself, or its own join or part.
+    fn learn(&mut self, line: &str) {
+        let line = format!("{line}\n");
+        if let Some((old, new)) = grammar::read_renamed(&line) {
+            if old == self.name {
+                self.name = new.to_string();
+            }
+            return;
+        }
+        match grammar::read_room_news(&line) {
+            Some((room, grammar::RoomNews::Joined(name))) if name == self.name => {
+                self.rooms.insert(room.to_string());
+            }
+            Some((room, grammar::RoomNews::Left(name, grammar::Departure::Parted)))
+                if name == self.name =>
+            {
+                self.rooms.remove(room);
+            }
+            _ => {}
+        }
+    }
+}
 
 /// What survives a crash of the client host.
 pub struct ClientState {
@@ -384,6 +432,7 @@ impl Client {
             }
         };
         logged_in.set(true);
+        let mut me = Me::new(name);
         let behaviour = &self.scenario.behaviour;
         if steady {
             // A target: it sends nothing more, and reads on for a while.
@@ -401,19 +450,21 @@ impl Client {
             if now() >= self.scenario.phases.quiet_at {
                 break;
             }
+            catch_up(&mut me, inbox);
             if self.chance(self.hostile().burster.rate(self.index)) {
                 if !self.burst(&mut writer, conn).await {
                     return Ending::Abrupt;
                 }
                 continue;
             }
-            let bytes = self.next_action(&name);
+            let bytes = self.next_action(&me);
             if !self.write(&mut writer, conn, &bytes, Pace::Churn).await {
                 return Ending::Abrupt;
             }
         }
         if !steady && self.chance(self.scenario.framing.hasty_close) {
-            return self.hasty_close(&mut writer, conn, &name).await;
+            catch_up(&mut me, inbox);
+            return self.hasty_close(&mut writer, conn, &me).await;
         }
         // Linger connected, so messages (and for a slow or stalled reader,
         // unread bytes) pile up.
@@ -442,13 +493,13 @@ impl Client {
     /// arrives right behind lines the server has not processed yet (or
     /// holds back while their sender is paused). The server must process
     /// every one of them, the unterminated one included, before the close.
-    async fn hasty_close(&self, writer: &mut OwnedWriteHalf, conn: usize, name: &str) -> Ending {
+    async fn hasty_close(&self, writer: &mut OwnedWriteHalf, conn: usize, me: &Me) -> Ending {
         let mut bytes = Vec::new();
         if self.chance(0.5) {
-            bytes.extend(self.flood());
+            bytes.extend(self.flood(&me.rooms));
         }
         if self.chance(0.5) {
-            let mut last = self.message(name);
+            let mut last = self.message(me);
             last.pop();
             bytes.extend(last);
         }
@@ -601,9 +652,16 @@ impl Client {
                 return FinalEnd::Refused;
             }
             alarms::sleep(FINAL_SETTLE).await;
+            let rooms = self.final_rooms();
+            for room in &rooms {
+                let line = self.terminate(&format!("/join {room}"));
+                if !self.write(&mut writer, conn, &line, Pace::Final).await {
+                    return FinalEnd::Done;
+                }
+            }
             let send_until = self.scenario.phases.send_until;
             while now() < send_until {
-                let bytes = self.final_message(name);
+                let bytes = self.final_message(name, &rooms);
                 if !self.write(&mut writer, conn, &bytes, Pace::Final).await {
                     return FinalEnd::Done;
                 }
@@ -612,7 +670,7 @@ impl Client {
             }
             if self.hostile().typist.on(self.index) {
                 self.recorder.mark_owed(conn);
-                self.type_through_shutdown(&mut writer, conn, name, &ended)
+                self.type_through_shutdown(&mut writer, conn, name, &rooms, &ended)
                     .await;
             }
             FinalEnd::Done
@@ -645,6 +703,7 @@ impl Client {
         writer: &mut OwnedWriteHalf,
         conn: usize,
         name: &str,
+        rooms: &[String],
         ended: &Ended,
     ) {
         self.note(&format!("k{conn} types on through the shutdown"));
@@ -653,7 +712,7 @@ impl Client {
             let bytes = if self.chance(0.5) {
                 self.terminate(BLANK[self.random(|rng| rng.random_range(0..BLANK.len()))])
             } else {
-                self.final_message(name)
+                self.final_message(name, rooms)
             };
             if !self.write(writer, conn, &bytes, Pace::Plain).await {
                 return;
@@ -853,6 +912,7 @@ impl Client {
         let mut pool: Vec<String> = self.scenario.names.clone();
         pool.extend((0..self.scenario.clients).map(final_name));
         pool.extend(OFFLINE_NAMES.iter().map(|name| name.to_string()));
+        pool.extend(self.scenario.rooms.names.iter().cloned());
         for i in (1..pool.len()).rev() {
             pool.swap(i, self.random(|rng| rng.random_range(0..=i)));
         }
@@ -876,9 +936,13 @@ impl Client {
     }
 
     /// The bytes of one action of the churn phase.
-    fn next_action(&self, name: &str) -> Vec<u8> {
+    fn next_action(&self, me: &Me) -> Vec<u8> {
         let behaviour = &self.scenario.behaviour;
         let max_line = self.scenario.config.max_line;
+        let name = me.name.as_str();
+        if let Some(command) = self.room_command(me) {
+            return command;
+        }
         if self.chance(self.hostile().control_text.rate(self.index)) {
             return self.control_message(name);
         }
@@ -906,7 +970,7 @@ impl Client {
             let oversized = self.terminate(&line);
             if self.chance(self.scenario.framing.oversized_mid_write) {
                 // Lines on both sides: the one after must be read whole.
-                return [self.message(name), oversized, self.message(name)].concat();
+                return [self.message(me), oversized, self.message(me)].concat();
             }
             return oversized;
         }
@@ -921,20 +985,103 @@ impl Client {
             return self.terminate(BLANK[self.random(|rng| rng.random_range(0..BLANK.len()))]);
         }
         if self.chance(behaviour.flood) {
-            return self.flood();
+            return self.flood(&me.rooms);
         }
         let count = if self.chance(behaviour.burst) {
             self.random(|rng| rng.random_range(2..=6))
         } else {
             1
         };
-        (0..count).flat_map(|_| self.message(name)).collect()
+        (0..count).flat_map(|_| self.message(me)).collect()
     }
 
-    /// Many messages to one name, for one write.
-    fn flood(&self) -> Vec<u8> {
+    /// A command about rooms or names, if this action is one: `/join` a
+    /// room (one it is in, now and then, to be refused) or `/part` one
+    /// (one it is not in, now and then); `/names` of a room, `/rooms`, or a
+    /// line the server refuses as a command; `/nick` to a name of the pool
+    /// (held by someone, often) or a look-alike of one.
+    fn room_command(&self, me: &Me) -> Option<Vec<u8>> {
+        let rooms = &self.scenario.rooms;
+        // A session in no room joins sooner: its room messages are refused.
+        let join_part = if me.rooms.is_empty() {
+            (2.0 * rooms.join_part).min(1.0)
+        } else {
+            rooms.join_part
+        };
+        if self.chance(join_part) {
+            let part = !me.rooms.is_empty() && self.chance(0.4);
+            let room = if part && self.chance(0.9) {
+                self.pick(&me.rooms.iter().cloned().collect::<Vec<_>>())
+            } else {
+                self.pick(&rooms.names)
+            };
+            let verb = if part { "/part" } else { "/join" };
+            return Some(self.terminate(&format!("{verb} {room}")));
+        }
+        if self.chance(rooms.query) {
+            const REFUSED: [&str; 4] = ["/join", "/part #a #b", "/who", "/names nobody"];
+            let line = match self.random(|rng| rng.random_range(0..4)) {
+                0 | 1 => format!("/names {}", self.pick(&rooms.names)),
+                2 => "/rooms".to_string(),
+                _ => REFUSED[self.random(|rng| rng.random_range(0..REFUSED.len()))].to_string(),
+            };
+            return Some(self.terminate(&line));
+        }
+        if self.chance(rooms.nick) {
+            let mut name = self.pick(&self.scenario.names);
+            if self.chance(self.hostile().look_alike.rate(self.index)) {
+                name = self.look_alike(&name);
+            }
+            return Some(self.terminate(&format!("/nick {name}")));
+        }
+        None
+    }
+
+    /// The rooms a final session joins: one or two, if the seed has rooms.
+    fn final_rooms(&self) -> Vec<String> {
+        let rooms = &self.scenario.rooms;
+        if !rooms.on() {
+            return Vec::new();
+        }
+        let mut joined: Vec<String> = Vec::new();
+        for _ in 0..self.random(|rng| rng.random_range(1..=2)) {
+            let room = self.pick(&rooms.names);
+            if !joined.contains(&room) {
+                joined.push(room);
+            }
+        }
+        joined
+    }
+
+    /// One of `choices`, which is not empty.
+    fn pick(&self, choices: &[String]) -> String {
+        choices[self.random(|rng| rng.random_range(0..choices.len()))].clone()
+    }
+
+    /// A room to send to: mostly one the session is in, or any of the seed's.
+    fn room_to_send_to(&self, rooms: &BTreeSet<String>) -> String {
+        if !rooms.is_empty() && self.chance(0.8) {
+            return self.pick(&rooms.iter().cloned().collect::<Vec<_>>());
+        }
+        self.pick(&self.scenario.rooms.names)
+    }
+
+    /// Puts `room` at a random place among `dests`, so rooms come first,
+    /// last and between names.
+    fn insert_room(&self, dests: &mut Vec<String>, room: String) {
+        let at = self.random(|rng| rng.random_range(0..=dests.len()));
+        dests.insert(at, room);
+    }
+
+    /// Many messages to one name (or room), for one write.
+    fn flood(&self, rooms: &BTreeSet<String>) -> Vec<u8> {
         let names = &self.scenario.names;
-        let target = [names[self.random(|rng| rng.random_range(0..names.len()))].clone()];
+        let mut target = [names[self.random(|rng| rng.random_range(0..names.len()))].clone()];
+        // Into a room now and then: news of members leaving meanwhile is
+        // queued past the bound, whatever it holds.
+        if self.chance(self.scenario.rooms.room_dest / 4.0) {
+            target = [self.room_to_send_to(rooms)];
+        }
         let count = self.random(|rng| rng.random_range(10..=40));
         let padding = self.scenario.behaviour.max_padding;
         (0..count)
@@ -960,8 +1107,9 @@ impl Client {
         self.terminate(&format!("{head}{filler}"))
     }
 
-    /// One message line to a random set of names.
-    fn message(&self, name: &str) -> Vec<u8> {
+    /// One message line to a random set of names, and maybe a room.
+    fn message(&self, me: &Me) -> Vec<u8> {
+        let name = me.name.as_str();
         let behaviour = &self.scenario.behaviour;
         let names = &self.scenario.names;
         let mut dests: Vec<String> = Vec::new();
@@ -982,6 +1130,14 @@ impl Client {
         if self.chance(self.hostile().look_alike.rate(self.index)) {
             let name = names[self.random(|rng| rng.random_range(0..names.len()))].clone();
             dests.push(self.look_alike(&name));
+        }
+        if self.chance(self.scenario.rooms.room_dest) {
+            let room = self.room_to_send_to(&me.rooms);
+            // Half the time the room alone.
+            if self.chance(0.5) {
+                dests.clear();
+            }
+            self.insert_room(&mut dests, room);
         }
         let padding = self.random(|rng| rng.random_range(0..=behaviour.max_padding));
         self.message_line(&dests, padding)
@@ -1021,8 +1177,9 @@ impl Client {
         self.terminate(&line)
     }
 
-    /// One message of the final session, to other final sessions.
-    fn final_message(&self, name: &str) -> Vec<u8> {
+    /// One message of the final session, to other final sessions, and
+    /// maybe to a room it joined (or tried to).
+    fn final_message(&self, name: &str, rooms: &[String]) -> Vec<u8> {
         let clients = self.scenario.clients;
         let mut dests = Vec::new();
         for _ in 0..self.random(|rng| rng.random_range(1..=3)) {
@@ -1030,6 +1187,10 @@ impl Client {
         }
         if self.chance(0.2) {
             dests.push(name.to_string());
+        }
+        if !rooms.is_empty() && self.chance(self.scenario.rooms.room_dest) {
+            let room = self.pick(rooms);
+            self.insert_room(&mut dests, room);
         }
         let padding = self.random(|rng| rng.random_range(0..=32));
         self.message_line(&dests, padding)
@@ -1100,6 +1261,14 @@ impl Client {
 
     fn note(&self, text: &str) {
         self.recorder.note(&self.source, text);
+    }
+}
+
+/// Learns from every line the server has sent a session since its last
+/// action (see [`Me::learn`]). A stalled reader learns nothing.
+fn catch_up(me: &mut Me, inbox: &mut mpsc::UnboundedReceiver<String>) {
+    while let Ok(line) = inbox.try_recv() {
+        me.learn(&line);
     }
 }
 

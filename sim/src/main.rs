@@ -27,7 +27,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use chinwag::journal::EndReason;
-use chinwag_sim::checker::{CLOSE_REASONS, Coverage, ERROR_KINDS, Failure, OUTPUT_KINDS};
+use chinwag_sim::checker::{
+    CLOSE_REASONS, Coverage, ERROR_KINDS, Failure, OUTPUT_KINDS, ROOM_LINE_KINDS,
+};
 use chinwag_sim::faults::KINDS;
 use chinwag_sim::journal::{self, Unreplayable};
 use chinwag_sim::{Run, replay_command, run, run_untraced};
@@ -129,6 +131,12 @@ struct Totals {
     client_resets: usize,
     burst_lines: usize,
     fan_outs: usize,
+    room_joins: usize,
+    room_parts: usize,
+    room_renames: usize,
+    room_messages: usize,
+    room_leaves: usize,
+    room_lines: [usize; ROOM_LINE_KINDS.len()],
     outputs: [usize; OUTPUT_KINDS.len()],
     close_reasons: [usize; CLOSE_REASONS.len()],
     errors: [usize; ERROR_KINDS.len()],
@@ -190,6 +198,12 @@ impl Totals {
             self.client_resets += coverage.client_resets;
             self.burst_lines += coverage.burst_lines;
             self.fan_outs += coverage.fan_outs;
+            self.room_joins += coverage.room_joins;
+            self.room_parts += coverage.room_parts;
+            self.room_renames += coverage.room_renames;
+            self.room_messages += coverage.room_messages;
+            self.room_leaves += coverage.room_leaves;
+            add(&mut self.room_lines, &coverage.room_lines);
             add(&mut self.outputs, &coverage.outputs);
             add(&mut self.close_reasons, &coverage.close_reasons);
             add(&mut self.errors, &coverage.errors);
@@ -346,6 +360,21 @@ fn summarize(totals: &Totals, wall: Duration) {
         "resets:             {} by the server checked ({} excused by faults), {} the clients' own",
         totals.server_resets, totals.server_resets_excused, totals.client_resets
     );
+    println!(
+        "rooms:              {} joins, {} parts, {} renames, {} room messages, \
+         {} leaves by a close (per room)",
+        totals.room_joins,
+        totals.room_parts,
+        totals.room_renames,
+        totals.room_messages,
+        totals.room_leaves
+    );
+    let lines: Vec<String> = ROOM_LINE_KINDS
+        .iter()
+        .zip(totals.room_lines)
+        .map(|(kind, count)| format!("{count} {kind}"))
+        .collect();
+    println!("room lines checked: {}", lines.join(", "));
     let faults: usize = totals.faults.values().sum();
     println!("faults injected:    {faults} {:?}", totals.faults);
     // Every decision the broker can take, each counted, zeros included: a

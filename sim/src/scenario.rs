@@ -88,6 +88,8 @@ pub struct Scenario {
     /// Lines at the codec's edges, and sessions that half-close with lines
     /// outstanding.
     pub framing: Framing,
+    /// Rooms the clients join, part, send to and ask about, and renames.
+    pub rooms: Rooms,
 }
 
 /// The simulated network's baseline, before faults.
@@ -226,6 +228,8 @@ impl Scenario {
         // Drawn after everything else, for the same reason.
         let mut network = network;
         network.model = draw_model(&mut rng, &config, clients, &hostile);
+        // Drawn after everything else, for the same reason.
+        let rooms = Rooms::generate(&mut rng, &mut config);
         Scenario {
             seed,
             config,
@@ -238,6 +242,7 @@ impl Scenario {
             phases,
             hostile,
             framing,
+            rooms,
         }
     }
 
@@ -268,6 +273,7 @@ impl Scenario {
             format!("behaviour {:?}", self.behaviour),
             format!("hostile {:?}", self.hostile),
             format!("framing {:?}", self.framing),
+            format!("rooms {:?}", self.rooms),
             format!("phases {:?}", self.phases),
         ];
         lines.extend(self.faults.iter().map(|fault| format!("planned {fault}")));
@@ -332,6 +338,64 @@ impl Framing {
             split_crlf: swarm(rng, 0.2, 0.8),
             hasty_close: swarm(rng, 0.2, 0.8),
         }
+    }
+}
+
+/// The rooms clients use. Few, so members collide in them; one outside
+/// ASCII, so room order (UTF-8 bytes) is not just ASCII order.
+pub const ROOM_POOL: [&str; 4] = ["#a", "#b", "#c", "#ça"];
+
+/// Rooms, as probabilities (zero: off). Off for a quarter of the seeds;
+/// a client draws nothing for a behaviour that is off, so those seeds run
+/// as they did before rooms existed.
+#[derive(Clone, Debug, Default)]
+pub struct Rooms {
+    /// The rooms of this seed: the first two to four of [`ROOM_POOL`]
+    /// (none when rooms are off).
+    pub names: Vec<String>,
+    /// Per action: a `/join` or a `/part`. The final sessions join one or
+    /// two rooms whenever this is on, so the shutdown's `everyone left`
+    /// lines are seen.
+    pub join_part: f64,
+    /// Per message: a room among its destinations (the sender's, mostly).
+    pub room_dest: f64,
+    /// Per action: `/names`, `/rooms`, or a command the server refuses.
+    pub query: f64,
+    /// Per action: `/nick` to a name of the pool or a look-alike of one.
+    /// Churn sessions only: the final sessions keep their names.
+    pub nick: f64,
+}
+
+impl Rooms {
+    /// Draws the rooms, and for a third of the seeds each, tight room
+    /// limits (one or two rooms per connection, two or three members per
+    /// room), so that `too many rooms` and `room full` are reached.
+    fn generate(rng: &mut ChaCha8Rng, config: &mut Config) -> Rooms {
+        if rng.random_ratio(1, 4) {
+            return Rooms::default();
+        }
+        let rooms = rng.random_range(2..=ROOM_POOL.len());
+        if rng.random_ratio(1, 3) {
+            config.max_rooms_per_connection = rng.random_range(1..=2);
+        }
+        if rng.random_ratio(1, 3) {
+            config.max_room_members = rng.random_range(2..=3);
+        }
+        Rooms {
+            names: ROOM_POOL[..rooms]
+                .iter()
+                .map(|room| room.to_string())
+                .collect(),
+            join_part: rng.random_range(0.05..=0.3),
+            room_dest: rng.random_range(0.2..=0.7),
+            query: rng.random_range(0.02..=0.1),
+            nick: swarm(rng, 0.01, 0.05),
+        }
+    }
+
+    /// Whether clients use rooms at all in this seed.
+    pub fn on(&self) -> bool {
+        !self.names.is_empty()
     }
 }
 
@@ -727,6 +791,34 @@ mod tests {
             let on = scenarios.iter().filter(|s| rate(&s.framing) > 0.0).count();
             assert!((60..140).contains(&on), "{on} of 200 seeds");
         }
+    }
+
+    #[test]
+    fn most_seeds_have_rooms_and_some_tight_room_limits() {
+        let scenarios: Vec<Scenario> = (0..200).map(Scenario::generate).collect();
+        let with_rooms = scenarios.iter().filter(|s| s.rooms.on()).count();
+        assert!(
+            (120..180).contains(&with_rooms),
+            "{with_rooms} of 200 seeds"
+        );
+        let defaults = Config::default();
+        for s in &scenarios {
+            assert!(s.rooms.names.len() <= ROOM_POOL.len());
+            assert!(s.rooms.on() || s.rooms.join_part == 0.0 && s.rooms.room_dest == 0.0);
+            if !s.rooms.on() {
+                assert_eq!(
+                    s.config.max_rooms_per_connection,
+                    defaults.max_rooms_per_connection
+                );
+            }
+        }
+        assert!(
+            scenarios
+                .iter()
+                .any(|s| s.config.max_rooms_per_connection == 1)
+        );
+        assert!(scenarios.iter().any(|s| s.config.max_room_members == 2));
+        assert!(scenarios.iter().any(|s| s.rooms.nick > 0.0));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The simulator as part of `cargo test`: a fixed list of seeds that
 //! together inject every kind of fault, make the broker cut slow consumers
 //! and dead peers, close a connection at shutdown without the notice,
-//! refuse connections over each limit and time logins out, and meet every
-//! hostile client behaviour, and see the network model reset connections
+//! refuse connections over each limit and time logins out, meet every
+//! hostile client behaviour, have clients join, part, rename and receive
+//! room messages and news, and see the network model reset connections
 //! (the server's doing, checked, and the clients' own), must pass every
 //! check, and a seed must replay
 //! bit for bit.
@@ -48,7 +49,7 @@ fn fixed_seeds_keep_every_guarantee() {
     }
     // Every timer a host set was on the driver's list (see alarms.rs).
     assert_eq!(alarms::missed(), 0);
-    let closes: [(&str, Count); 16] = [
+    let closes: [(&str, Count); 22] = [
         ("a reset the server caused, checked", |c| c.server_resets),
         ("a reset of the client's own doing", |c| c.client_resets),
         ("a sender paused", |c| c.pauses),
@@ -71,6 +72,12 @@ fn fixed_seeds_keep_every_guarantee() {
         ("a control character refused", |c| c.control_refused),
         ("a look-alike name taken", |c| c.look_alikes_taken),
         ("a line typed into the shutdown", |c| c.typed_into_shutdown),
+        ("a room joined", |c| c.room_joins),
+        ("a room parted", |c| c.room_parts),
+        ("a rename", |c| c.room_renames),
+        ("a room message received", |c| c.room_lines[0]),
+        ("a disconnect's room news received", |c| c.room_lines[3]),
+        ("a shutdown's `everyone left` received", |c| c.room_lines[5]),
     ];
     for (what, count) in closes {
         let seeds = reached.iter().filter(|c| count(c) > 0).count();
