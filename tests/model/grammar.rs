@@ -457,7 +457,7 @@ pub mod irc {
             ),
             numeric(nick, "003", &[], "This server was created when it started"),
             format!(":{SERVER} 004 {nick} {SERVER} {SERVER_VERSION} o n\r\n"),
-            numeric(nick, "005", &[&isupport], "are supported by this server"),
+            format!(":{SERVER} 005 {nick} {isupport} :are supported by this server\r\n"),
             numeric(nick, "375", &[], "- chinwag message of the day -"),
             numeric(
                 nick,
