@@ -9,7 +9,10 @@
 //! names and their look-alikes, many logins and disconnects, messages
 //! racing logins, control characters, time passing, and small queues so
 //! slow readers get cut. A third of the scenarios are stories about rooms,
-//! under room limits small enough to be hit.
+//! under room limits small enough to be hit. In half of the scenarios some
+//! connections speak IRC (IRC.md) and send IRC lines from a small
+//! vocabulary, so the model holds the broker to the cross-protocol
+//! renderings too.
 //!
 //! `cargo test` runs proptest's default number of cases; set
 //! `PROPTEST_CASES=100000` for a deep run. A shrunk failure prints the
@@ -33,6 +36,7 @@ use model::trace::Trace;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
+use std::sync::Arc;
 
 const REGRESSIONS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -135,10 +139,104 @@ fn frame() -> impl Strategy<Value = Frame> {
     ]
 }
 
-fn step() -> impl Strategy<Value = Step> {
+/// The connections of a scenario that speak IRC.
+type IrcConns = Arc<Vec<u64>>;
+
+/// `cN` opens, on the listener of its dialect.
+fn open(irc: &IrcConns) -> impl Strategy<Value = Step> + use<> {
+    let irc = irc.clone();
+    conn().prop_map(move |c| {
+        if irc.contains(&c) {
+            Step::OpenIrc(c)
+        } else {
+            Step::Open(c)
+        }
+    })
+}
+
+/// `cN` sends a line of its dialect: `line` for the line protocol.
+fn send(irc: &IrcConns, line: BoxedStrategy<Frame>) -> impl Strategy<Value = Step> + use<> {
+    let irc = irc.clone();
+    conn().prop_flat_map(move |c| {
+        let frame = if irc.contains(&c) {
+            irc_frame().boxed()
+        } else {
+            line.clone()
+        };
+        frame.prop_map(move |f| Step::Send(c, f))
+    })
+}
+
+/// Texts an IRC user may send: IRC's formatting codes, a CTCP ACTION
+/// (`/me`), and colour codes with and without their numbers.
+const FORMATTED_TEXTS: [&str; 5] = [
+    "\x02bold\x02 and \x1ditalic\x1d",
+    "\x0304,12red on blue\x03 plain",
+    "\x01ACTION waves\x01",
+    "\x0399\x03,5x\x0f\x0423ab4fz",
+    "\x11mono\x16rev\x1estrike\x1f",
+];
+
+/// An IRC client's line: registration in any order (with and without
+/// CAP), PRIVMSG and NOTICE to nicks, rooms, both and invalid targets,
+/// JOIN and PART, NICK, PING, QUIT, unknown commands, too-long and blank
+/// lines, formatting codes and forbidden control characters.
+fn irc_frame() -> impl Strategy<Value = Frame> {
+    let names = || {
+        prop_oneof![
+            6 => prop::sample::select(NAMES.to_vec()),
+            2 => prop::sample::select(LOOK_ALIKES.to_vec()),
+            1 => prop::sample::select(NFC_NAMES.to_vec()),
+            1 => prop::sample::select(vec!["[bot]", "a!", "Ünïcødé-name-that-is-much-too-long"]),
+        ]
+    };
+    let targets = prop_oneof![
+        4 => prop::collection::vec(destination(), 1..=3).prop_map(|d| d.join(",")),
+        1 => prop::sample::select(vec!["[bot]", "#a!", "#a,,bob", "bob,bob"]).prop_map(str::to_string),
+    ];
+    let text = prop_oneof![
+        4 => prop::sample::select(TEXTS.to_vec()),
+        2 => prop::sample::select(FORMATTED_TEXTS.to_vec()),
+        1 => prop::sample::select(CONTROL_TEXTS.to_vec()),
+    ];
+    let message = (
+        prop::sample::select(vec!["PRIVMSG", "NOTICE", "privmsg"]),
+        targets,
+        text,
+    )
+        .prop_map(|(command, targets, text)| format!("{command} {targets} :{text}"));
+    let channels = prop_oneof![
+        4 => room().prop_map(str::to_string),
+        1 => (room(), room()).prop_map(|(a, b)| format!("{a},{b}")),
+    ];
+    let line = prop_oneof![
+        8 => names().prop_map(|n| format!("NICK {n}")),
+        6 => Just("USER u 0 * :Real Name".to_string()),
+        3 => prop::sample::select(vec!["CAP LS 302", "CAP END", "CAP REQ :sasl", "CAP LIST", "CAP FOO"])
+            .prop_map(str::to_string),
+        12 => message,
+        6 => channels.clone().prop_map(|c| format!("JOIN {c}")),
+        2 => channels.prop_map(|c| format!("PART {c} :bye")),
+        1 => room().prop_map(|r| format!("NAMES {r}")),
+        2 => prop::sample::select(vec![
+            "JOIN 0", "JOIN", "PART", "NICK", "USER u", "PRIVMSG", "PRIVMSG bob", "NOTICE bob",
+            "PING tok", "PONG chinwag", "PASS secret", "AWAY :gone", "AWAY", "QUIT :bye",
+            "FOO bar", "KICK #a bob", "", "   ", ":nick",
+        ])
+        .prop_map(str::to_string),
+        1 => Just(format!("PRIVMSG #a :{}", "x".repeat(600))),
+    ];
     prop_oneof![
-        20 => conn().prop_map(Step::Open),
-        120 => (conn(), frame()).prop_map(|(c, f)| Step::Send(c, f)),
+        40 => line.prop_map(Ok),
+        1 => Just(Err(FrameError::LineTooLong)),
+        1 => Just(Err(FrameError::InvalidUtf8)),
+    ]
+}
+
+fn step(irc: &IrcConns) -> impl Strategy<Value = Step> + use<> {
+    prop_oneof![
+        20 => open(irc),
+        120 => send(irc, frame().boxed()),
         16 => conn().prop_map(|c| Step::Read(c, Amount::Everything)),
         12 => (conn(), 1..40usize).prop_map(|(c, n)| Step::Read(c, Amount::UpTo(n))),
         3 => (0..=2 * WRITE_TIMEOUT.as_millis() as u64).prop_map(Step::Wait),
@@ -148,21 +246,24 @@ fn step() -> impl Strategy<Value = Step> {
         12 => conn().prop_map(Step::Disconnect),
         12 => conn().prop_map(Step::Release),
         1 => Just(Step::Shutdown),
+        // Past IRC's keepalive (120 s), for its PING, and again, for the
+        // close of a client that does not answer.
+        1 => (120_000..=130_000u64).prop_map(Step::Wait),
     ]
 }
 
 /// A step of a story about rooms: connections that log in, stay, read
 /// what they are sent and meet in rooms, with a disconnect, a cut or a
 /// shutdown now and then for news of leaving.
-fn room_step() -> impl Strategy<Value = Step> {
+fn room_step(irc: &IrcConns) -> impl Strategy<Value = Step> + use<> {
     let frame = prop_oneof![
         3 => login().prop_map(Ok),
         4 => command().prop_map(Ok),
         3 => message().prop_map(Ok),
     ];
     prop_oneof![
-        10 => conn().prop_map(Step::Open),
-        60 => (conn(), frame).prop_map(|(c, f)| Step::Send(c, f)),
+        10 => open(irc),
+        60 => send(irc, frame.boxed()),
         10 => conn().prop_map(|c| Step::Read(c, Amount::Everything)),
         1 => (0..=2 * WRITE_TIMEOUT.as_millis() as u64).prop_map(Step::Wait),
         3 => (0..=3 * SLOW_TIMEOUT.as_millis() as u64 / 2).prop_map(Step::Wait),
@@ -175,16 +276,25 @@ fn room_step() -> impl Strategy<Value = Step> {
 /// Three connections logged in, alice and bob in `#a` and carol in `#b`,
 /// then room steps: a random walk rarely gets two connections logged in
 /// and in one room, so a story about rooms starts with the people in
-/// place (shrinking can still drop them).
-fn room_story() -> impl Strategy<Value = Vec<Step>> {
-    let cast = NAMES
-        .iter()
-        .zip(1..)
-        .flat_map(|(name, c)| [Step::Open(c), Step::Send(c, Ok(name.to_string()))]);
+/// place (shrinking can still drop them). An IRC connection registers
+/// (USER first, then NICK) and JOINs instead.
+fn room_story(irc: &IrcConns) -> impl Strategy<Value = Vec<Step>> + use<> {
+    let says = |c: u64, line: String| Step::Send(c, Ok(line));
+    let cast = NAMES.iter().zip(1..).flat_map(|(name, c)| {
+        if irc.contains(&c) {
+            let user = says(c, "USER u 0 * :Real Name".to_string());
+            vec![Step::OpenIrc(c), user, says(c, format!("NICK {name}"))]
+        } else {
+            vec![Step::Open(c), says(c, name.to_string())]
+        }
+    });
     let rooms = [(1, ROOMS[0]), (2, ROOMS[0]), (3, ROOMS[1])];
-    let joins = rooms.map(|(c, room)| Step::Send(c, Ok(format!("/join {room}"))));
+    let joins = rooms.map(|(c, room)| {
+        let verb = if irc.contains(&c) { "JOIN" } else { "/join" };
+        says(c, format!("{verb} {room}"))
+    });
     let cast: Vec<Step> = cast.chain(joins).collect();
-    prop::collection::vec(room_step(), 1..=80).prop_map(move |steps| {
+    prop::collection::vec(room_step(irc), 1..=80).prop_map(move |steps| {
         let mut story = cast.clone();
         story.extend(steps);
         story
@@ -199,10 +309,18 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         1 => 301..=2000usize,
         1 => Just(1 << 20),
     ];
-    let steps = prop_oneof![
-        2 => prop::collection::vec(step(), 1..=100),
-        1 => room_story(),
+    // Half the scenarios have no IRC connection, the rest one to three.
+    let irc = prop_oneof![
+        1 => Just(Vec::new()),
+        1 => prop::sample::subsequence(vec![1, 2, 3, 4, 5u64], 1..=3),
     ];
+    let steps = irc.prop_flat_map(|irc| {
+        let irc = Arc::new(irc);
+        prop_oneof![
+            2 => prop::collection::vec(step(&irc), 1..=100),
+            1 => room_story(&irc),
+        ]
+    });
     (max_queue, steps).prop_map(|(max_queue, steps)| Scenario { max_queue, steps })
 }
 

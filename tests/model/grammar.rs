@@ -60,7 +60,7 @@ pub fn look_alike(a: &str, b: &str) -> bool {
 
 /// A control character, as PROTOCOL.md lists them: C0 but TAB, DEL, C1, and
 /// the bidirectional controls.
-fn is_control(c: char) -> bool {
+pub fn is_control(c: char) -> bool {
     let c0 = c < ' ' && c != '\t';
     let del_or_c1 = ('\u{7f}'..='\u{9f}').contains(&c);
     let bidi = ('\u{202a}'..='\u{202e}').contains(&c) || ('\u{2066}'..='\u{2069}').contains(&c);
@@ -358,3 +358,317 @@ pub const SHUTTING_DOWN: &str = "error: server shutting down\n";
 pub const SERVER_FULL: &str = "error: server full\n";
 pub const TOO_MANY_FROM_ADDRESS: &str = "error: too many connections from your address\n";
 pub const LOGIN_TIMED_OUT: &str = "error: login timed out\n";
+
+/// IRC.md's server lines, kept in this file so every crate that includes
+/// the model's grammar (the simulator lists the model's files one by one)
+/// has them too.
+pub mod irc {
+    //! IRC.md's server lines, written again from the document for the
+    //! reference model, and read back for the guarantee checks.
+    //!
+    //! Like [`super::grammar`], this renders without `chinwag::irc` or
+    //! `chinwag::news`: the model must be an independent reading. Client
+    //! lines are split with `chinwag::irc::parse` (that grammar is checked
+    //! on its own by `tests/irc_properties.rs` and the `irc` fuzz target), and
+    //! the model reads their meaning itself.
+    //!
+    //! IRC.md fixes the commands, numerics and sources; the human-readable
+    //! text of a numeric (`:No such nick/channel`), the welcome burst's words
+    //! and the server's version are left free, as PROTOCOL.md leaves an
+    //! error's wording. The model pins the words this server chose, because a
+    //! line's length decides what still fits a queue.
+
+    use unicode_normalization::UnicodeNormalization;
+
+    use super as grammar;
+
+    /// The server's name: every server line's source, and every user's host.
+    pub const SERVER: &str = "chinwag";
+    /// The version `004` and `002` give: the core crate's, which the crates
+    /// that include this module (the tests, the simulator, the fuzz targets)
+    /// do not share, so it is written out.
+    pub const SERVER_VERSION: &str = "0.1.0";
+    /// The longest line the server sends, CR LF not counted (IRC's 512 with it).
+    const MAX_BODY: usize = 510;
+    /// How long a registered client may be quiet before it is pinged, and
+    /// then how long it has to answer.
+    pub const PING_IDLE: std::time::Duration = std::time::Duration::from_secs(120);
+
+    /// `nick!nick@chinwag`: every user's made-up user and host.
+    pub fn source(nick: &str) -> String {
+        format!("{nick}!{nick}@{SERVER}")
+    }
+
+    /// A middle parameter: not empty, no space, not led by `:`.
+    fn is_middle(param: &str) -> bool {
+        !param.is_empty() && !param.starts_with(':') && !param.contains([' ', '\0', '\r', '\n'])
+    }
+
+    /// `:chinwag <code> <me> <params...> :<text>`; a parameter the client
+    /// wrote that cannot be one is given as `*`.
+    pub fn numeric(me: &str, code: &str, params: &[&str], text: &str) -> String {
+        let mut line = format!(":{SERVER} {code} {me}");
+        for param in params {
+            line.push(' ');
+            line.push_str(if is_middle(param) { param } else { "*" });
+        }
+        format!("{line} :{text}\r\n")
+    }
+
+    /// A server NOTICE, for what IRC has no numeric for.
+    pub fn server_notice(me: &str, text: &str) -> String {
+        format!(":{SERVER} NOTICE {me} :{text}\r\n")
+    }
+
+    /// `ERROR :<why>`, the last line before the server closes a connection.
+    pub fn error(why: &str) -> String {
+        format!(":{SERVER} ERROR :{why}\r\n")
+    }
+
+    pub fn ping() -> String {
+        format!(":{SERVER} PING :{SERVER}\r\n")
+    }
+
+    pub fn pong(token: &str) -> String {
+        format!(":{SERVER} PONG {SERVER} :{token}\r\n")
+    }
+
+    /// `CAP <me> <answer> :<text>`: `LS` and `LIST` with nothing, `NAK` with
+    /// what was asked for.
+    pub fn cap(me: &str, answer: &str, text: &str) -> String {
+        format!(":{SERVER} CAP {me} {answer} :{text}\r\n")
+    }
+
+    /// `001` to `005` and the MOTD, one burst.
+    pub fn welcome_burst(nick: &str, rooms_max: usize) -> String {
+        let max_name = 32;
+        let isupport = format!(
+            "CHANTYPES=# CHANLIMIT=#:{rooms_max} NICKLEN={max_name} CHANNELLEN={} \
+             CASEMAPPING=ascii NETWORK=chinwag PREFIX=() CHANMODES=,,,",
+            max_name + 1
+        );
+        [
+            numeric(nick, "001", &[], &format!("Welcome to chinwag, {nick}")),
+            numeric(
+                nick,
+                "002",
+                &[],
+                &format!("Your host is {SERVER}, running version {SERVER_VERSION}"),
+            ),
+            numeric(nick, "003", &[], "This server was created when it started"),
+            format!(":{SERVER} 004 {nick} {SERVER} {SERVER_VERSION} o n\r\n"),
+            format!(":{SERVER} 005 {nick} {isupport} :are supported by this server\r\n"),
+            numeric(nick, "375", &[], "- chinwag message of the day -"),
+            numeric(
+                nick,
+                "372",
+                &[],
+                "- Rooms are # and a name. Users of chinwag's line protocol share them.",
+            ),
+            numeric(nick, "376", &[], "End of /MOTD command"),
+        ]
+        .concat()
+    }
+
+    /// `353` lines holding the names in byte order, as many a line as fit in
+    /// 512 bytes, then `366`.
+    pub fn names(me: &str, room: &str, members: &[&str]) -> String {
+        let mut members = members.to_vec();
+        members.sort();
+        let head = format!(":{SERVER} 353 {me} = {room} :");
+        let mut lines: Vec<String> = Vec::new();
+        let mut listed = String::new();
+        for name in members {
+            if !listed.is_empty() && head.len() + listed.len() + 1 + name.len() > MAX_BODY {
+                lines.push(format!("{head}{listed}\r\n"));
+                listed.clear();
+            }
+            if !listed.is_empty() {
+                listed.push(' ');
+            }
+            listed.push_str(name);
+        }
+        if !listed.is_empty() {
+            lines.push(format!("{head}{listed}\r\n"));
+        }
+        lines.push(numeric(me, "366", &[room], "End of /NAMES list"));
+        lines.concat()
+    }
+
+    /// A message as an IRC reader gets it: `PRIVMSG` (or `NOTICE`) to the
+    /// room, or to the reader's nick, as many lines as the text needs (each
+    /// at most 512 bytes, cut on character boundaries: nothing is lost).
+    pub fn delivery(sender: &str, notice: bool, target: &str, text: &str) -> String {
+        let command = if notice { "NOTICE" } else { "PRIVMSG" };
+        let head = format!(":{} {command} {target} :", source(sender));
+        let room = MAX_BODY.saturating_sub(head.len()).max(4);
+        let mut lines = String::new();
+        let mut rest = text;
+        loop {
+            let mut cut = rest.len().min(room);
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let (piece, after) = rest.split_at(cut);
+            lines.push_str(&format!("{head}{piece}\r\n"));
+            rest = after;
+            if rest.is_empty() {
+                return lines;
+            }
+        }
+    }
+
+    pub fn joined(name: &str, room: &str) -> String {
+        format!(":{} JOIN {room}\r\n", source(name))
+    }
+
+    pub fn parted(name: &str, room: &str) -> String {
+        format!(":{} PART {room} :parted\r\n", source(name))
+    }
+
+    pub fn quit(name: &str, departure: grammar::Departure) -> String {
+        let why = match departure {
+            grammar::Departure::SlowConsumer => "slow consumer",
+            grammar::Departure::Disconnected | grammar::Departure::Parted => "disconnected",
+        };
+        format!(":{} QUIT :{why}\r\n", source(name))
+    }
+
+    pub fn nick(old: &str, new: &str) -> String {
+        format!(":{} NICK {new}\r\n", source(old))
+    }
+
+    /// IRC's formatting codes and CTCP's delimiter, allowed in IRC users'
+    /// text (IRC.md, "Text, formatting and control characters").
+    pub fn is_formatting(c: char) -> bool {
+        matches!(
+            c,
+            '\x01' | '\x02' | '\x03' | '\x04' | '\x0f' | '\x11' | '\x16' | '\x1d' | '\x1e' | '\x1f'
+        )
+    }
+
+    /// Text an IRC user may send: no control character but TAB and the
+    /// formatting codes.
+    pub fn is_allowed_text(text: &str) -> bool {
+        !text
+            .chars()
+            .any(|c| grammar::is_control(c) && !is_formatting(c))
+    }
+
+    /// What a line-protocol reader gets of an IRC user's text: a CTCP ACTION
+    /// as `/me <action>`, and the formatting removed, a colour code with its
+    /// colour numbers (`\x03` and up to two digits, maybe a comma and two
+    /// more; `\x04` and up to six hex digits).
+    pub fn strip_formatting(text: &str) -> String {
+        if !text.chars().any(is_formatting) {
+            return text.to_string();
+        }
+        let (mut plain, rest) = match text.strip_prefix("\x01ACTION ") {
+            Some(action) => ("/me ".to_string(), action),
+            None => (String::new(), text),
+        };
+        let chars: Vec<char> = rest.chars().collect();
+        let digits_from = |at: usize, most: usize, hex: bool| {
+            let is = |c: &char| {
+                if hex {
+                    c.is_ascii_hexdigit()
+                } else {
+                    c.is_ascii_digit()
+                }
+            };
+            chars[at..].iter().take(most).take_while(|c| is(c)).count()
+        };
+        let mut at = 0;
+        while at < chars.len() {
+            let c = chars[at];
+            at += 1;
+            match c {
+                '\x03' => {
+                    let foreground = digits_from(at, 2, false);
+                    at += foreground;
+                    let comma = chars.get(at) == Some(&',');
+                    if foreground > 0 && comma && digits_from(at + 1, 2, false) > 0 {
+                        at += 1 + digits_from(at + 1, 2, false);
+                    }
+                }
+                '\x04' => at += digits_from(at, 6, true),
+                c if is_formatting(c) => {}
+                c => plain.push(c),
+            }
+        }
+        plain
+    }
+
+    /// A name or room an IRC client wrote, in NFC: IRC's words hold no white
+    /// space, so nothing is trimmed.
+    pub fn canonical(written: &str) -> Option<String> {
+        let canonical: String = written.nfc().collect();
+        let valid = grammar::is_name(&canonical) || grammar::is_room(&canonical);
+        valid.then_some(canonical)
+    }
+
+    /// The parts of a server line: its source, command and parameters (the
+    /// trailing one last), without its CR LF.
+    fn split(line: &str) -> Option<(&str, &str, Vec<&str>)> {
+        let line = line.strip_suffix("\r\n")?.strip_prefix(':')?;
+        let (source, rest) = line.split_once(' ')?;
+        let (middles, trailing) = match rest.split_once(" :") {
+            Some((middles, trailing)) => (middles, Some(trailing)),
+            None => (rest, None),
+        };
+        let mut words = middles.split(' ');
+        let command = words.next()?;
+        let params = words.chain(trailing).collect();
+        Some((source, command, params))
+    }
+
+    /// The nick of a user source, `nick!nick@chinwag`.
+    fn user(source: &str) -> Option<&str> {
+        let (nick, host) = source.split_once('!')?;
+        (host == format!("{nick}@{SERVER}")).then_some(nick)
+    }
+
+    /// What an IRC line says, in the line protocol's terms, for the guarantee
+    /// checks: each kind is what the line-protocol line of the same news is.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum Heard<'a> {
+        /// `001`: registered as this nick.
+        Welcome(&'a str),
+        /// A message from a user: its sender, its target (a room, or the
+        /// reader's nick) and its text.
+        Delivery {
+            sender: &'a str,
+            target: &'a str,
+            text: &'a str,
+        },
+        Joined(&'a str, &'a str),
+        Parted(&'a str, &'a str),
+        Quit(&'a str),
+        Renamed(&'a str, &'a str),
+    }
+
+    /// Reads one line (the first, of a burst) an IRC connection was sent.
+    pub fn read(line: &str) -> Option<Heard<'_>> {
+        let first = &line[..line.find("\r\n")? + 2];
+        let (source, command, params) = split(first)?;
+        if source == SERVER {
+            return match (command, &params[..]) {
+                ("001", [nick, _]) => Some(Heard::Welcome(nick)),
+                _ => None,
+            };
+        }
+        let nick = user(source)?;
+        match (command, &params[..]) {
+            ("PRIVMSG" | "NOTICE", [target, text]) => Some(Heard::Delivery {
+                sender: nick,
+                target,
+                text,
+            }),
+            ("JOIN", [room]) => Some(Heard::Joined(nick, room)),
+            ("PART", [room, _]) => Some(Heard::Parted(nick, room)),
+            ("QUIT", [_]) => Some(Heard::Quit(nick)),
+            ("NICK", [new]) => Some(Heard::Renamed(nick, new)),
+            _ => None,
+        }
+    }
+}

@@ -17,7 +17,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use chinwag::broker::{CloseReason, ConnId, Input, Output};
+use chinwag::news::Dialect;
 
+use super::grammar::irc::{self, Heard};
 use super::grammar::{self, Departure, Message, RoomNews};
 use super::trace::{Observed, Trace, TraceStep, line_sender, walk};
 
@@ -135,6 +137,9 @@ pub fn guarantee_1_exact_delivery(trace: &Trace) -> Checked {
     const G: Guarantee = Guarantee::ExactDelivery;
     walk(trace, |index, seen, step| {
         let fail = |detail| Err(violation(G, index, detail));
+        if from_irc(seen, &step.input) {
+            return Ok(());
+        }
         let deliveries: Vec<(ConnId, &str)> = deliveries(step).collect();
         let Some(accepted) = accepted_message(seen, &step.input) else {
             return match deliveries.first() {
@@ -334,6 +339,12 @@ pub fn guarantee_5_per_connection_order(trace: &Trace) -> Checked {
                 continue;
             };
             let (conn, line) = (*conn, line.as_str());
+            // The prefixes are the line protocol's: what an IRC connection
+            // is sent has IRC.md's grammar, and the property tests hold it
+            // to the model's byte for byte.
+            if speaks_irc(seen, step, conn) {
+                continue;
+            }
             if told_shutdown.contains(&conn) {
                 return fail(format!("{conn} got {line:?} after the shutdown notice"));
             }
@@ -440,7 +451,9 @@ pub fn guarantee_6_no_silent_loss(trace: &Trace) -> Checked {
                 destinations.clone().all(|d| seen.members(d).contains(conn))
                     && accepted.deliveries(seen).is_empty()
             });
-            let counts = counts && !to_no_one;
+            // IRC's registration lines (NICK before USER, CAP END before
+            // either), PONG and PASS rightly draw nothing.
+            let counts = counts && !to_no_one && !seen.is_irc(*conn);
             if seen.is_open(*conn) && counts && step.outputs.is_empty() {
                 return fail(format!("{conn}'s line {frame:?} had no effect at all"));
             }
@@ -582,7 +595,11 @@ pub fn guarantee_7_memory_bound(trace: &Trace) -> Checked {
                     RoomNews::Left(_, Departure::Disconnected | Departure::SlowConsumer)
                 ))
             );
-            if leaving {
+            // Nor has IRC's news of it, its QUIT, nor its keepalive PING,
+            // which IRC.md sends whatever the queue holds.
+            let irc_unprompted = seen.is_irc(conn)
+                && (line == irc::ping() || matches!(irc::read(line), Some(Heard::Quit(_))));
+            if leaving || irc_unprompted {
                 continue;
             }
             match line_sender(&step.input) {
@@ -612,12 +629,17 @@ pub fn guarantee_8_clean_shutdown(trace: &Trace) -> Checked {
         let fail = |detail| Err(violation(G, index, detail));
         // Each room's `everyone left`, in room order, then the notice, each
         // if it fits when its turn comes.
+        // IRC says none of the room lines, and its notice is an ERROR.
         let told_and_closed = |conn: ConnId| {
             let rooms = seen.rooms_of(conn).into_iter();
+            let rooms = rooms.filter(|_| !speaks_irc(seen, step, conn));
             let mut notices: Vec<String> = rooms
                 .map(|room| grammar::room_news(room, &RoomNews::EveryoneLeft))
                 .collect();
-            notices.push(grammar::SHUTTING_DOWN.to_string());
+            notices.push(match speaks_irc(seen, step, conn) {
+                true => irc::error("server shutting down"),
+                false => grammar::SHUTTING_DOWN.to_string(),
+            });
             let mut queued = seen.unflushed(conn);
             let mut told = Vec::new();
             for notice in notices {
@@ -785,27 +807,29 @@ pub fn guarantee_10_room_order(trace: &Trace) -> Checked {
         let sender_name = sender.and_then(|conn| seen.name(conn));
         if let (Some(sender), Some(name)) = (sender, sender_name) {
             for (_, line) in sends.iter().filter(|(conn, _)| *conn == sender) {
-                let told: Vec<ConnId> = match grammar::read_room_news(line) {
-                    Some((room, RoomNews::Joined(joined))) if joined == name => {
+                // What the sender was told of its own join, part or
+                // rename, in either dialect, is what everyone told gets.
+                let news = own_room_news(line, seen.is_irc(sender), name);
+                let told: Vec<ConnId> = match &news {
+                    Some(News::Joined(room, _)) => {
                         let mut members = seen.members(room);
                         members.push(sender);
                         members
                     }
-                    Some((room, RoomNews::Left(parted, Departure::Parted))) if parted == name => {
-                        seen.members(room)
-                    }
-                    _ => match grammar::read_renamed(line) {
-                        Some((old, _)) if old == name => {
-                            let mut sharing = BTreeSet::from([sender]);
-                            for room in seen.rooms_of(sender) {
-                                sharing.extend(seen.members(room));
-                            }
-                            sharing.into_iter().collect()
+                    Some(News::Parted(room, _)) => seen.members(room),
+                    Some(News::Renamed(..)) => {
+                        let mut sharing = BTreeSet::from([sender]);
+                        for room in seen.rooms_of(sender) {
+                            sharing.extend(seen.members(room));
                         }
-                        _ => Vec::new(),
-                    },
+                        sharing.into_iter().collect()
+                    }
+                    None => Vec::new(),
                 };
-                expected.extend(told.into_iter().map(|conn| (conn, line.to_string())));
+                if let Some(news) = news {
+                    let said = |conn: ConnId| (conn, news.said(seen.is_irc(conn)));
+                    expected.extend(told.into_iter().map(said));
+                }
             }
         }
         let mut during = seen.clone();
@@ -823,11 +847,18 @@ pub fn guarantee_10_room_order(trace: &Trace) -> Checked {
                     _ => None,
                 };
                 if let (Some(departure), Some(name)) = (departure, during.name(*conn)) {
+                    // An IRC member hears it once, by a QUIT, at the first
+                    // room it shared.
+                    let mut quit_told = BTreeSet::new();
                     for room in during.rooms_of(*conn) {
                         let news =
                             grammar::room_news(room, &RoomNews::Left(name.to_string(), departure));
                         for member in during.members(room).into_iter().filter(|m| m != conn) {
-                            expected.push((member, news.clone()));
+                            if !during.is_irc(member) {
+                                expected.push((member, news.clone()));
+                            } else if quit_told.insert(member) {
+                                expected.push((member, irc::quit(name, departure)));
+                            }
                         }
                     }
                 }
@@ -835,9 +866,13 @@ pub fn guarantee_10_room_order(trace: &Trace) -> Checked {
             during.emit(step, output);
         }
         let is_room_line = |line: &str| {
+            let irc_news = matches!(
+                irc::read(line),
+                Some(Heard::Joined(..) | Heard::Parted(..) | Heard::Quit(_) | Heard::Renamed(..))
+            );
             let news = grammar::read_room_news(line);
             let shutdown = matches!(news, Some((_, RoomNews::EveryoneLeft)));
-            (news.is_some() && !shutdown) || grammar::read_renamed(line).is_some()
+            irc_news || (news.is_some() && !shutdown) || grammar::read_renamed(line).is_some()
         };
         let receivers = sends.iter().map(|(conn, _)| *conn);
         let conns: BTreeSet<ConnId> = receivers
@@ -862,6 +897,76 @@ pub fn guarantee_10_room_order(trace: &Trace) -> Checked {
         }
         Ok(())
     })
+}
+
+/// A join, part or rename of a room member, as guarantee 10 follows it
+/// into either dialect.
+enum News {
+    Joined(String, String),
+    Parted(String, String),
+    Renamed(String, String),
+}
+
+impl News {
+    /// The news as a reader of one dialect gets it.
+    fn said(&self, irc: bool) -> String {
+        match (self, irc) {
+            (News::Joined(room, name), false) => {
+                grammar::room_news(room, &RoomNews::Joined(name.clone()))
+            }
+            (News::Parted(room, name), false) => {
+                grammar::room_news(room, &RoomNews::Left(name.clone(), Departure::Parted))
+            }
+            (News::Renamed(old, new), false) => grammar::renamed(old, new),
+            (News::Joined(room, name), true) => irc::joined(name, room),
+            (News::Parted(room, name), true) => irc::parted(name, room),
+            (News::Renamed(old, new), true) => irc::nick(old, new),
+        }
+    }
+}
+
+/// The news `line`, sent to the one named `name`, gives of that one's own
+/// join, part or rename.
+fn own_room_news(line: &str, irc: bool, name: &str) -> Option<News> {
+    let own = |who: &str| who == name;
+    if irc {
+        return match irc::read(line)? {
+            Heard::Joined(who, room) if own(who) => Some(News::Joined(room.into(), name.into())),
+            Heard::Parted(who, room) if own(who) => Some(News::Parted(room.into(), name.into())),
+            Heard::Renamed(old, new) if own(old) => Some(News::Renamed(name.into(), new.into())),
+            _ => None,
+        };
+    }
+    match grammar::read_room_news(line) {
+        Some((room, RoomNews::Joined(who))) if own(&who) => {
+            Some(News::Joined(room.into(), name.into()))
+        }
+        Some((room, RoomNews::Left(who, Departure::Parted))) if own(&who) => {
+            Some(News::Parted(room.into(), name.into()))
+        }
+        _ => match grammar::read_renamed(line) {
+            Some((old, new)) if own(old) => Some(News::Renamed(name.into(), new.into())),
+            _ => None,
+        },
+    }
+}
+
+/// Whether `conn` speaks IRC, in `step` (which may open it).
+fn speaks_irc(seen: &Observed, step: &TraceStep, conn: ConnId) -> bool {
+    let opened_irc = matches!(
+        step.input,
+        Input::Opened { conn: opened, dialect: Dialect::Irc, .. } if opened == conn
+    );
+    seen.is_irc(conn) || opened_irc
+}
+
+/// Whether `input` is a line from an IRC connection. Guarantees 1-3 read
+/// messages by the line protocol's grammar (`dest, ...: text`), which an
+/// IRC line is not: what IRC's PRIVMSG delivers is held to the reference
+/// model byte for byte instead, and guarantee 10 checks the room order of
+/// every dialect.
+fn from_irc(seen: &Observed, input: &Input) -> bool {
+    matches!(input, Input::Line { conn, .. } if seen.is_irc(*conn))
 }
 
 /// `c2's queue (75 bytes, over since 0.004000s)`, for each of `conns`,
@@ -905,10 +1010,16 @@ impl Accepted {
             } else {
                 seen.holder(destination).into_iter().collect()
             };
-            let line = grammar::delivery_via(&self.sender_name, destination, &self.message.text);
+            let text = &self.message.text;
             for conn in reached {
+                // An IRC reader gets a PRIVMSG to the room, or to its nick:
+                // the destination that reaches it.
+                let line = match seen.is_irc(conn) {
+                    true => irc::delivery(&self.sender_name, false, destination, text),
+                    false => grammar::delivery_via(&self.sender_name, destination, text),
+                };
                 if !deliveries.iter().any(|(reached, _)| *reached == conn) {
-                    deliveries.push((conn, line.clone()));
+                    deliveries.push((conn, line));
                 }
             }
         }
@@ -925,7 +1036,11 @@ fn accepted_message(seen: &Observed, input: &Input) -> Option<Accepted> {
         return None;
     };
     let sender_name = seen.name(*conn)?.to_string();
-    if !seen.is_open(*conn) || grammar::is_blank(line) || grammar::is_command(line) {
+    if from_irc(seen, input)
+        || !seen.is_open(*conn)
+        || grammar::is_blank(line)
+        || grammar::is_command(line)
+    {
         return None;
     }
     let message = grammar::parse_message(line).ok()?;
@@ -955,7 +1070,12 @@ struct Received {
 fn received_messages(trace: &Trace) -> Result<Vec<Received>, (usize, String)> {
     // For each step, the delivery lines its input could send, and from whom.
     let mut sent: Vec<Option<(ConnId, Vec<String>)>> = Vec::new();
-    let walked = walk::<()>(trace, |_, seen, step| {
+    // The steps whose input is an IRC line (see `from_irc`).
+    let mut irc_steps: BTreeSet<usize> = BTreeSet::new();
+    let walked = walk::<()>(trace, |index, seen, step| {
+        if from_irc(seen, &step.input) {
+            irc_steps.insert(index);
+        }
         let lines = accepted_message(seen, &step.input).map(|accepted| {
             let Accepted {
                 sender,
@@ -972,7 +1092,12 @@ fn received_messages(trace: &Trace) -> Result<Vec<Received>, (usize, String)> {
     debug_assert!(walked.is_ok());
     let mut received = Vec::new();
     for (emitted, step) in trace.steps.iter().enumerate() {
-        for (recipient, line) in deliveries(step) {
+        if irc_steps.contains(&emitted) {
+            continue;
+        }
+        // Traced by the line protocol's `from` lines (see `from_irc`).
+        let from_lines = deliveries(step).filter(|(_, line)| line.starts_with("from "));
+        for (recipient, line) in from_lines {
             let origin = (0..=emitted).rev().find_map(|index| match &sent[index] {
                 Some((sender, lines)) if lines.iter().any(|l| l == line) => Some((*sender, index)),
                 _ => None,
@@ -994,11 +1119,14 @@ fn received_messages(trace: &Trace) -> Result<Vec<Received>, (usize, String)> {
     Ok(received)
 }
 
-/// The `from ` lines of a step, with their recipients.
+/// The deliveries of a step, `from ` lines and IRC's PRIVMSGs and
+/// NOTICEs from users, with their recipients.
 fn deliveries(step: &TraceStep) -> impl Iterator<Item = (ConnId, &str)> {
     step.outputs.iter().filter_map(|output| match output {
-        Output::Send { conn, line } if line.as_str().starts_with("from ") => {
-            Some((*conn, line.as_str()))
+        Output::Send { conn, line } => {
+            let line = line.as_str();
+            let irc = matches!(irc::read(line), Some(Heard::Delivery { .. }));
+            (irc || line.starts_with("from ")).then_some((*conn, line))
         }
         _ => None,
     })

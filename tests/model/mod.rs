@@ -3,7 +3,8 @@
 //! (`tests/fuzz_corpus.rs`), the fuzz targets (`fuzz/`) and the simulator
 //! (`sim/`), which include this directory with `#[path]`.
 //!
-//! - [`grammar`]: the line grammar, reimplemented from the document.
+//! - [`grammar`]: the line grammar, reimplemented from the document, and
+//!   (`grammar::irc`) IRC.md's server lines.
 //! - [`framing`]: the framing, reimplemented from the document.
 //! - [`reference`]: the reference model, the protocol as the simplest
 //!   state machine that is right.

@@ -127,6 +127,8 @@ pub const TICK: Duration = Duration::from_millis(1);
 #[derive(Clone, PartialEq, Eq)]
 pub enum Step {
     Open(u64),
+    /// The connection comes in on the IRC listener (IRC.md).
+    OpenIrc(u64),
     Send(u64, Frame),
     Read(u64, Amount),
     /// Time passes, in milliseconds, and the broker's timer fires.
@@ -148,6 +150,7 @@ impl fmt::Debug for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Step::Open(c) => write!(f, "c{c} opens"),
+            Step::OpenIrc(c) => write!(f, "c{c} opens, speaking IRC"),
             Step::Send(c, Ok(line)) => write!(f, "c{c} sends {line:?}"),
             Step::Send(c, Err(FrameError::LineTooLong)) => write!(f, "c{c} sends a too-long line"),
             Step::Send(c, Err(FrameError::InvalidUtf8)) => write!(f, "c{c} sends invalid UTF-8"),
@@ -173,10 +176,13 @@ impl Step {
     /// The input the shell would report for this step at `now`, if it could.
     fn input(&self, now: Time, seen: &Observed) -> Option<Input> {
         let input = match self {
-            Step::Open(c) => Input::Opened {
+            Step::Open(c) | Step::OpenIrc(c) => Input::Opened {
                 conn: ConnId(*c),
                 address: address_of(*c),
-                dialect: Dialect::Line,
+                dialect: match self {
+                    Step::OpenIrc(_) => Dialect::Irc,
+                    _ => Dialect::Line,
+                },
             },
             Step::Send(c, frame) => Input::Line {
                 conn: ConnId(*c),

@@ -19,6 +19,9 @@ use chinwag::broker::{ConnId, Input, Output};
 use chinwag::config::Config;
 use chinwag::time::Time;
 
+use chinwag::news::Dialect;
+
+use super::grammar::irc::{self, Heard};
 use super::grammar::{self, Departure, RoomNews};
 
 /// One processed input, the time it came with, and the outputs it
@@ -47,6 +50,8 @@ pub struct Observed {
     /// bytes exceed it.
     max_queue: usize,
     opened: BTreeSet<ConnId>,
+    /// The connections opened on the IRC listener.
+    irc: BTreeSet<ConnId>,
     /// Connections the broker said it closed.
     closed: BTreeSet<ConnId>,
     /// Connections whose peer the shell reported gone.
@@ -100,6 +105,7 @@ impl Observed {
         Observed {
             max_queue,
             opened: BTreeSet::new(),
+            irc: BTreeSet::new(),
             closed: BTreeSet::new(),
             peer_gone: BTreeSet::new(),
             released: BTreeSet::new(),
@@ -153,8 +159,11 @@ impl Observed {
     pub fn enter(&mut self, step: &TraceStep) {
         self.now = step.time;
         match &step.input {
-            Input::Opened { conn, .. } => {
+            Input::Opened { conn, dialect, .. } => {
                 self.opened.insert(*conn);
+                if *dialect == Dialect::Irc {
+                    self.irc.insert(*conn);
+                }
                 self.opened_at.insert(*conn, step.time);
             }
             Input::Flushed { conn, bytes } => {
@@ -194,11 +203,15 @@ impl Observed {
                         blocked.insert(sender);
                     }
                 }
-                if let Some(name) = line.as_str().strip_prefix("welcome ") {
-                    self.names
-                        .insert(*conn, name.trim_end_matches('\n').to_string());
+                if self.irc.contains(conn) {
+                    self.learn_from_irc(*conn, line.as_str());
+                } else {
+                    if let Some(name) = line.as_str().strip_prefix("welcome ") {
+                        self.names
+                            .insert(*conn, name.trim_end_matches('\n').to_string());
+                    }
+                    self.learn_from(*conn, line.as_str());
                 }
-                self.learn_from(*conn, line.as_str());
             }
             Output::Close { conn, .. } => {
                 self.closed.insert(*conn);
@@ -249,6 +262,38 @@ impl Observed {
             }
             RoomNews::Joined(_) | RoomNews::Left(..) => {}
         }
+    }
+
+    /// What an IRC line sent to `conn` says about `conn` itself: its
+    /// registration (`001`), and its own NICK, JOIN and PART. (IRC has no
+    /// `everyone left` line: the shutdown closes it.)
+    fn learn_from_irc(&mut self, conn: ConnId, line: &str) {
+        let heard = irc::read(line);
+        if let Some(Heard::Welcome(nick)) = heard {
+            self.names.insert(conn, nick.to_string());
+            return;
+        }
+        let Some(held) = self.names.get(&conn).cloned() else {
+            return;
+        };
+        let rooms = self.rooms.entry(conn).or_default();
+        match heard {
+            Some(Heard::Renamed(old, new)) if old == held => {
+                self.names.insert(conn, new.to_string());
+            }
+            Some(Heard::Joined(name, room)) if name == held => {
+                rooms.insert(room.to_string());
+            }
+            Some(Heard::Parted(name, room)) if name == held => {
+                rooms.remove(room);
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether `conn` came in on the IRC listener.
+    pub fn is_irc(&self, conn: ConnId) -> bool {
+        self.irc.contains(&conn)
     }
 
     /// The rooms `conn` is in, in room order.
