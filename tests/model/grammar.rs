@@ -359,14 +359,13 @@ pub const SERVER_FULL: &str = "error: server full\n";
 pub const TOO_MANY_FROM_ADDRESS: &str = "error: too many connections from your address\n";
 pub const LOGIN_TIMED_OUT: &str = "error: login timed out\n";
 
-/// IRC.md's server lines, kept in this file so every crate that includes
-/// the model's grammar (the simulator lists the model's files one by one)
-/// has them too.
 pub mod irc {
     //! IRC.md's server lines, written again from the document for the
-    //! reference model, and read back for the guarantee checks.
+    //! reference model, and read back for the guarantee checks. Kept in
+    //! this file so every crate that includes the model's grammar (the
+    //! simulator lists the model's files one by one) has them too.
     //!
-    //! Like [`super::grammar`], this renders without `chinwag::irc` or
+    //! Like the rest of this file, this renders without `chinwag::irc` or
     //! `chinwag::news`: the model must be an independent reading. Client
     //! lines are split with `chinwag::irc::parse` (that grammar is checked
     //! on its own by `tests/irc_properties.rs` and the `irc` fuzz target), and
