@@ -379,15 +379,19 @@ proptest! {
     }
 }
 
+/// How many scenarios `the_generator_reaches_the_interesting_cases` counts.
+const SAMPLE_SCENARIOS: usize = 1200;
+
 /// The situations the suite exists for, counted over a fixed sample of
 /// scenarios, so a change to the weights cannot quietly stop producing them.
 #[test]
 fn the_generator_reaches_the_interesting_cases() {
     let mut runner = TestRunner::deterministic();
     let mut seen = Coverage::default();
-    // A third of them are stories about rooms (see `scenario`), so half as
-    // many again as the 300 that were enough before rooms.
-    for _ in 0..450 {
+    // A third of them are stories about rooms (see `scenario`), and half
+    // open IRC connections, which take turns from the line protocol's
+    // cases: 1200, four times the 300 that were enough before either.
+    for _ in 0..SAMPLE_SCENARIOS {
         let scenario = scenario().new_tree(&mut runner).unwrap().current();
         // A failing scenario is the property test's to report.
         if let Ok(trace) = scenario.play() {
@@ -449,7 +453,7 @@ fn the_generator_reaches_the_interesting_cases() {
     ] {
         assert!(
             count >= 10,
-            "only {count} {what}s in 450 scenarios: {seen:?}"
+            "only {count} {what}s in {SAMPLE_SCENARIOS} scenarios: {seen:?}"
         );
     }
     assert!(

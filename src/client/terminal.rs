@@ -166,10 +166,21 @@ impl Session {
         }
     }
 
-    /// Notes a line the server sent (escaped, without its LF).
+    /// Notes a line the server sent (escaped, without its LF): a welcome,
+    /// an answer to a login line, or a rename of ours (`/nick`).
     fn saw_line(&self, line: &str) {
         let mut state = self.state();
-        if state.name.is_some() {
+        if let Some(name) = &state.name {
+            // Names hold no space, and only one connection holds a name, so
+            // `renamed <our name> to ...` is ours.
+            let renamed = line
+                .strip_prefix("renamed ")
+                .and_then(|r| r.split_once(" to "));
+            if let Some((old, new)) = renamed
+                && old == name
+            {
+                state.name = Some(new.to_owned());
+            }
             return;
         }
         if let Some(name) = line.strip_prefix("welcome ") {
@@ -446,10 +457,14 @@ mod tests {
         assert_eq!(session.state().answers, 1);
         session.saw_line("welcome alice2");
         assert_eq!(session.prompt(), "alice2> ");
-        // Later lines cannot rename us.
+        // Later welcomes cannot rename us, nor others' renames.
         session.saw_line("welcome mallory");
         session.saw_line("from bob: welcome x");
+        session.saw_line("renamed bob to alice3");
         assert_eq!(session.prompt(), "alice2> ");
+        // Our own `/nick` does.
+        session.saw_line("renamed alice2 to alicia");
+        assert_eq!(session.prompt(), "alicia> ");
     }
 
     #[test]

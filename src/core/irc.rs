@@ -510,8 +510,8 @@ pub fn welcome_burst(nick: &str, rooms_max: usize) -> String {
             .param(nick)
             .param(SERVER)
             .param(version)
-            .param("o")
-            .param("n"),
+            .param("iw")
+            .param("b"),
         Reply::new(SERVER, "005")
             .param(nick)
             .param("CHANTYPES=#")

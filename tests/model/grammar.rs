@@ -455,7 +455,7 @@ pub mod irc {
                 &format!("Your host is {SERVER}, running version {SERVER_VERSION}"),
             ),
             numeric(nick, "003", &[], "This server was created when it started"),
-            format!(":{SERVER} 004 {nick} {SERVER} {SERVER_VERSION} o n\r\n"),
+            format!(":{SERVER} 004 {nick} {SERVER} {SERVER_VERSION} iw b\r\n"),
             format!(":{SERVER} 005 {nick} {isupport} :are supported by this server\r\n"),
             numeric(nick, "375", &[], "- chinwag message of the day -"),
             numeric(

@@ -475,9 +475,11 @@ impl Model {
         }
         let most = self.config.max_rooms_per_connection;
         if self.rooms_of(conn).len() >= most {
-            let refusal = grammar::too_many_rooms(most);
-            let text = refusal.trim_start_matches("error: ").trim_end().to_string();
-            let refusal = self.said_to(conn, refusal, |me| irc::numeric(me, "405", &[], &text));
+            // IRC's 405 names the channel, which IRC clients show.
+            let text = format!("You have joined too many channels (at most {most})");
+            let refusal = self.said_to(conn, grammar::too_many_rooms(most), |me| {
+                irc::numeric(me, "405", &[&room], &text)
+            });
             self.reply(conn, refusal, out);
             return false;
         }
@@ -499,8 +501,9 @@ impl Model {
     /// and, once each, to everyone sharing a room with it.
     fn rename(&mut self, conn: ConnId, old: &str, written: &str, out: &mut Vec<Output>) {
         let Some(new) = grammar::login_name(written) else {
+            // IRC's 432 names the refused nick, which IRC clients show.
             let refusal = self.said_to(conn, grammar::invalid_name(), |me| {
-                irc::numeric(me, "432", &[], "Erroneous nickname")
+                irc::numeric(me, "432", &[written], "Erroneous nickname")
             });
             return self.reply(conn, refusal, out);
         };
@@ -898,14 +901,14 @@ impl Model {
     /// NICK: before registration the nick to register with, judged at once
     /// by the rules of login; after, a rename.
     fn irc_nick(&mut self, conn: ConnId, params: &[&str], out: &mut Vec<Output>) {
-        let Some(&wanted) = params.first() else {
+        let Some(&wanted) = params.first().filter(|nick| !nick.is_empty()) else {
             return self.numeric(conn, "431", &[], "No nickname given", out);
         };
         if let Some(old) = self.name(conn).map(str::to_string) {
             return self.rename(conn, &old, wanted, out);
         }
         let Some(nick) = grammar::login_name(wanted) else {
-            return self.numeric(conn, "432", &[], "Erroneous nickname", out);
+            return self.numeric(conn, "432", &[wanted], "Erroneous nickname", out);
         };
         if self.look_alike_held(&nick) {
             return self.numeric(conn, "433", &[&nick], "Nickname is already in use", out);

@@ -409,7 +409,7 @@ impl Broker {
 
     /// MODE: rooms and users have no modes. Asking gets the empty mode (and
     /// an empty ban list, which clients ask for on join); changing gets a
-    /// refusal.
+    /// refusal, but for a user's own `i` and `w`, which mean nothing here.
     fn irc_mode(&mut self, conn: ConnId, message: &Message<'_>, out: &mut Vec<Output>) {
         let Some(&target) = message.params.first() else {
             return self.irc_numeric(conn, "461", &["MODE"], "Not enough parameters", out);
@@ -435,6 +435,11 @@ impl Broker {
         } else if self.connections[&conn].name.as_deref() == Some(target) {
             match change {
                 None => self.irc_numeric(conn, "221", &[], "+", out),
+                // Invisible and wallops, which clients set on connect
+                // (irssi sends `MODE nick +i`): harmless to accept, since
+                // nobody is listed and no one sends wallops, so accepted in
+                // silence rather than a refusal shown at every connect.
+                Some(flags) if flags.chars().all(|c| matches!(c, '+' | '-' | 'i' | 'w')) => {}
                 Some(_) => self.irc_numeric(conn, "501", &[], "Unknown MODE flag", out),
             }
         } else {

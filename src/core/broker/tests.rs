@@ -1272,6 +1272,23 @@ fn an_answered_ping_keeps_an_irc_client() {
 }
 
 #[test]
+fn an_irc_client_may_set_its_own_invisible_mode_quietly_and_nothing_else() {
+    let mut h = Harness::new(1 << 20);
+    register_irc(&mut h, ALICE, "alice");
+    for quiet in ["MODE alice +i", "MODE alice -iw"] {
+        assert_eq!(h.line(ALICE, quiet), Vec::<String>::new(), "{quiet}");
+    }
+    assert_eq!(
+        h.line(ALICE, "MODE alice"),
+        ["c1 <- :chinwag 221 alice :+\r"]
+    );
+    assert_eq!(
+        h.line(ALICE, "MODE alice +o"),
+        ["c1 <- :chinwag 501 alice :Unknown MODE flag\r"]
+    );
+}
+
+#[test]
 fn irc_mode_b_lists_no_bans_and_a_ban_with_a_mask_is_refused() {
     let mut h = Harness::new(1 << 20);
     register_irc(&mut h, ALICE, "alice");
