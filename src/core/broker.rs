@@ -565,13 +565,10 @@ impl Broker {
         sender: Option<ConnId>,
         out: &mut Vec<Output>,
     ) {
-        let Some(connection) = self.connections.get(&conn) else {
-            return;
-        };
-        let recipient = connection.name.as_deref().unwrap_or("*");
-        if let Some(line) = news.render(connection.dialect, recipient) {
-            self.enqueue(conn, line, sender, out);
-        }
+        self.enqueue_rendered(conn, sender, out, |connection| {
+            let recipient = connection.name.as_deref().unwrap_or("*");
+            news.render(connection.dialect, recipient)
+        });
     }
 
     /// Answers `/names`: the room's members' names, in name order.
@@ -697,9 +694,13 @@ impl Broker {
             text: message.text,
             notice,
         });
-        // Who has been reached, when more than one destination could reach
-        // someone twice. Names alone cannot: each is held by one connection.
-        let mut reached = (message.destinations.len() > 1).then(BTreeSet::new);
+        // Who has been reached, when a room and another destination could
+        // reach someone twice. Names alone cannot: each is held by one
+        // connection (and a line naming hundreds must not pay for a set).
+        let destinations = &message.destinations;
+        let may_overlap =
+            destinations.len() > 1 && destinations.iter().any(|d| protocol::is_room(d));
+        let mut reached = may_overlap.then(BTreeSet::new);
         let mut first_reach = |recipient: ConnId| match &mut reached {
             Some(reached) => reached.insert(recipient),
             None => true,
@@ -887,7 +888,23 @@ impl Broker {
     /// The line itself is never dropped: the sender's lines already on
     /// their way when it is paused are few, so the overshoot is bounded.
     fn enqueue(&mut self, conn: ConnId, line: Line, sender: Option<ConnId>, out: &mut Vec<Output>) {
+        self.enqueue_rendered(conn, sender, out, |_| Some(line));
+    }
+
+    /// [`Broker::enqueue`] for a line rendered for the connection it goes
+    /// to (by `render`, which may have nothing to say to it): one lookup of
+    /// the connection for both, since every delivery comes through here.
+    fn enqueue_rendered(
+        &mut self,
+        conn: ConnId,
+        sender: Option<ConnId>,
+        out: &mut Vec<Output>,
+        render: impl FnOnce(&Connection) -> Option<Line>,
+    ) {
         let Some(connection) = self.connections.get_mut(&conn) else {
+            return;
+        };
+        let Some(line) = render(connection) else {
             return;
         };
         let queued = connection.queued + line.len();
