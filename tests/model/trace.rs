@@ -198,7 +198,10 @@ impl Observed {
                 *unflushed += line.len();
                 if *unflushed > self.max_queue {
                     self.over_since.entry(*conn).or_insert(step.time);
-                    if let Some(sender) = line_sender(&step.input) {
+                    // A sender the line closed (an IRC QUIT) is no sender to
+                    // pause: its leave news, like any close's, has no payer.
+                    let sender = line_sender(&step.input).filter(|s| !self.closed.contains(s));
+                    if let Some(sender) = sender {
                         let blocked = self.blocked_on.entry(*conn).or_default();
                         blocked.insert(sender);
                     }
