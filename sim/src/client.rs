@@ -62,9 +62,11 @@ use unicode_normalization::UnicodeNormalization;
 use crate::alarms;
 use crate::faults::MAX_LASTS_MS;
 use crate::model::grammar;
+use crate::model::grammar::irc::{self, Heard};
 use crate::record::{End, Recorder, Role, Steady, client_source};
 use crate::scenario::{
-    Hostile, OFFLINE_NAMES, PORT, SERVER_HOST, SESSION_GRACE, Scenario, final_name, steady_budget,
+    Hostile, IRC_PORT, OFFLINE_NAMES, PORT, SERVER_HOST, SESSION_GRACE, Scenario, final_name,
+    steady_budget,
 };
 
 /// How long a client waits for a connection to be accepted: longer than
@@ -376,8 +378,12 @@ impl Client {
         }
     }
 
-    /// One session of the churn phase.
+    /// One session of the churn phase: on the IRC port, for a share of
+    /// the sessions of a seed with IRC on.
     async fn session(&self) {
+        if self.chance(self.scenario.irc.session) {
+            return self.irc_session().await;
+        }
         let Some(stream) = self.connect().await else {
             return;
         };
@@ -732,7 +738,12 @@ impl Client {
     }
 
     async fn connect(&self) -> Option<TcpStream> {
-        let connect = self.net.connect((SERVER_HOST, PORT));
+        self.connect_to(PORT).await
+    }
+
+    /// Connects to the server's `port`, giving up after a while.
+    async fn connect_to(&self, port: u16) -> Option<TcpStream> {
+        let connect = self.net.connect((SERVER_HOST, port));
         match alarms::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(Ok(stream)) => Some(stream),
             Ok(Err(error)) => {
@@ -1262,6 +1273,248 @@ impl Client {
     fn note(&self, text: &str) {
         self.recorder.note(&self.source, text);
     }
+}
+
+/// IRC sessions: a small IRC vocabulary (IRC.md) on the IRC port.
+impl Client {
+    /// One IRC session of the churn phase: registration (`NICK` and
+    /// `USER`, sometimes inside `CAP LS 302` ... `CAP END`), then `JOIN`,
+    /// `PART`, `PRIVMSG` and `NOTICE` to nicks and rooms, `PING`, now and
+    /// then `NICK`, and `QUIT`, a half-close or a dropped connection. It
+    /// answers the server's `PING` with `PONG` between actions. It reads
+    /// promptly.
+    async fn irc_session(&self) {
+        let Some(stream) = self.connect_to(IRC_PORT).await else {
+            return;
+        };
+        let Ok(local) = stream.local_addr() else {
+            return;
+        };
+        let conn = self.recorder.connected(self.index, local, Role::Churn);
+        self.recorder.speaks_irc(conn);
+        let (reader, writer) = stream.into_split();
+        let (replies, mut inbox) = mpsc::unbounded_channel();
+        let reader = read(
+            reader,
+            conn,
+            Reading::Prompt,
+            replies,
+            Rc::new(Cell::new(false)),
+            Rc::new(Ended::default()),
+            self.recorder.clone(),
+        );
+        let script = self.irc_script(writer, conn, &mut inbox);
+        let (reader, script) = (std::pin::pin!(reader), std::pin::pin!(script));
+        if let Either::Left((Ending::Graceful | Ending::Closed, reader)) =
+            select(script, reader).await
+        {
+            let _ = alarms::timeout(CLOSE_WAIT, reader).await;
+        }
+    }
+
+    /// Registers, acts, then quits or closes.
+    async fn irc_script(
+        &self,
+        mut writer: OwnedWriteHalf,
+        conn: usize,
+        inbox: &mut mpsc::UnboundedReceiver<String>,
+    ) -> Ending {
+        let nick = match self.irc_register(&mut writer, conn, inbox).await {
+            Ok(nick) => nick,
+            Err(LoginEnd::Failed) => return Ending::Abrupt,
+            Err(LoginEnd::Closed) => {
+                self.note(&format!("k{conn} is being closed: reads to the end"));
+                return Ending::Closed;
+            }
+        };
+        let mut me = Me::new(nick);
+        let behaviour = &self.scenario.behaviour;
+        let actions = self.random(|rng| rng.random_range(1..=behaviour.max_actions));
+        for _ in 0..actions {
+            let pause = self.random(|rng| rng.random_range(Duration::ZERO..=behaviour.max_pause));
+            alarms::sleep(pause).await;
+            if now() >= self.scenario.phases.quiet_at {
+                break;
+            }
+            if !self.irc_catch_up(&mut writer, conn, &mut me, inbox).await {
+                return Ending::Abrupt;
+            }
+            let bytes = self.irc_action(&me);
+            if !self.write(&mut writer, conn, &bytes, Pace::Churn).await {
+                return Ending::Abrupt;
+            }
+        }
+        let linger = self.random(|rng| rng.random_range(Duration::ZERO..=behaviour.max_linger));
+        alarms::sleep(linger).await;
+        if !self.irc_catch_up(&mut writer, conn, &mut me, inbox).await {
+            return Ending::Abrupt;
+        }
+        match self.random(|rng| rng.random_range(0..10)) {
+            0 => {
+                self.note(&format!("k{conn} drops the connection"));
+                Ending::Abrupt
+            }
+            1 => self.close_side(&mut writer, conn).await,
+            _ => {
+                // The server answers with ERROR and closes: read to the end.
+                let quit = b"QUIT :bye\r\n";
+                if !self.write(&mut writer, conn, quit, Pace::Plain).await {
+                    return Ending::Abrupt;
+                }
+                Ending::Closed
+            }
+        }
+    }
+
+    /// `NICK` and `USER` (inside `CAP LS 302` ... `CAP END` sometimes),
+    /// then another `NICK` for each one refused; returns the nick `001`
+    /// welcomed.
+    async fn irc_register(
+        &self,
+        writer: &mut OwnedWriteHalf,
+        conn: usize,
+        inbox: &mut mpsc::UnboundedReceiver<String>,
+    ) -> Result<String, LoginEnd> {
+        let names = &self.scenario.names;
+        let nick = self.pick(names);
+        let cap = self.chance(self.scenario.irc.cap);
+        let mut lines = String::new();
+        if cap {
+            lines.push_str("CAP LS 302\r\n");
+        }
+        lines.push_str(&format!("NICK {nick}\r\nUSER {nick} 0 * :sim client\r\n"));
+        if cap {
+            lines.push_str("CAP END\r\n");
+        }
+        if !self
+            .write(writer, conn, lines.as_bytes(), Pace::Churn)
+            .await
+        {
+            return Err(LoginEnd::Failed);
+        }
+        let mut attempts = 1;
+        loop {
+            let reply = self.reply(inbox).await.ok_or(LoginEnd::Failed)?;
+            let line = format!("{reply}\n");
+            if let Some(Heard::Welcome(nick)) = irc::read(&line) {
+                return Ok(nick.to_string());
+            }
+            if irc_closing(&line) {
+                return Err(LoginEnd::Closed);
+            }
+            let refused = [" 432 ", " 433 "].iter().any(|code| line.contains(code));
+            if refused && line.starts_with(&format!(":{} ", irc::SERVER)) {
+                if attempts == LOGIN_ATTEMPTS {
+                    return Err(LoginEnd::Failed);
+                }
+                attempts += 1;
+                let nick = self.pick(names);
+                let line = format!("NICK {nick}\r\n");
+                if !self.write(writer, conn, line.as_bytes(), Pace::Churn).await {
+                    return Err(LoginEnd::Failed);
+                }
+            }
+        }
+    }
+
+    /// Learns from every line the server has sent since the last action
+    /// (its own nick and rooms) and answers each `PING` of the server's
+    /// with `PONG`; false if the answer could not be written.
+    async fn irc_catch_up(
+        &self,
+        writer: &mut OwnedWriteHalf,
+        conn: usize,
+        me: &mut Me,
+        inbox: &mut mpsc::UnboundedReceiver<String>,
+    ) -> bool {
+        while let Ok(line) = inbox.try_recv() {
+            let line = format!("{line}\n");
+            if line == irc::ping() {
+                self.note(&format!("k{conn} answers the server's PING"));
+                if !self
+                    .write(writer, conn, b"PONG :chinwag\r\n", Pace::Plain)
+                    .await
+                {
+                    return false;
+                }
+                continue;
+            }
+            match irc::read(&line) {
+                Some(Heard::Renamed(old, new)) if old == me.name => me.name = new.to_string(),
+                Some(Heard::Joined(name, room)) if name == me.name => {
+                    me.rooms.insert(room.to_string());
+                }
+                Some(Heard::Parted(name, room)) if name == me.name => {
+                    me.rooms.remove(room);
+                }
+                _ => {}
+            }
+        }
+        true
+    }
+
+    /// The bytes of one IRC action.
+    fn irc_action(&self, me: &Me) -> Vec<u8> {
+        let rooms = &self.scenario.rooms;
+        let join_part = if me.rooms.is_empty() {
+            (2.0 * rooms.join_part).min(1.0)
+        } else {
+            rooms.join_part
+        };
+        if rooms.on() && self.chance(join_part) {
+            let line = if !me.rooms.is_empty() && self.chance(0.4) {
+                let mine: Vec<String> = me.rooms.iter().cloned().collect();
+                format!("PART {} :later", self.pick(&mine))
+            } else {
+                format!("JOIN {}", self.pick(&rooms.names))
+            };
+            return format!("{line}\r\n").into_bytes();
+        }
+        let irc = &self.scenario.irc;
+        if self.chance(irc.ping) {
+            let id = self.next_id();
+            return format!("PING :{id}\r\n").into_bytes();
+        }
+        if self.chance(irc.nick) {
+            return format!("NICK {}\r\n", self.pick(&self.scenario.names)).into_bytes();
+        }
+        let names = &self.scenario.names;
+        let mut targets: Vec<String> = Vec::new();
+        for _ in 0..self.random(|rng| rng.random_range(1..=2)) {
+            let name = self.pick(names);
+            if !targets.contains(&name) {
+                targets.push(name);
+            }
+        }
+        if self.chance(self.scenario.behaviour.offline_dest) {
+            let offline = OFFLINE_NAMES[self.random(|rng| rng.random_range(0..2))];
+            targets.push(offline.to_string());
+        }
+        if self.chance(rooms.room_dest) {
+            let room = self.room_to_send_to(&me.rooms);
+            if self.chance(0.5) {
+                targets.clear();
+            }
+            self.insert_room(&mut targets, room);
+        }
+        let command = if self.chance(irc.notice) {
+            "NOTICE"
+        } else {
+            "PRIVMSG"
+        };
+        let id = self.next_id();
+        let padding = self.random(|rng| rng.random_range(0..=self.scenario.behaviour.max_padding));
+        let filler: String = (0..padding)
+            .map(|i| if i % 8 == 7 { ':' } else { '~' })
+            .collect();
+        format!("{command} {} :{id} irc {filler}\r\n", targets.join(",")).into_bytes()
+    }
+}
+
+/// Whether `line` (with its CR LF) is the server's `ERROR`: it is closing
+/// the connection (refused, timed out or quit).
+fn irc_closing(line: &str) -> bool {
+    line.starts_with(&format!(":{} ERROR ", irc::SERVER)) || line.starts_with("ERROR ")
 }
 
 /// Learns from every line the server has sent a session since its last

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use chinwag::journal::EndReason;
 use chinwag_sim::checker::{
-    CLOSE_REASONS, Coverage, ERROR_KINDS, Failure, OUTPUT_KINDS, ROOM_LINE_KINDS,
+    CLOSE_REASONS, Coverage, ERROR_KINDS, Failure, IRC_KINDS, OUTPUT_KINDS, ROOM_LINE_KINDS,
 };
 use chinwag_sim::faults::KINDS;
 use chinwag_sim::journal::{self, Unreplayable};
@@ -141,6 +141,7 @@ struct Totals {
     close_reasons: [usize; CLOSE_REASONS.len()],
     errors: [usize; ERROR_KINDS.len()],
     other_errors: usize,
+    irc: [usize; IRC_KINDS.len()],
     faults: BTreeMap<&'static str, usize>,
 }
 
@@ -208,6 +209,7 @@ impl Totals {
             add(&mut self.close_reasons, &coverage.close_reasons);
             add(&mut self.errors, &coverage.errors);
             self.other_errors += coverage.other_errors;
+            add(&mut self.irc, &coverage.irc);
         }
     }
 }
@@ -375,6 +377,12 @@ fn summarize(totals: &Totals, wall: Duration) {
         .map(|(kind, count)| format!("{count} {kind}"))
         .collect();
     println!("room lines checked: {}", lines.join(", "));
+    let irc: Vec<String> = IRC_KINDS
+        .iter()
+        .zip(totals.irc)
+        .map(|(kind, count)| format!("{count} {kind}"))
+        .collect();
+    println!("irc sessions:       {}", irc.join(", "));
     let faults: usize = totals.faults.values().sum();
     println!("faults injected:    {faults} {:?}", totals.faults);
     // Every decision the broker can take, each counted, zeros included: a

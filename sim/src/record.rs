@@ -111,6 +111,8 @@ pub struct ClientConnection {
     pub connected_at: Duration,
     /// How it read, if steadily: a reader owed never being cut.
     pub steady: Option<Steady>,
+    /// Whether it was opened to the IRC port and speaks IRC.
+    pub irc: bool,
     /// When its reading loop stopped (ended, or dropped with the session),
     /// if it did.
     pub reading_until: Option<Duration>,
@@ -252,6 +254,7 @@ impl Recorder {
                 half_closed: false,
                 connected_at,
                 steady: None,
+                irc: false,
                 reading_until: None,
             });
             records.connections.len() - 1
@@ -312,6 +315,16 @@ impl Recorder {
     }
 
     /// Connection `index` reads steadily at `steady`'s pace.
+    /// Connection `index` was opened to the IRC port: it speaks IRC.
+    pub fn speaks_irc(&self, index: usize) {
+        let client = {
+            let mut records = self.lock();
+            records.connections[index].irc = true;
+            records.connections[index].client
+        };
+        self.note(&client_source(client), &format!("k{index} speaks IRC"));
+    }
+
     pub fn reads_steadily(&self, index: usize, steady: Steady) {
         self.lock().connections[index].steady = Some(steady);
     }

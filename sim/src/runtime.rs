@@ -97,17 +97,20 @@ pub fn panic_message(panic: &(dyn Any + Send)) -> &str {
 /// sharp edges ([`crate::net`]).
 pub type Socket = Compat<Stream>;
 
-/// The listener as the stream of accepted sockets the shell serves. Each
-/// peer address is reported to `on_accept` as it is accepted, which is the
-/// order the shell numbers connections in.
+/// The listener as the stream of accepted sockets the shell serves, each
+/// marked `dialect` (the listener's protocol). Each peer address is
+/// reported to `on_accept` as the stream yields it, which is the order the
+/// shell numbers connections in, also when two listeners' streams are
+/// merged.
 pub fn accepted(
     listener: TcpListener,
     net: Net,
+    dialect: Dialect,
     on_accept: impl FnMut(SocketAddr) + 'static,
 ) -> impl futures::Stream<Item = Accepted<Socket>> + Unpin {
     Box::pin(futures::stream::unfold(
         (listener, net, on_accept),
-        |(listener, net, mut on_accept)| async move {
+        move |(listener, net, mut on_accept)| async move {
             // turmoil's accept fails only when the host is going away.
             let (socket, peer) = listener.accept().await.ok()?;
             on_accept(peer);
@@ -115,7 +118,7 @@ pub fn accepted(
             let accepted = Accepted {
                 socket,
                 peer,
-                dialect: Dialect::Line,
+                dialect,
             };
             Some((accepted, (listener, net, on_accept)))
         },

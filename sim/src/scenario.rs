@@ -35,6 +35,9 @@ pub const SERVER_HOST: &str = "server";
 /// The port the server listens on.
 pub const PORT: u16 = 7000;
 
+/// The port the server listens on for IRC (`--irc-listen`).
+pub const IRC_PORT: u16 = 6667;
+
 /// The host name of client `index`.
 pub fn client_host(index: usize) -> String {
     format!("client{index}")
@@ -90,6 +93,8 @@ pub struct Scenario {
     pub framing: Framing,
     /// Rooms the clients join, part, send to and ask about, and renames.
     pub rooms: Rooms,
+    /// Churn sessions that speak IRC on [`IRC_PORT`] instead.
+    pub irc: Irc,
 }
 
 /// The simulated network's baseline, before faults.
@@ -230,6 +235,8 @@ impl Scenario {
         network.model = draw_model(&mut rng, &config, clients, &hostile);
         // Drawn after everything else, for the same reason.
         let rooms = Rooms::generate(&mut rng, &mut config);
+        // Drawn after everything else, for the same reason.
+        let irc = Irc::generate(&mut rng);
         Scenario {
             seed,
             config,
@@ -243,6 +250,7 @@ impl Scenario {
             hostile,
             framing,
             rooms,
+            irc,
         }
     }
 
@@ -396,6 +404,44 @@ impl Rooms {
     /// Whether clients use rooms at all in this seed.
     pub fn on(&self) -> bool {
         !self.names.is_empty()
+    }
+}
+
+/// IRC sessions, as probabilities (zero: off). On for a third of the
+/// seeds; a client draws nothing for a behaviour that is off, so the other
+/// seeds run as they did before IRC sessions existed.
+#[derive(Clone, Debug, Default)]
+pub struct Irc {
+    /// Per churn session: it connects to [`IRC_PORT`] and speaks IRC.
+    pub session: f64,
+    /// Per IRC session: `CAP LS 302` before `NICK` and `USER`, `CAP END`
+    /// after.
+    pub cap: f64,
+    /// Per IRC message: a `NOTICE` instead of a `PRIVMSG`.
+    pub notice: f64,
+    /// Per IRC action: a `PING` of the client's own.
+    pub ping: f64,
+    /// Per IRC action: `NICK` to another name of the pool.
+    pub nick: f64,
+}
+
+impl Irc {
+    fn generate(rng: &mut ChaCha8Rng) -> Irc {
+        if !rng.random_ratio(1, 3) {
+            return Irc::default();
+        }
+        Irc {
+            session: rng.random_range(0.2..=0.5),
+            cap: rng.random_range(0.2..=0.6),
+            notice: rng.random_range(0.05..=0.2),
+            ping: rng.random_range(0.02..=0.1),
+            nick: rng.random_range(0.01..=0.05),
+        }
+    }
+
+    /// Whether any session speaks IRC in this seed.
+    pub fn on(&self) -> bool {
+        self.session > 0.0
     }
 }
 

@@ -12,6 +12,7 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
 use chinwag::config::Config;
+use chinwag::news::Dialect;
 use chinwag::shell::serve_observed;
 use futures::channel::oneshot;
 use turmoil::net::TcpListener;
@@ -19,7 +20,7 @@ use turmoil::net::TcpListener;
 use crate::net::Net;
 use crate::record::{Recorder, server_source};
 use crate::runtime::{Turmoil, accepted};
-use crate::scenario::PORT;
+use crate::scenario::{IRC_PORT, PORT};
 
 /// Lets the driver request a graceful shutdown of the running server.
 #[derive(Clone, Default)]
@@ -49,11 +50,17 @@ pub async fn run(
     net: Net,
 ) -> turmoil::Result {
     let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, PORT)).await?;
+    let irc_listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, IRC_PORT)).await?;
     let incarnation = recorder.begin_incarnation(&config);
-    let on_accept = {
+    let on_accept = |recorder: &Recorder| {
         let recorder = recorder.clone();
         move |peer| recorder.accepted(incarnation, peer)
     };
+    // Both listeners, merged as production merges them (`src/server.rs`):
+    // each accepted socket is reported as the merged stream yields it, so
+    // the accept order recorded is the order the shell numbers them in.
+    let line = accepted(listener, net.clone(), Dialect::Line, on_accept(&recorder));
+    let irc = accepted(irc_listener, net, Dialect::Irc, on_accept(&recorder));
     let fired = switch.arm();
     let shutdown = async move {
         // A dropped switch is not a request: keep serving.
@@ -64,7 +71,7 @@ pub async fn run(
     serve_observed(
         Turmoil::new(recorder.clone()),
         config,
-        accepted(listener, net, on_accept),
+        futures::stream::select(line, irc),
         shutdown,
         recorder.observer(incarnation),
     )
