@@ -75,7 +75,7 @@ use crate::model::grammar::irc::{self, Heard};
 use crate::model::grammar::{self, Command, Departure, RoomNews};
 use crate::model::guarantees::{self, Guarantee};
 use crate::model::reference::{Model, per_connection};
-use crate::model::trace::{Observed, Trace, walk};
+use crate::model::trace::{Observed, Trace, TraceStep, walk};
 use crate::net::{Cause, Side};
 use crate::record::{ClientConnection, End, Incarnation, Records, ResetSent, Role, server_source};
 use crate::scenario::{Scenario, final_name, steady_budget};
@@ -584,20 +584,12 @@ fn count_closes(log: &Trace, coverage: &mut Coverage) {
                 CloseReason::SlowConsumer => coverage.slow_consumer_cuts += 1,
                 CloseReason::DeadPeer => coverage.dead_peer_cuts += 1,
                 CloseReason::ShuttingDown => {
-                    let notice = Output::Send {
-                        conn: *conn,
-                        line: grammar::SHUTTING_DOWN.into(),
-                    };
-                    if !step.outputs.contains(&notice) {
+                    if !told(step, *conn, grammar::SHUTTING_DOWN) {
                         coverage.notices_skipped += 1;
                     }
                 }
                 CloseReason::Refused => {
-                    let full = Output::Send {
-                        conn: *conn,
-                        line: grammar::SERVER_FULL.into(),
-                    };
-                    if step.outputs.contains(&full) {
+                    if told(step, *conn, grammar::SERVER_FULL) {
                         coverage.refused_full += 1;
                     } else {
                         coverage.refused_per_address += 1;
@@ -609,6 +601,17 @@ fn count_closes(log: &Trace, coverage: &mut Coverage) {
             }
         }
     }
+}
+
+/// Whether `step` sent `conn` the closing notice `notice` (an `error: `
+/// line), in the line protocol or as IRC's `ERROR`.
+fn told(step: &TraceStep, conn: ConnId, notice: &str) -> bool {
+    let why = notice.trim_start_matches("error: ").trim_end_matches('\n');
+    let irc = irc::error(why);
+    step.outputs.iter().any(|output| {
+        matches!(output, Output::Send { conn: to, line }
+            if *to == conn && (line.as_str() == notice || line.as_str() == irc))
+    })
 }
 
 /// Counts every decision of the broker by kind: outputs, close reasons and
@@ -2066,19 +2069,120 @@ mod tests {
     }
 
     fn judge(log: &Trace, conn: u64, received: &[u8], got_all: bool) -> Result<(), String> {
+        judge_as(
+            log,
+            conn,
+            received,
+            got_all,
+            false,
+            &mut Coverage::default(),
+        )
+    }
+
+    fn judge_as(
+        log: &Trace,
+        conn: u64,
+        received: &[u8],
+        got_all: bool,
+        irc: bool,
+        coverage: &mut Coverage,
+    ) -> Result<(), String> {
         let ledger = room_ledger(log, &mut Coverage::default());
         let (_, steps) = sent_to(log, conn);
-        let mut coverage = Coverage::default();
         match_rooms(
             &ledger,
             ConnId(conn),
             received,
             &steps,
             got_all,
-            false,
-            &mut coverage,
+            irc,
+            coverage,
         )
         .map_err(|(_, what)| what)
+    }
+
+    fn open_irc(conn: u64) -> Input {
+        Input::Opened {
+            conn: ConnId(conn),
+            address: std::net::IpAddr::from([10, 0, 0, conn as u8]),
+            dialect: chinwag::news::Dialect::Irc,
+        }
+    }
+
+    /// ann speaks the line protocol, bob and cyd IRC; they share #a, bob
+    /// messages #a and ann at once, renames, parts and joins again, cyd
+    /// sends a NOTICE to #a, ann disconnects and cyd quits.
+    fn irc_rooms_trace() -> Trace {
+        trace_of(vec![
+            open(1),
+            open_irc(2),
+            open_irc(3),
+            line(1, "ann"),
+            line(2, "NICK bob"),
+            line(2, "USER bob 0 * :b"),
+            line(3, "CAP LS 302"),
+            line(3, "NICK cyd"),
+            line(3, "USER cyd 0 * :c"),
+            line(3, "CAP END"),
+            line(1, "/join #a"),
+            line(2, "JOIN #a"),
+            line(1, "#a: <m0.1> one"),
+            line(2, "PRIVMSG #a,ann :<m1.1> two"),
+            line(3, "JOIN #a"),
+            line(2, "NICK bo"),
+            line(3, "NOTICE #a :<m2.1> three"),
+            line(2, "PART #a :later"),
+            line(2, "JOIN #a"),
+            line(2, "PRIVMSG cyd :<m1.2> four"),
+            Input::Closed { conn: ConnId(1) },
+            line(3, "QUIT :bye"),
+            Input::Shutdown,
+        ])
+    }
+
+    #[test]
+    fn irc_members_are_owed_their_rooms_in_irc() {
+        let log = irc_rooms_trace();
+        let mut coverage = Coverage::default();
+        for conn in 1..=3 {
+            let irc = conn != 1;
+            let (written, _) = sent_to(&log, conn);
+            let judged = judge_as(&log, conn, &written, true, irc, &mut coverage);
+            assert_eq!(judged, Ok(()), "c{conn}");
+            let half = &written[..written.len() / 2];
+            let judged = judge_as(&log, conn, half, false, irc, &mut Coverage::default());
+            assert_eq!(judged, Ok(()), "c{conn}");
+        }
+        // Messages, joins, parts, a disconnect, a rename, all matched.
+        let [messages, joined, parted, disconnected, _, _, renamed] = coverage.room_lines;
+        assert!(messages >= 4 && joined >= 6 && parted >= 2, "{coverage:?}");
+        assert!(disconnected >= 3 && renamed >= 3, "{coverage:?}");
+        // bob misses cyd's JOIN, or sees ann's QUIT twice: guarantee 10.
+        let (written, _) = sent_to(&log, 2);
+        let text = String::from_utf8(written).unwrap();
+        let join = ":cyd!cyd@chinwag JOIN #a\r\n";
+        assert!(text.contains(join) && text.contains(" QUIT :disconnected\r\n"));
+        let missed = text.replacen(join, "", 1);
+        let judged = judge_as(
+            &log,
+            2,
+            missed.as_bytes(),
+            true,
+            true,
+            &mut Coverage::default(),
+        );
+        assert!(judged.is_err(), "{text}");
+        let quit = ":ann!ann@chinwag QUIT :disconnected\r\n";
+        let twice = text.replacen(quit, &format!("{quit}{quit}"), 1);
+        let judged = judge_as(
+            &log,
+            2,
+            twice.as_bytes(),
+            true,
+            true,
+            &mut Coverage::default(),
+        );
+        assert!(judged.is_err(), "{text}");
     }
 
     #[test]
