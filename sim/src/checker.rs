@@ -233,7 +233,7 @@ pub struct Coverage {
 }
 
 /// What the sweep's summary counts of IRC sessions.
-pub const IRC_KINDS: [&str; 8] = [
+pub const IRC_KINDS: [&str; 9] = [
     "IRC connections checked",
     "CAP LS processed",
     "registrations (001)",
@@ -242,6 +242,7 @@ pub const IRC_KINDS: [&str; 8] = [
     "client PINGs answered (PONG)",
     "server PINGs sent",
     "server PINGs answered by a PONG",
+    "final sessions in IRC checked to the shutdown",
 ];
 
 /// The kinds of room line a client receives, as a sweep's summary names
@@ -358,8 +359,9 @@ pub fn check(scenario: &Scenario, records: &Records) -> Result<Coverage, Failure
                 final_sessions[connection.client] = true;
                 if !judged.refused_after_healing()? {
                     welcomed[connection.client] = true;
-                    let max_line = scenario.config.max_line;
-                    coverage.typed_into_shutdown += judged.complete_after_healing(max_line)?;
+                    coverage.typed_into_shutdown +=
+                        judged.complete_after_healing(judged.max_line(scenario))?;
+                    coverage.irc[8] += usize::from(connection.irc);
                 }
             }
             Role::FinalNeverLogin => {
@@ -1798,8 +1800,19 @@ impl Judged<'_> {
     fn complete_after_healing(&self, max_line: usize) -> Result<usize, Failure> {
         let last_read = self.connection.reads.last().map(|&(_, line)| line);
         let written = &self.log.written;
-        let welcome = format!("welcome {}\n", final_name(self.connection.client));
-        if !written.starts_with(welcome.as_bytes()) {
+        let name = final_name(self.connection.client);
+        let welcomed = if self.connection.irc {
+            // Its first line but CAP's replies is `001` to its name.
+            let lines = written.split_inclusive(|&b| b == b'\n');
+            let cap = format!(":{} CAP ", irc::SERVER);
+            let first = lines
+                .map(|line| String::from_utf8_lossy(line))
+                .find(|line| !line.starts_with(&cap));
+            first.is_some_and(|line| irc::read(&line) == Some(Heard::Welcome(&name)))
+        } else {
+            written.starts_with(format!("welcome {name}\n").as_bytes())
+        };
+        if !welcomed {
             let what = format!(
                 "final session not welcomed; the broker sent {:?}",
                 line_at(written, 0)

@@ -592,10 +592,13 @@ impl Client {
             .phases
             .send_until
             .saturating_sub(FINAL_LAST_TRY);
+        // On the IRC port, as often as a churn session.
+        let irc = self.chance(self.scenario.irc.session);
+        let port = if irc { IRC_PORT } else { PORT };
         let mut attempts = 0;
         while attempts < FINAL_ATTEMPTS {
             attempts += 1;
-            let Some(stream) = self.connect().await else {
+            let Some(stream) = self.connect_to(port).await else {
                 alarms::sleep(Duration::from_millis(500)).await;
                 continue;
             };
@@ -603,7 +606,10 @@ impl Client {
                 continue;
             };
             let conn = self.recorder.connected(self.index, local, Role::Final);
-            if self.final_connection(stream, conn, &name).await == FinalEnd::Done {
+            if irc {
+                self.recorder.speaks_irc(conn);
+            }
+            if self.final_connection(stream, conn, &name, irc).await == FinalEnd::Done {
                 return;
             }
             if now() >= last_try {
@@ -617,8 +623,15 @@ impl Client {
         self.note("final session: could not connect");
     }
 
-    /// One connection of the final session.
-    async fn final_connection(&self, stream: TcpStream, conn: usize, name: &str) -> FinalEnd {
+    /// One connection of the final session, in IRC if `irc` (which does
+    /// not type into the shutdown).
+    async fn final_connection(
+        &self,
+        stream: TcpStream,
+        conn: usize,
+        name: &str,
+        irc: bool,
+    ) -> FinalEnd {
         let (reader, mut writer) = stream.into_split();
         let (replies, mut inbox) = mpsc::unbounded_channel();
         let ended = Rc::new(Ended::default());
@@ -646,35 +659,51 @@ impl Client {
                     Err(_) => {}
                 }
             }
-            let line = self.terminate(name);
-            if !self.write(&mut writer, conn, &line, Pace::FinalLogin).await {
-                return FinalEnd::Done;
-            }
-            let Some(reply) = self.reply(&mut inbox).await else {
-                return FinalEnd::Done;
-            };
-            if closing(&reply) {
-                self.note(&format!("k{conn} refused: {reply:?}"));
-                return FinalEnd::Refused;
+            if irc {
+                if let Some(end) = self
+                    .irc_final_login(&mut writer, conn, name, &mut inbox)
+                    .await
+                {
+                    return end;
+                }
+            } else {
+                let line = self.terminate(name);
+                if !self.write(&mut writer, conn, &line, Pace::FinalLogin).await {
+                    return FinalEnd::Done;
+                }
+                let Some(reply) = self.reply(&mut inbox).await else {
+                    return FinalEnd::Done;
+                };
+                if closing(&reply) {
+                    self.note(&format!("k{conn} refused: {reply:?}"));
+                    return FinalEnd::Refused;
+                }
             }
             alarms::sleep(FINAL_SETTLE).await;
             let rooms = self.final_rooms();
             for room in &rooms {
-                let line = self.terminate(&format!("/join {room}"));
+                let line = if irc {
+                    format!("JOIN {room}\r\n").into_bytes()
+                } else {
+                    self.terminate(&format!("/join {room}"))
+                };
                 if !self.write(&mut writer, conn, &line, Pace::Final).await {
                     return FinalEnd::Done;
                 }
             }
             let send_until = self.scenario.phases.send_until;
             while now() < send_until {
-                let bytes = self.final_message(name, &rooms);
+                let mut bytes = self.final_message(name, &rooms);
+                if irc {
+                    bytes = irc_privmsg(&bytes);
+                }
                 if !self.write(&mut writer, conn, &bytes, Pace::Final).await {
                     return FinalEnd::Done;
                 }
                 let pause = self.random(|rng| rng.random_range(50..=600));
                 alarms::sleep(Duration::from_millis(pause)).await;
             }
-            if self.hostile().typist.on(self.index) {
+            if !irc && self.hostile().typist.on(self.index) {
                 self.recorder.mark_owed(conn);
                 self.type_through_shutdown(&mut writer, conn, name, &rooms, &ended)
                     .await;
@@ -1417,6 +1446,40 @@ impl Client {
         }
     }
 
+    /// A final session's registration as `name`: `None` once welcomed
+    /// (`001`), else how the connection ends (refused: `ERROR`).
+    async fn irc_final_login(
+        &self,
+        writer: &mut OwnedWriteHalf,
+        conn: usize,
+        name: &str,
+        inbox: &mut mpsc::UnboundedReceiver<String>,
+    ) -> Option<FinalEnd> {
+        let mut lines = format!("NICK {name}\r\nUSER {name} 0 * :final\r\n");
+        if self.chance(self.scenario.irc.cap) {
+            lines = format!("CAP LS 302\r\n{lines}CAP END\r\n");
+        }
+        if !self
+            .write(writer, conn, lines.as_bytes(), Pace::FinalLogin)
+            .await
+        {
+            return Some(FinalEnd::Done);
+        }
+        loop {
+            let Some(reply) = self.reply(inbox).await else {
+                return Some(FinalEnd::Done);
+            };
+            let line = format!("{reply}\n");
+            if let Some(Heard::Welcome(_)) = irc::read(&line) {
+                return None;
+            }
+            if irc_closing(&line) {
+                self.note(&format!("k{conn} refused: {reply:?}"));
+                return Some(FinalEnd::Refused);
+            }
+        }
+    }
+
     /// Learns from every line the server has sent since the last action
     /// (its own nick and rooms) and answers each `PING` of the server's
     /// with `PONG`; false if the answer could not be written.
@@ -1509,6 +1572,16 @@ impl Client {
             .collect();
         format!("{command} {} :{id} irc {filler}\r\n", targets.join(",")).into_bytes()
     }
+}
+
+/// A line-protocol message line, `dests: text`, as IRC's `PRIVMSG dests
+/// :text` with CR LF (the simulated clients' destinations hold no `:`).
+fn irc_privmsg(line: &[u8]) -> Vec<u8> {
+    let line = String::from_utf8_lossy(line);
+    let line = line.trim_end_matches(['\r', '\n']);
+    let (dests, text) = line.split_once(": ").unwrap_or((line, ""));
+    let targets: Vec<&str> = dests.split(',').map(str::trim).collect();
+    format!("PRIVMSG {} :{text}\r\n", targets.join(",")).into_bytes()
 }
 
 /// Whether `line` (with its CR LF) is the server's `ERROR`: it is closing

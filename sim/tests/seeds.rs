@@ -27,9 +27,10 @@ use chinwag_sim::{alarms, replay_command, run, run_every_tick};
 /// queues; 38 cuts a slow consumer (rare since a full queue pauses its
 /// senders and is cut only after the slow timeout; 70 and 181 did before
 /// IRC sessions shifted what they do); 75 has a burster, 70 and 205
-/// fan-out lines; 89 sends an unknown command; 29, 38, 70, 181, 205 and
-/// 250 have IRC sessions.
-const SEEDS: [u64; 13] = [29, 34, 37, 38, 70, 75, 89, 181, 204, 205, 234, 250, 290];
+/// fan-out lines; 89 sends an unknown command, 57 fills a room; 29, 38,
+/// 57, 70, 181, 205 and 250 have IRC sessions, all but 250 an IRC final
+/// session too.
+const SEEDS: [u64; 14] = [29, 34, 37, 38, 57, 70, 75, 89, 181, 204, 205, 234, 250, 290];
 
 /// Reads one count off a seed's coverage.
 type Count = fn(&Coverage) -> usize;
@@ -51,7 +52,7 @@ fn fixed_seeds_keep_every_guarantee() {
     }
     // Every timer a host set was on the driver's list (see alarms.rs).
     assert_eq!(alarms::missed(), 0);
-    let closes: [(&str, Count); 27] = [
+    let closes: [(&str, Count); 28] = [
         ("a reset the server caused, checked", |c| c.server_resets),
         ("a reset of the client's own doing", |c| c.client_resets),
         ("a sender paused", |c| c.pauses),
@@ -85,6 +86,7 @@ fn fixed_seeds_keep_every_guarantee() {
         ("an IRC registration", |c| c.irc[2]),
         ("an IRC PRIVMSG or NOTICE", |c| c.irc[3]),
         ("a delivery an IRC client received", |c| c.irc[4]),
+        ("an IRC final session", |c| c.irc[8]),
     ];
     for (what, count) in closes {
         let seeds = reached.iter().filter(|c| count(c) > 0).count();
