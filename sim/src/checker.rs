@@ -460,8 +460,7 @@ pub fn check_log(
         },
         None => log,
     };
-    let checked = quits_last(checked);
-    if let Err(violation) = guarantees::check_all(&checked) {
+    if let Err(violation) = guarantees::check_all(checked) {
         let detail = format!("{name} step #{}: {}", violation.step, violation.detail);
         let broken = Broken::Guarantee(violation.guarantee);
         return Err(failure(broken, detail, line(violation.step)));
@@ -478,54 +477,6 @@ pub fn check_log(
             Err(failure(Broken::Protocol, detail, line(index)))
         }
     }
-}
-
-/// `log` with the room news each IRC `QUIT` sends to others moved before
-/// the quitter's close, for the guarantee checks. A QUIT is the one line that
-/// closes its own sender, and the broker (like the model) closes it before
-/// it tells the quitter's rooms; `Observed` (`tests/model/trace.rs`) then
-/// counts the closed quitter as a sender whose line holds a member's queue
-/// past `max_queue`, which it can never be paused for, and guarantee 9
-/// fails (seeds 38, 90, 183 and 186 of the first sweep with IRC). Only the
-/// sends after the close move, to just before it; resumes the close allows
-/// stay after it (moving the close to the end instead failed seeds 1003485
-/// and 1003624: a resume before the close that freed it). The order of
-/// outputs to different connections within a step is the shell's business,
-/// not the protocol's (`reference::per_connection`); a member's send now
-/// comes before a resume of the same member in the same step, which
-/// changes nothing it is owed. The model is compared on the log as logged.
-fn quits_last(log: &Trace) -> std::borrow::Cow<'_, Trace> {
-    let is_quit = |output: &Output| {
-        matches!(
-            output,
-            Output::Close {
-                reason: CloseReason::Quit,
-                ..
-            }
-        )
-    };
-    if !log.steps.iter().flat_map(|step| &step.outputs).any(is_quit) {
-        return std::borrow::Cow::Borrowed(log);
-    }
-    let mut log = log.clone();
-    for step in &mut log.steps {
-        let Input::Line { conn: sender, .. } = step.input else {
-            continue;
-        };
-        let quit = |output: &Output| matches!(output, Output::Close { conn, reason: CloseReason::Quit, .. } if *conn == sender);
-        let Some(at) = step.outputs.iter().position(quit) else {
-            continue;
-        };
-        let after = step.outputs.split_off(at);
-        let (sends, rest): (Vec<Output>, Vec<Output>) = after
-            .into_iter()
-            // A send to the quitter after its close stays there, to be
-            // caught (guarantee 4).
-            .partition(|output| matches!(output, Output::Send { conn, .. } if *conn != sender));
-        step.outputs.extend(sends);
-        step.outputs.extend(rest);
-    }
-    std::borrow::Cow::Owned(log)
 }
 
 /// How many message lines the broker processed: non-blank, well-formed
