@@ -410,12 +410,7 @@ impl Client {
         );
         let steady = matches!(reading, Reading::Steady { .. });
         let script = self.script(writer, conn, &mut inbox, &logged_in, steady);
-        let (reader, script) = (std::pin::pin!(reader), std::pin::pin!(script));
-        if let Either::Left((Ending::Graceful | Ending::Closed, reader)) =
-            select(script, reader).await
-        {
-            let _ = alarms::timeout(CLOSE_WAIT, reader).await;
-        }
+        script_then_linger(script, reader).await;
     }
 
     /// Logs in, acts, then closes.
@@ -1333,12 +1328,7 @@ impl Client {
             self.recorder.clone(),
         );
         let script = self.irc_script(writer, conn, &mut inbox);
-        let (reader, script) = (std::pin::pin!(reader), std::pin::pin!(script));
-        if let Either::Left((Ending::Graceful | Ending::Closed, reader)) =
-            select(script, reader).await
-        {
-            let _ = alarms::timeout(CLOSE_WAIT, reader).await;
-        }
+        script_then_linger(script, reader).await;
     }
 
     /// Registers, acts, then quits or closes.
@@ -1601,6 +1591,20 @@ fn catch_up(me: &mut Me, inbox: &mut mpsc::UnboundedReceiver<String>) {
 /// Reads until the stream ends, recording every byte, passing each
 /// complete line to `replies` (the login waits on them) and telling `ended`
 /// at the end.
+/// Runs a session's `script` while its `reader` reads; when the script
+/// ends by closing its side, the reader goes on for at most `CLOSE_WAIT`,
+/// to read what the server still sends before it closes too.
+async fn script_then_linger(
+    script: impl Future<Output = Ending>,
+    reader: impl Future<Output = ()>,
+) {
+    let (reader, script) = (std::pin::pin!(reader), std::pin::pin!(script));
+    if let Either::Left((Ending::Graceful | Ending::Closed, reader)) = select(script, reader).await
+    {
+        let _ = alarms::timeout(CLOSE_WAIT, reader).await;
+    }
+}
+
 async fn read(
     reader: OwnedReadHalf,
     conn: usize,

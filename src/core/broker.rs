@@ -42,7 +42,7 @@ use hashbrown::HashMap;
 
 use crate::codec::Frame;
 use crate::config::Config;
-use crate::news::{self, Dialect, News, Shared};
+use crate::news::{Dialect, News, Shared};
 use crate::protocol::{self, Command, Departure, ErrorReply, Line};
 use crate::time::Time;
 
@@ -415,7 +415,7 @@ impl Broker {
             None
         };
         if let Some((error, reason)) = refusal {
-            self.tell_and_close(conn, &error, reason, out);
+            self.tell_and_close(conn, &mut Shared::new(News::Error(&error)), reason, out);
         }
     }
 
@@ -776,15 +776,16 @@ impl Broker {
         // In connection id order: hash order must not reach the outputs.
         let mut open: Vec<ConnId> = self.connections.keys().copied().collect();
         open.sort_unstable();
+        let mut notice = Shared::new(News::Error(&ErrorReply::ShuttingDown));
         for conn in open {
             // Everyone leaves every room at once: one line per membership,
             // rather than one per member that leaves before it.
             let rooms = self.connections[&conn].rooms.clone();
             for room in rooms {
-                self.tell_if_fits(conn, News::EveryoneLeft { room: &room }, out);
+                let news = &mut Shared::new(News::EveryoneLeft { room: &room });
+                self.tell_if_fits(conn, news, out);
             }
-            let notice = ErrorReply::ShuttingDown;
-            self.tell_and_close(conn, &notice, CloseReason::ShuttingDown, out);
+            self.tell_and_close(conn, &mut notice, CloseReason::ShuttingDown, out);
         }
     }
 
@@ -838,9 +839,9 @@ impl Broker {
         let expired = take_expired(deadlines, &mut self.connections, self.now, |connection| {
             connection.login_deadline = None
         });
+        let mut notice = Shared::new(News::Error(&ErrorReply::LoginTimedOut));
         for conn in expired {
-            let notice = ErrorReply::LoginTimedOut;
-            self.tell_and_close(conn, &notice, CloseReason::LoginTimeout, out);
+            self.tell_and_close(conn, &mut notice, CloseReason::LoginTimeout, out);
         }
     }
 
@@ -851,22 +852,23 @@ impl Broker {
     fn tell_and_close(
         &mut self,
         conn: ConnId,
-        notice: &ErrorReply,
+        notice: &mut Shared<'_>,
         reason: CloseReason,
         out: &mut Vec<Output>,
     ) {
-        self.tell_if_fits(conn, News::Error(notice), out);
+        self.tell_if_fits(conn, notice, out);
         self.close(conn, reason, out);
     }
 
     /// Tells `conn` `notice` if it fits within `max_queue`: a notice no
-    /// line caused has no sender to pause, so it never goes past.
-    fn tell_if_fits(&mut self, conn: ConnId, notice: News<'_>, out: &mut Vec<Output>) {
+    /// line caused has no sender to pause, so it never goes past. Shared,
+    /// so that closing every connection renders it once per dialect.
+    fn tell_if_fits(&mut self, conn: ConnId, notice: &mut Shared<'_>, out: &mut Vec<Output>) {
         let Some(connection) = self.connections.get(&conn) else {
             return;
         };
         let recipient = connection.name.as_deref().unwrap_or("*");
-        let Some(line) = news::render(&notice, connection.dialect, recipient) else {
+        let Some(line) = notice.render(connection.dialect, recipient) else {
             return;
         };
         if connection.queued + line.len() <= self.max_queue {

@@ -108,21 +108,9 @@ pub fn is_valid_room(room: &str) -> bool {
     room.strip_prefix('#').is_some_and(is_valid_name)
 }
 
-/// A room as written, in NFC, if it is `#` and a valid name (the IRC front
-/// end reads channels with this).
-pub fn parse_room(room: &str) -> Option<Cow<'_, str>> {
-    canonical_room(room)
-}
-
-/// A destination as written, in NFC, if it is a valid name or room (the
-/// IRC front end reads message targets with this).
-pub fn parse_destination(destination: &str) -> Option<Cow<'_, str>> {
-    canonical_destination(destination)
-}
-
 /// A room as written (already trimmed), in NFC, if it is `#` and a valid
-/// name.
-fn canonical_room(trimmed: &str) -> Option<Cow<'_, str>> {
+/// name. The IRC front end reads channels with it too.
+pub fn parse_room(trimmed: &str) -> Option<Cow<'_, str>> {
     let name = trimmed.strip_prefix('#')?;
     match canonical_name(name)? {
         Cow::Borrowed(_) => Some(Cow::Borrowed(trimmed)),
@@ -132,9 +120,10 @@ fn canonical_room(trimmed: &str) -> Option<Cow<'_, str>> {
 
 /// A destination as written (already trimmed), in NFC: a room if it starts
 /// with `#`, a name otherwise. The two never collide: a name holds no `#`.
-fn canonical_destination(trimmed: &str) -> Option<Cow<'_, str>> {
+/// The IRC front end reads message targets with it too.
+pub fn parse_destination(trimmed: &str) -> Option<Cow<'_, str>> {
     if trimmed.starts_with('#') {
-        canonical_room(trimmed)
+        parse_room(trimmed)
     } else {
         canonical_name(trimmed)
     }
@@ -206,7 +195,7 @@ pub fn parse_message(line: &str) -> Result<Message<'_>, MessageError> {
         if dest.is_empty() {
             return Err(MessageError::EmptyDestination);
         }
-        let dest = canonical_destination(dest).ok_or(MessageError::InvalidDestination)?;
+        let dest = parse_destination(dest).ok_or(MessageError::InvalidDestination)?;
         destinations.push(dest);
     }
     let text = text.trim();
@@ -252,15 +241,9 @@ pub fn parse_command(line: &str) -> Result<Command<'_>, CommandError> {
     let word = words.next().unwrap_or_default();
     let arguments: Vec<&str> = words.collect();
     let (usage, make): (&'static str, fn(&str) -> Option<Command<'_>>) = match word {
-        "/join" => ("/join <room>", |room| {
-            canonical_room(room).map(Command::Join)
-        }),
-        "/part" => ("/part <room>", |room| {
-            canonical_room(room).map(Command::Part)
-        }),
-        "/names" => ("/names <room>", |room| {
-            canonical_room(room).map(Command::Names)
-        }),
+        "/join" => ("/join <room>", |room| parse_room(room).map(Command::Join)),
+        "/part" => ("/part <room>", |room| parse_room(room).map(Command::Part)),
+        "/names" => ("/names <room>", |room| parse_room(room).map(Command::Names)),
         "/nick" => ("/nick <name>", |name| Some(Command::Nick(name))),
         "/rooms" if arguments.is_empty() => return Ok(Command::Rooms),
         "/rooms" => return Err(CommandError::Usage("/rooms")),
@@ -478,21 +461,19 @@ pub fn render_renamed(old: &str, new: &str) -> Line {
 
 /// `names <room>: <name> <name> ...\n`, the names as given.
 pub fn render_names<'a>(room: &str, names: impl IntoIterator<Item = &'a str>) -> Line {
-    let mut text = format!("names {room}:");
-    for name in names {
-        text.push(' ');
-        text.push_str(name);
-    }
-    text.push('\n');
-    Line::from(text)
+    render_list(format!("names {room}:"), names)
 }
 
 /// `rooms: <room> <room> ...\n`, the rooms as given (`rooms:` for none).
 pub fn render_rooms<'a>(rooms: impl IntoIterator<Item = &'a str>) -> Line {
-    let mut text = String::from("rooms:");
-    for room in rooms {
+    render_list(String::from("rooms:"), rooms)
+}
+
+/// `head`, then each of `items` after a space, then LF.
+fn render_list<'a>(mut text: String, items: impl IntoIterator<Item = &'a str>) -> Line {
+    for item in items {
         text.push(' ');
-        text.push_str(room);
+        text.push_str(item);
     }
     text.push('\n');
     Line::from(text)

@@ -80,7 +80,8 @@ impl Broker {
             // Any line proves the client is there; a PONG says no more.
             Command::Pong => {}
             Command::Quit => {
-                self.tell_and_close(conn, &ErrorReply::Quit, CloseReason::Quit, out);
+                let notice = &mut Shared::new(News::Error(&ErrorReply::Quit));
+                self.tell_and_close(conn, notice, CloseReason::Quit, out);
             }
             Command::Other(word) if word.eq_ignore_ascii_case("PASS") => {}
             _ if !registered => self.irc_numeric(conn, "451", &[], "You have not registered", out),
@@ -465,9 +466,9 @@ impl Broker {
             Some(members) => (mask, members.iter().copied().collect()),
             None => ("*", self.holders.get(mask).copied().into_iter().collect()),
         };
+        let me = self.connections[&conn].name.clone().expect("registered");
         for member in members {
             let name = self.connections[&member].name.clone().expect("logged in");
-            let me = self.connections[&conn].name.clone().expect("registered");
             let text = format!("0 {name}");
             let reply = Reply::new(IRC_SERVER, "352")
                 .param(&me)
@@ -550,8 +551,8 @@ impl Broker {
                     self.irc_pings.insert((at, conn));
                 }
                 None => {
-                    let notice = ErrorReply::PingTimeout;
-                    self.tell_and_close(conn, &notice, CloseReason::PingTimeout, out);
+                    let notice = &mut Shared::new(News::Error(&ErrorReply::PingTimeout));
+                    self.tell_and_close(conn, notice, CloseReason::PingTimeout, out);
                 }
             }
         }
